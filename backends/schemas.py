@@ -1,0 +1,109 @@
+"""JSON schemas of each target resource's resource args.
+
+Kept apart from the backend modules and free of SDK imports, so the core can
+validate queue configs and the TUI can build forms on any machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ENV: dict[str, Any] = {
+    "type": "object",
+    "description": "Extra environment variables for the job",
+    "additionalProperties": {"type": "string"},
+}
+
+LOCAL_PROCESS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "env": _ENV,
+        "timeout_s": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Stop the run after this many seconds",
+        },
+    },
+}
+
+DOCKER: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "cpus": {"type": "number", "exclusiveMinimum": 0, "description": "CPU limit, e.g. 1.5"},
+        "memory": {
+            "type": "string",
+            "pattern": r"^[0-9]+[bkmgBKMG]?$",
+            "description": "Memory limit, e.g. 512m or 4g",
+        },
+        "gpus": {
+            "anyOf": [{"type": "integer", "minimum": 0}, {"const": "all"}],
+            "description": "Number of GPUs, or 'all'",
+        },
+        "shm_size": {
+            "type": "string",
+            "pattern": r"^[0-9]+[bkmgBKMG]?$",
+            "description": "Size of /dev/shm, e.g. 1g",
+        },
+        "env": _ENV,
+        "network": {
+            "type": "string",
+            "enum": ["none", "host", "bridge"],
+            "description": "Container network mode",
+        },
+        "volumes": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^[^:]+:/[^:]*(:(ro|rw))?$"},
+            "description": "HOST:CONTAINER[:ro|rw] mounts (only if the queue allows volumes)",
+        },
+        "timeout_s": {"type": "integer", "minimum": 1, "description": "Stop after N seconds"},
+    },
+}
+
+KUBERNETES: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "namespace": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+        "cpu": {"type": "string", "description": "CPU request, e.g. 500m or 2"},
+        "memory": {"type": "string", "description": "Memory request, e.g. 2Gi"},
+        "gpus": {"type": "integer", "minimum": 0},
+        "node_selector": {"type": "object", "additionalProperties": {"type": "string"}},
+        "service_account": {"type": "string"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "env": _ENV,
+        "backoff_limit": {"type": "integer", "minimum": 0},
+    },
+}
+
+SAGEMAKER: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "role_arn": {"type": "string", "pattern": r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"},
+        "instance_type": {"type": "string", "pattern": r"^ml\.[a-z0-9]+\.[a-z0-9]+$"},
+        "instance_count": {"type": "integer", "minimum": 1},
+        "volume_size_gb": {"type": "integer", "minimum": 1},
+        "max_runtime_s": {"type": "integer", "minimum": 1},
+        "region": {"type": "string"},
+        "output_s3_uri": {"type": "string", "pattern": r"^s3://.+"},
+        "env": _ENV,
+    },
+}
+
+VERTEX: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "project": {"type": "string"},
+        "location": {"type": "string"},
+        "machine_type": {"type": "string"},
+        "accelerator_type": {"type": "string"},
+        "accelerator_count": {"type": "integer", "minimum": 0},
+        "replica_count": {"type": "integer", "minimum": 1},
+        "service_account": {"type": "string"},
+        "staging_bucket": {"type": "string", "pattern": r"^gs://.+"},
+        "env": _ENV,
+    },
+}

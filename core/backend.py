@@ -1,0 +1,108 @@
+"""The contract between the agent and target resources (see DESIGN.md, "Backends").
+
+Backends live in the top-level `backends` package and are found through
+`core.registry`, so core never imports a cloud SDK until a queue needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from core.model import LogStream, RunSpec, RunState
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """What a backend needs to find a submitted run again; stored on the run as JSON."""
+
+    backend: str
+    run_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "run_id": self.run_id, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunHandle:
+        return cls(backend=d["backend"], run_id=d["run_id"], data=d.get("data", {}))
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A backend's view of a run. `state` is one of starting, running or a terminal state."""
+
+    state: RunState
+    reason: str | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    stream: LogStream
+    text: str  # one line, without its trailing newline
+    ts: float
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a builder made of a job version."""
+
+    image: str | None = None  # the image to run, for container backends
+    cached: bool = False  # True when nothing had to be built
+    commit: str | None = None  # the resolved commit of a git job
+    details: dict[str, Any] = field(default_factory=dict)  # backend-specific (venv python, …)
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """Where a backend or builder may keep files, and its settings section."""
+
+    home: Path
+    artifacts: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def snapshot_dir(self, digest: str) -> Path:
+        return self.artifacts / "code" / digest
+
+    @property
+    def work_dir(self) -> Path:
+        return self.home / "work"
+
+
+BuildLog = Callable[[str], Awaitable[None]]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    resource_schema: dict[str, Any]
+
+    async def submit(self, spec: RunSpec) -> RunHandle:
+        """Start the run. Idempotent on spec.run_id: a second call returns the same run."""
+        ...
+
+    async def status(self, handle: RunHandle) -> RunStatus: ...
+
+    def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
+        """Log lines from the start of the run; with follow, until the run ends."""
+        ...
+
+    async def cancel(self, handle: RunHandle, grace_s: float) -> None:
+        """Ask the run to stop; kill it if it has not stopped after grace_s."""
+        ...
+
+    async def find(self, run_id: str) -> RunHandle | None:
+        """Re-attach after an agent restart: the run's handle if it was ever submitted."""
+        ...
+
+
+@runtime_checkable
+class Builder(Protocol):
+    name: str
+
+    async def build(self, spec: RunSpec, log: BuildLog) -> BuildResult:
+        """Make the job version runnable on the target (image, venv, checkout)."""
+        ...

@@ -1,0 +1,37 @@
+"""Typed errors. Each carries one user-facing sentence naming the field and the rule."""
+
+from __future__ import annotations
+
+
+class LaunchError(Exception):
+    """Base class: `str(err)` is a complete sentence fit to show a user."""
+
+    exit_code = 1
+
+
+class NotFound(LaunchError):
+    """An unknown project, job, alias, version, queue, item, run or agent."""
+
+
+class ValidationError(LaunchError):
+    """Input that breaks a rule; the message names the field and the rule."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConflictError(LaunchError):
+    """The operation does not fit the current state (e.g. cancelling a finished run)."""
+
+
+class StoreError(LaunchError):
+    """The database is unusable: not ours, newer than this program, unreachable."""
+
+
+class BackendError(LaunchError):
+    """A target resource refused or failed an operation."""
+
+
+class BuildError(LaunchError):
+    """Turning a job version into something runnable failed."""
