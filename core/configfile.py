@@ -1,0 +1,109 @@
+"""Reading config files (JSON, YAML or TOML) and `key=value` assignments."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.errors import ValidationError
+
+
+def load_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Load a JSON, YAML or TOML file whose top level is a mapping."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValidationError(f"{what}: {p} does not exist or is not a file.", field=what)
+    text = p.read_text(encoding="utf-8", errors="replace")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            data = parse_mapping_text(text, what, str(p))
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        detail = str(exc).splitlines()[0]
+        raise ValidationError(
+            f"{what}: {p} is not valid {suffix.lstrip('.').upper()} ({detail}).", field=what
+        ) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValidationError(
+            f"{what}: {p} must hold a mapping of keys to values at the top level, "
+            f"not a {type(data).__name__}.",
+            field=what,
+        )
+    return data
+
+
+def parse_mapping_text(text: str, what: str, where: str = "text") -> dict[str, Any]:
+    """Parse text of unknown format: JSON first, then TOML, then YAML."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                detail = str(exc).splitlines()[0]
+                raise ValidationError(
+                    f"{what}: {where} is not valid JSON, TOML or YAML ({detail}).", field=what
+                ) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValidationError(f"{what}: {where} must hold a mapping at the top level.", field=what)
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """`5` -> 5, `0.1` -> 0.1, `true` -> True, `[1,2]` -> [1, 2], otherwise the string."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, (dict, list, int, float, bool)) or value is None:
+        return value
+    return text
+
+
+def parse_assignments(pairs: list[str] | tuple[str, ...], option: str) -> dict[str, Any]:
+    """Turn `a.b=1` style assignments into a nested mapping."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValidationError(
+                f"{option}: '{pair}' must have the form key=value.", field=option
+            )
+        target = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            nxt = target.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ValidationError(f"{option}: '{key}' conflicts with an earlier value.")
+            target = nxt
+        target[parts[-1]] = parse_value(raw)
+    return out
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else in `override` replaces what `base` had."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

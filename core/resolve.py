@@ -1,0 +1,302 @@
+"""Resolution of what runs: config and resource args, each failure naming field and rule.
+
+effective config   = job defaults ⊕ item overrides, checked against the job's input schema
+effective resource = queue defaults ⊕ item overrides (where the queue allows them),
+                     template variables substituted after their values are checked,
+                     then macros filled in, then checked against the backend's schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import jsonschema
+
+from core import registry
+from core.configfile import deep_merge
+from core.errors import ValidationError
+from core.model import QueueConfig
+
+TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+MACRO_RE = re.compile(r"\$\{([a-z_]+)\}")
+MACROS = ("run_id", "project_name", "image_uri", "queue_name")
+_VAR_TYPES = {"integer", "number", "string", "boolean"}
+QUEUE_CONFIG_KEYS = {
+    "resource_args",
+    "template_variables",
+    "allow_overrides",
+    "env",
+    "wandb_mode",
+    "base_image",
+    "allow_volumes",
+}
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _path(prefix: str, error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join([prefix, *parts]) if parts else prefix
+
+
+def _rule(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        known = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
+        return f"unknown field {', '.join(repr(e) for e in extra)} (known fields: {known})"
+    if error.validator == "anyOf":
+        return f"{json.dumps(error.instance)} matches none of the allowed forms"
+    return error.message
+
+
+def validate(instance: Any, schema: dict[str, Any], prefix: str) -> None:
+    """Raise ValidationError for the first (deepest, most specific) violation."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (list(e.absolute_path), e.message))
+    if errors:
+        err = jsonschema.exceptions.best_match(errors) or errors[0]
+        field = _path(prefix, err)
+        raise ValidationError(f"{field}: {_rule(err)}.", field=field)
+
+
+def effective_config(
+    defaults: dict[str, Any], overrides: dict[str, Any], schema: dict[str, Any]
+) -> dict[str, Any]:
+    config = deep_merge(defaults, overrides)
+    validate(config, schema, "config")
+    return config
+
+
+def parse_queue_config(resource: str, raw: dict[str, Any]) -> QueueConfig:
+    """Validate a queue config mapping (from a file or a form) and build a QueueConfig."""
+    unknown = sorted(set(raw) - QUEUE_CONFIG_KEYS)
+    if unknown:
+        raise ValidationError(
+            f"queue config: unknown key {', '.join(repr(u) for u in unknown)} "
+            f"(known keys: {', '.join(sorted(QUEUE_CONFIG_KEYS))}).",
+            field=unknown[0],
+        )
+    resource_args = raw.get("resource_args") or {}
+    if not isinstance(resource_args, dict):
+        raise ValidationError("resource_args: must be a mapping.", field="resource_args")
+    variables = raw.get("template_variables") or {}
+    if not isinstance(variables, dict):
+        raise ValidationError("template_variables: must be a mapping.", field="template_variables")
+    for name, schema in variables.items():
+        _check_variable(name, schema)
+    used = set(_template_names(resource_args))
+    undeclared = sorted(used - set(variables))
+    if undeclared:
+        raise ValidationError(
+            f"resource_args: template variable '{undeclared[0]}' is used but not declared in "
+            "template_variables.",
+            field="resource_args",
+        )
+    allow = raw.get("allow_overrides", False)
+    if isinstance(allow, list):
+        if not all(isinstance(a, str) for a in allow):
+            raise ValidationError("allow_overrides: must be true, false or a list of arg names.")
+        allow_value: bool | tuple[str, ...] = tuple(allow)
+    elif isinstance(allow, bool):
+        allow_value = allow
+    else:
+        raise ValidationError(
+            "allow_overrides: must be true, false or a list of resource arg names.",
+            field="allow_overrides",
+        )
+    env = raw.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ValidationError("env: must be a mapping of names to string values.", field="env")
+    mode = raw.get("wandb_mode", "offline")
+    if mode not in WANDB_MODES:
+        raise ValidationError(
+            f"wandb_mode: '{mode}' must be one of {', '.join(WANDB_MODES)}.", field="wandb_mode"
+        )
+    extra = {k: raw[k] for k in ("base_image", "allow_volumes") if k in raw}
+    config = QueueConfig(
+        resource_args=resource_args,
+        template_variables=variables,
+        allow_overrides=allow_value,
+        env={str(k): v for k, v in env.items()},
+        wandb_mode=mode,
+        extra=extra,
+    )
+    # The defaults, with each variable at its default (or an example value), must be valid.
+    sample = {n: _sample_value(s) for n, s in variables.items()}
+    args = substitute_templates(resource_args, sample)
+    validate(fill_macros(args, _placeholder_macros()), registry.resource_schema(resource),
+             "resource_args")
+    return config
+
+
+def _check_variable(name: str, schema: Any) -> None:
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+        raise ValidationError(
+            f"template_variables: '{name}' must be a valid identifier.", field="template_variables"
+        )
+    field = f"template_variables.{name}"
+    if not isinstance(schema, dict):
+        raise ValidationError(f"{field}: must be a JSON schema mapping.", field=field)
+    if schema.get("type") not in _VAR_TYPES and "enum" not in schema:
+        raise ValidationError(
+            f"{field}: needs a type (integer, number, string or boolean) or an enum.", field=field
+        )
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ValidationError(f"{field}: not a valid JSON schema ({exc.message}).") from exc
+    if "default" in schema:
+        validate(schema["default"], schema, f"{field}.default")
+
+
+def _sample_value(schema: dict[str, Any]) -> Any:
+    if "default" in schema:
+        return schema["default"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    t = schema.get("type")
+    if t in ("integer", "number"):
+        lo = schema.get("minimum", schema.get("exclusiveMinimum", 0))
+        return lo + 1 if "exclusiveMinimum" in schema else lo
+    if t == "boolean":
+        return False
+    return "x"
+
+
+def _template_names(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return TEMPLATE_RE.findall(value)
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _template_names(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _template_names(v)]
+    return []
+
+
+def substitute_templates(value: Any, values: dict[str, Any]) -> Any:
+    """`"{{gpus}}"` becomes the typed value; `"a-{{x}}"` interpolates as text."""
+    if isinstance(value, str):
+        whole = TEMPLATE_RE.fullmatch(value.strip())
+        if whole:
+            return values[whole.group(1)]
+        return TEMPLATE_RE.sub(lambda m: str(values[m.group(1)]), value)
+    if isinstance(value, dict):
+        return {k: substitute_templates(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_templates(v, values) for v in value]
+    return value
+
+
+def fill_macros(value: Any, macros: dict[str, str]) -> Any:
+    """Replace `${run_id}` and friends; macros not in `macros` stay as they are."""
+    if isinstance(value, str):
+        return MACRO_RE.sub(lambda m: macros.get(m.group(1), m.group(0)), value)
+    if isinstance(value, dict):
+        return {k: fill_macros(v, macros) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill_macros(v, macros) for v in value]
+    return value
+
+
+def _placeholder_macros() -> dict[str, str]:
+    return {"run_id": "run00000", "project_name": "project", "image_uri": "image:latest",
+            "queue_name": "queue"}
+
+
+def check_template_values(config: QueueConfig, values: dict[str, Any]) -> dict[str, Any]:
+    """Every given value is declared and fits its schema; missing ones take defaults."""
+    declared = config.template_variables
+    for name in values:
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise ValidationError(
+                f"template variable '{name}' is not declared by the queue (declared: {known}).",
+                field=name,
+            )
+    out: dict[str, Any] = {}
+    for name, schema in declared.items():
+        if name in values:
+            value = values[name]
+            # CLI values arrive as text; accept "4" for an integer variable.
+            if isinstance(value, str) and schema.get("type") in ("integer", "number"):
+                value = _coerce_number(value, schema["type"])
+            validate(value, schema, f"template variable '{name}'")
+            out[name] = value
+        elif "default" in schema:
+            out[name] = schema["default"]
+        else:
+            raise ValidationError(
+                f"template variable '{name}' needs a value (-v {name}=…); it has no default.",
+                field=name,
+            )
+    return out
+
+
+def _coerce_number(text: str, kind: str) -> Any:
+    try:
+        return int(text) if kind == "integer" else float(text)
+    except ValueError:
+        return text
+
+
+def effective_resource_args(
+    resource: str,
+    queue_name: str,
+    config: QueueConfig,
+    overrides: dict[str, Any],
+    template_values: dict[str, Any],
+    macros: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return (resource args, template values used) or raise naming the field and rule."""
+    if overrides:
+        allow = config.allow_overrides
+        if allow is False:
+            raise ValidationError(
+                f"resource_args: queue '{queue_name}' does not allow resource overrides "
+                "(its config sets allow_overrides: false).",
+                field="resource_args",
+            )
+        if isinstance(allow, tuple):
+            refused = sorted(set(overrides) - set(allow))
+            if refused:
+                raise ValidationError(
+                    f"resource_args.{refused[0]}: queue '{queue_name}' allows overriding only "
+                    f"{', '.join(allow) or 'nothing'}.",
+                    field=f"resource_args.{refused[0]}",
+                )
+    values = check_template_values(config, template_values)
+    args = substitute_templates(deep_merge(config.resource_args, overrides), values)
+    args = fill_macros(args, macros or _placeholder_macros())
+    validate(fill_macros(args, _placeholder_macros()), registry.resource_schema(resource),
+             "resource_args")
+    return args, values
+
+
+def job_environment(
+    *,
+    run_id: str,
+    project: str,
+    job: str,
+    version: int,
+    config: dict[str, Any],
+    queue_config: QueueConfig,
+) -> dict[str, str]:
+    """Environment for the job, the way W&B Launch sets it, plus our own helper's."""
+    config_json = json.dumps(config, sort_keys=True)
+    env = dict(queue_config.env)
+    env.update(
+        {
+            "WANDB_CONFIG": config_json,
+            "WANDB_RUN_ID": run_id,
+            "WANDB_PROJECT": project,
+            "WANDB_NAME": f"{job}-v{version}-{run_id}",
+            "WANDB_LAUNCH": "True",
+            "WANDB_MODE": queue_config.wandb_mode,
+            "LAUNCH_TUI_RUN_ID": run_id,
+            "LAUNCH_TUI_CONFIG": config_json,
+            "LAUNCH_TUI_PROJECT": project,
+            "LAUNCH_TUI_JOB": f"{job}:v{version}",
+        }
+    )
+    return env

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core tables and engine set-up for SQLite and PostgreSQL."""

@@ -1,0 +1,158 @@
+"""Row -> snapshot conversion, and the joined selects that feed it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from core.model import (
+    Agent,
+    AgentStatus,
+    ErrorStage,
+    ItemState,
+    JobKind,
+    JobVersion,
+    LogLine,
+    LogStream,
+    MetricRecord,
+    Priority,
+    Queue,
+    QueueConfig,
+    QueueItem,
+    Run,
+    RunState,
+)
+from core.store.schema import items, jobs, queues, runs
+
+
+def queue_config(raw: dict[str, Any]) -> QueueConfig:
+    allow = raw.get("allow_overrides", False)
+    return QueueConfig(
+        resource_args=raw.get("resource_args", {}),
+        template_variables=raw.get("template_variables", {}),
+        allow_overrides=tuple(allow) if isinstance(allow, list) else bool(allow),
+        env=raw.get("env", {}),
+        wandb_mode=raw.get("wandb_mode", "offline"),
+        extra={k: raw[k] for k in ("base_image", "allow_volumes") if k in raw},
+    )
+
+
+def to_queue(row: Any, pending: int = 0) -> Queue:
+    return Queue(
+        project=row.project,
+        name=row.name,
+        resource=row.resource,
+        config=queue_config(row.config),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        pending=pending,
+    )
+
+
+def to_version(project: str, job: str, row: Any, aliases: tuple[str, ...]) -> JobVersion:
+    spec = row.spec
+    return JobVersion(
+        project=project,
+        job=job,
+        kind=JobKind(spec["kind"]),
+        version=row.version,
+        digest=row.digest,
+        entrypoint=tuple(spec["entrypoint"]),
+        source=spec["source"],
+        environment=spec["environment"],
+        config_defaults=spec["config_defaults"],
+        input_schema=spec["input_schema"],
+        aliases=aliases,
+        created_at=row.created_at,
+    )
+
+
+def item_select() -> Select[Any]:
+    return select(
+        items,
+        queues.c.name.label("queue_name"),
+        queues.c.project.label("project"),
+        jobs.c.name.label("job_name"),
+    ).select_from(items.join(queues, items.c.queue_id == queues.c.id).join(
+        jobs, items.c.job_id == jobs.c.id))
+
+
+def to_item(row: Any, position: int | None = None) -> QueueItem:
+    return QueueItem(
+        id=row.id,
+        project=row.project,
+        queue=row.queue_name,
+        job=row.job_name,
+        version=row.version,
+        config_overrides=row.config_overrides,
+        resource_overrides=row.resource_overrides,
+        template_values=row.template_values,
+        priority=Priority.from_rank(row.priority),
+        state=ItemState(row.state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        leased_by=row.leased_by,
+        lease_expires=row.lease_expires,
+        run_id=row.run_id,
+        error_stage=ErrorStage(row.error_stage) if row.error_stage else None,
+        error_message=row.error_message,
+        position=position,
+    )
+
+
+def run_select() -> Select[Any]:
+    return select(
+        runs,
+        queues.c.name.label("queue_name"),
+        queues.c.project.label("project"),
+        jobs.c.name.label("job_name"),
+    ).select_from(runs.join(queues, runs.c.queue_id == queues.c.id).join(
+        jobs, runs.c.job_id == jobs.c.id))
+
+
+def to_run(row: Any) -> Run:
+    return Run(
+        id=row.id,
+        item_id=row.item_id,
+        project=row.project,
+        queue=row.queue_name,
+        job=row.job_name,
+        version=row.version,
+        agent=row.agent,
+        state=RunState(row.state),
+        spec=row.spec,
+        handle=row.handle,
+        timestamps=row.timestamps,
+        exit_code=row.exit_code,
+        error_stage=ErrorStage(row.error_stage) if row.error_stage else None,
+        error_message=row.error_message,
+        reason=row.reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def to_agent(row: Any) -> Agent:
+    return Agent(
+        name=row.name,
+        queues=tuple(row.queues),
+        project=row.project,
+        status=AgentStatus(row.status),
+        max_jobs=row.max_jobs,
+        running=row.running,
+        heartbeat_at=row.heartbeat_at,
+        started_at=row.started_at,
+        host=row.host,
+        pid=row.pid,
+    )
+
+
+def to_log(row: Any) -> LogLine:
+    return LogLine(id=row.id, run_id=row.run_id, ts=row.ts, stream=LogStream(row.stream),
+                   text=row.text)
+
+
+def to_metric(row: Any) -> MetricRecord:
+    # "values" is a column name, read through the mapping to avoid any attribute clash.
+    return MetricRecord(run_id=row.run_id, step=row.step, ts=row.ts, values=row._mapping["values"])

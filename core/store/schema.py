@@ -1,0 +1,175 @@
+"""The database schema. Bump SCHEMA_VERSION with every change and add a migration."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+SCHEMA_VERSION = 1
+APP_MARKER = "launch-tui"
+
+metadata = MetaData()
+
+meta = Table(
+    "launch_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), ForeignKey("projects.name"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("project", "name"),
+)
+
+job_versions = Table(
+    "job_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("job_id", "version"),
+    UniqueConstraint("job_id", "digest"),
+)
+
+job_aliases = Table(
+    "job_aliases",
+    metadata,
+    Column("job_id", Integer, ForeignKey("jobs.id"), primary_key=True),
+    Column("alias", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+queues = Table(
+    "queues",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project", String(128), ForeignKey("projects.name"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("resource", String(32), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("project", "name"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("queue_id", Integer, ForeignKey("queues.id"), nullable=False),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("config_overrides", JSON, nullable=False),
+    Column("resource_overrides", JSON, nullable=False),
+    Column("template_values", JSON, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("leased_by", String(128)),
+    Column("lease_expires", Float),
+    Column("run_id", String(16)),
+    Column("error_stage", String(16)),
+    Column("error_message", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_items_claim", "queue_id", "state", "priority", "id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("item_id", Integer, ForeignKey("items.id"), nullable=False, unique=True),
+    Column("queue_id", Integer, ForeignKey("queues.id"), nullable=False),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("agent", String(128)),
+    Column("state", String(16), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("handle", JSON),
+    Column("timestamps", JSON, nullable=False),
+    Column("exit_code", Integer),
+    Column("error_stage", String(16)),
+    Column("error_message", Text),
+    Column("reason", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_runs_state", "state"),
+    Index("ix_runs_agent", "agent", "state"),
+)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(16), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("stream", String(8), nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_run_logs_run", "run_id", "id"),
+)
+
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(16), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("values", JSON, nullable=False),
+    Index("ix_run_metrics_run", "run_id", "id"),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("project", String(128), nullable=False),
+    Column("queues", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("max_jobs", Integer, nullable=False),
+    Column("running", Integer, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_events_kind", "kind", "seq"),
+    # Sequence numbers must never be reused: subscribers tail by "seq > last seen".
+    sqlite_autoincrement=True,
+)
