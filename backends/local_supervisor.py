@@ -1,0 +1,317 @@
+"""Supervisor of one local-process run: `python -m backends.local_supervisor RUN_DIR`.
+
+The agent starts this small process in its own session, so the job outlives an
+agent that is killed (even with SIGKILL): everything the agent later needs is a
+file in RUN_DIR, written here.
+
+    launch.json      what to run (argv, cwd, env, timeout), written by the backend
+    supervisor.json  this process's pid and /proc start time, once it owns the run
+    job.json         the job's pid, process group and start time
+    output.jsonl     one JSON object per output line: {"ts", "stream", "text"}
+    cancel.json      written by the backend when the run is cancelled
+    exit.json        how the job ended, written atomically as the very last step
+
+Only the standard library is used, so the supervisor starts fast and works in
+any interpreter that can run the agent. Memory stays bounded whatever the job
+prints: output is read in chunks and very long lines are split.
+"""
+
+from __future__ import annotations
+
+import codecs
+import fcntl
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+LAUNCH = "launch.json"
+SUPERVISOR = "supervisor.json"
+SUPERVISOR_LOCK = "supervisor.lock"
+JOB = "job.json"
+OUTPUT = "output.jsonl"
+CANCEL = "cancel.json"
+EXIT = "exit.json"
+
+READ_CHUNK = 64 * 1024
+# A line longer than this is recorded as several records, so neither this
+# process nor a log reader ever holds an unbounded line in memory.
+MAX_LINE_CHARS = 64 * 1024
+FLUSH_EVERY_S = 0.1
+# After the job's main process exits, how long its leftover children may keep
+# the output pipes open before the whole process group is killed.
+LEFTOVER_GRACE_S = 2.0
+DRAIN_AFTER_KILL_S = 3.0
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Readers see either no file or the whole file, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot, or None if it is gone or a zombie.
+
+    Together with the pid this names a process uniquely, so a recycled pid is
+    never mistaken for the job.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def is_alive(pid: int, start_time: int | None) -> bool:
+    if not Path("/proc").is_dir():  # not Linux: best effort
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    current = proc_start_time(pid)
+    return current is not None and (start_time is None or current == start_time)
+
+
+class _LineSink:
+    """Turns one stream's bytes into timestamped JSON-line records in the output file."""
+
+    def __init__(self, name: str, out: BinaryIO) -> None:
+        self.name = name
+        self.out = out
+        # Incremental decoding keeps multi-byte characters split across reads
+        # intact; undecodable bytes become U+FFFD instead of failing.
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.partial = ""
+
+    def feed(self, data: bytes) -> None:
+        text = self.partial + self.decoder.decode(data)
+        *lines, self.partial = text.split("\n")
+        now = time.time()
+        for line in lines:
+            self._emit(line.removesuffix("\r"), now)
+        while len(self.partial) > MAX_LINE_CHARS:
+            self._emit(self.partial[:MAX_LINE_CHARS], now)
+            self.partial = self.partial[MAX_LINE_CHARS:]
+
+    def close(self) -> None:
+        self.partial += self.decoder.decode(b"", final=True)
+        if self.partial:
+            self._emit(self.partial, time.time())
+            self.partial = ""
+
+    def _emit(self, text: str, ts: float) -> None:
+        while len(text) > MAX_LINE_CHARS:
+            self._write(text[:MAX_LINE_CHARS], ts)
+            text = text[MAX_LINE_CHARS:]
+        self._write(text, ts)
+
+    def _write(self, text: str, ts: float) -> None:
+        record = {"ts": round(ts, 6), "stream": self.name, "text": text}
+        self.out.write(json.dumps(record, ensure_ascii=False).encode("utf-8", "replace"))
+        self.out.write(b"\n")
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.launch: dict[str, Any] = json.loads((run_dir / LAUNCH).read_text())
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.terminate_requested = False
+
+    def signal_job(self, sig: int) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def cancelled(self) -> bool:
+        return (self.run_dir / CANCEL).exists()
+
+    def write_exit(self, **fields: Any) -> None:
+        record = {
+            "exit_code": None,
+            "signal": None,
+            "timed_out": False,
+            "timeout_s": self.launch.get("timeout_s"),
+            "cancelled": self.cancelled(),
+            "error": None,
+            "ended_at": time.time(),
+            **fields,
+        }
+        write_json_atomic(self.run_dir / EXIT, record)
+
+    def run(self) -> None:
+        if self.cancelled():
+            self.write_exit(cancelled=True)
+            return
+        argv: list[str] = self.launch["argv"]
+        out_path = self.run_dir / OUTPUT
+        with open(out_path, "ab", buffering=READ_CHUNK) as out:
+            try:
+                self.proc = subprocess.Popen(
+                    argv,
+                    cwd=self.launch["cwd"],
+                    env=self.launch["env"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    # Its own process group: cancel and timeout signal the job
+                    # and every process it started, and nothing else.
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as exc:
+                message = (
+                    f"entrypoint: '{' '.join(argv)}' cannot start: "
+                    f"{exc.strerror or exc} ({exc.filename or argv[0]})."
+                )
+                _LineSink("stderr", out)._emit(message, time.time())
+                out.flush()
+                self.write_exit(exit_code=127, error=message)
+                return
+            write_json_atomic(
+                self.run_dir / JOB,
+                {
+                    "pid": self.proc.pid,
+                    "pgid": self.proc.pid,
+                    "start_time": proc_start_time(self.proc.pid),
+                    "started_at": time.time(),
+                },
+            )
+            if self.cancelled():  # cancel raced with the start
+                self.signal_job(signal.SIGTERM)
+            timed_out = self._pump(out)
+        code = self.proc.wait()
+        if code < 0:
+            self.write_exit(exit_code=128 - code, signal=-code, timed_out=timed_out)
+        else:
+            self.write_exit(exit_code=code, timed_out=timed_out)
+
+    def _pump(self, out: BinaryIO) -> bool:
+        """Copy the job's output until both pipes close; enforce the timeout. True if it hit."""
+        assert self.proc is not None and self.proc.stdout and self.proc.stderr
+        timeout_s = self.launch.get("timeout_s")
+        kill_grace_s = float(self.launch.get("timeout_grace_s", 10.0))
+        started = time.monotonic()
+        timed_out = False
+        kill_at: float | None = None
+        leader_gone_at: float | None = None
+        group_killed_at: float | None = None
+        last_flush = started
+
+        sel = selectors.DefaultSelector()
+        for pipe, name in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr")):
+            os.set_blocking(pipe.fileno(), False)
+            sel.register(pipe.fileno(), selectors.EVENT_READ, (pipe, _LineSink(name, out)))
+
+        while sel.get_map():
+            for key, _ in sel.select(FLUSH_EVERY_S):
+                pipe, sink = key.data
+                try:
+                    data = os.read(key.fd, READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                if data:
+                    sink.feed(data)
+                else:
+                    sink.close()
+                    sel.unregister(key.fd)
+                    pipe.close()
+            now = time.monotonic()
+            if now - last_flush >= FLUSH_EVERY_S:
+                out.flush()
+                last_flush = now
+
+            if self.terminate_requested:
+                self.terminate_requested = False
+                self.signal_job(signal.SIGTERM)
+            if timeout_s and not timed_out and now - started >= timeout_s:
+                timed_out = True
+                self.signal_job(signal.SIGTERM)
+                kill_at = now + kill_grace_s
+            if kill_at is not None and now >= kill_at:
+                self.signal_job(signal.SIGKILL)
+                kill_at = None
+
+            if leader_gone_at is None and self.proc.poll() is not None:
+                leader_gone_at = now
+            if leader_gone_at is not None and group_killed_at is None:
+                if now - leader_gone_at >= LEFTOVER_GRACE_S:
+                    # Children left behind keep the pipes open; a run ends with
+                    # its main process, so they go too.
+                    self.signal_job(signal.SIGKILL)
+                    group_killed_at = now
+            if group_killed_at is not None and now - group_killed_at >= DRAIN_AFTER_KILL_S:
+                break  # something escaped the group and holds the pipe; stop waiting
+        for key in list(sel.get_map().values()):
+            pipe, sink = key.data
+            sink.close()
+            pipe.close()
+        sel.close()
+        out.flush()
+        return timed_out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m backends.local_supervisor RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    # The lock is held for the supervisor's lifetime: a second supervisor for
+    # the same run (a retried submit) finds it taken and leaves.
+    lock_fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0
+    if (run_dir / SUPERVISOR).exists():
+        return 0  # the run was supervised before (and that supervisor has gone): never rerun
+    write_json_atomic(
+        run_dir / SUPERVISOR,
+        {"pid": os.getpid(), "start_time": proc_start_time(os.getpid()), "started_at": time.time()},
+    )
+    sup = Supervisor(run_dir)
+
+    def on_term(signum: int, frame: object) -> None:
+        sup.terminate_requested = True  # forwarded to the job from the pump loop
+
+    signal.signal(signal.SIGTERM, on_term)
+    # Terminal hang-ups and Ctrl-C aimed at the agent are not for the job.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        sup.run()
+    except Exception as exc:
+        if not (run_dir / EXIT).exists():
+            if sup.proc is not None and sup.proc.poll() is None:
+                sup.signal_job(signal.SIGKILL)
+                sup.proc.wait()
+            sup.write_exit(error=f"the local-process supervisor failed: {exc!r}")
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
