@@ -79,6 +79,9 @@ async def test_non_zero_exit_fails_with_its_code(lp: Harness) -> None:
     handle = await lp.start(script("import sys; print('bye'); sys.exit(3)"), "python main.py")
     status = await lp.wait(handle)
     assert (status.state, status.exit_code, status.reason) == (RunState.FAILED, 3, "exit code 3")
+    # Cancelling a run that has already ended changes nothing.
+    await lp.backend.cancel(handle, grace_s=1)
+    assert await lp.backend.status(handle) == status
 
 
 async def test_job_killed_by_a_signal_names_it(lp: Harness) -> None:
