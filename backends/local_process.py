@@ -145,7 +145,8 @@ class LocalEnvBuilder:
         if spec.kind == JobKind.GIT:
             from backends.git_source import checkout  # only git jobs need it
 
-            commit = await checkout(str(spec.source["url"]), spec.source.get("ref"), src, log)
+            ref = spec.source.get("ref") or None  # "" means the remote's default branch
+            commit = await checkout(str(spec.source["url"]), ref, src, log)
             await log(f"source: checked out {commit[:12]}")
             return commit
         raise BuildError(f"job: jobs of kind '{spec.kind}' cannot run on the local-process target.")
@@ -435,8 +436,8 @@ class LocalProcessBackend:
         Returns once the run has ended: at most about grace_s plus a few seconds.
         """
         run_dir = run_dir_for(self.ctx, handle.run_id)
-        if (run_dir / sv.EXIT).exists():
-            return
+        if (await asyncio.to_thread(_status_of, run_dir)).state.terminal:
+            return  # ended already (or never started): nothing to stop
         if not (run_dir / sv.CANCEL).exists():
             # Written before any signal, so the supervisor records the exit as cancelled.
             await asyncio.to_thread(

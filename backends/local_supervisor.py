@@ -183,8 +183,9 @@ class Supervisor:
                     close_fds=True,
                 )
             except OSError as exc:
+                shown = " ".join(self.launch.get("entrypoint") or argv)
                 message = (
-                    f"entrypoint: '{' '.join(argv)}' cannot start: "
+                    f"entrypoint: '{shown}' cannot start: "
                     f"{exc.strerror or exc} ({exc.filename or argv[0]})."
                 )
                 _LineSink("stderr", out)._emit(message, time.time())
@@ -288,11 +289,13 @@ def main(argv: list[str]) -> int:
         return 0
     if (run_dir / SUPERVISOR).exists():
         return 0  # the run was supervised before (and that supervisor has gone): never rerun
+    # Read what to run before claiming the run: an unreadable launch record
+    # fails here, and the submit that started us reports it.
+    sup = Supervisor(run_dir)
     write_json_atomic(
         run_dir / SUPERVISOR,
         {"pid": os.getpid(), "start_time": proc_start_time(os.getpid()), "started_at": time.time()},
     )
-    sup = Supervisor(run_dir)
 
     def on_term(signum: int, frame: object) -> None:
         sup.terminate_requested = True  # forwarded to the job from the pump loop

@@ -209,6 +209,28 @@ async def test_a_missing_executable_is_refused_at_submit(lp: Harness) -> None:
         await lp.backend.submit(built)
 
 
+async def test_an_entrypoint_that_fails_to_exec_fails_the_run_with_the_reason(lp: Harness) -> None:
+    # Passes the submit checks (the file exists and is executable), but its
+    # interpreter does not: the supervisor records why it could not start.
+    digest = lp.snapshot({"run.sh": "#!/nonexistent/interpreter\necho hi\n"})
+    (lp.ctx.snapshot_dir(digest) / "run.sh").chmod(0o755)
+    built, _ = await lp.build(lp.spec("./run.sh --fast", source={"snapshot": digest}))
+    handle = await lp.backend.submit(built)
+    status = await lp.wait(handle)
+    assert status.state == RunState.FAILED
+    assert status.exit_code == 127
+    assert status.reason is not None
+    assert status.reason.startswith("entrypoint: './run.sh --fast' cannot start: ")
+    chunks = await lp.logs(handle)
+    assert [(c.stream, c.text) for c in chunks] == [(LogStream.STDERR, status.reason)]
+
+
+async def test_cancelling_a_run_that_never_started_returns_at_once(lp: Harness) -> None:
+    handle = lp.backend._handle("never-started")
+    await lp.backend.cancel(handle, grace_s=5)
+    assert (await lp.backend.status(handle)).state == RunState.CRASHED
+
+
 async def test_a_run_survives_its_agent_killed_with_sigkill(lp: Harness) -> None:
     spec = lp.spec(
         "python main.py",
