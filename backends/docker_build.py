@@ -42,6 +42,8 @@ JOB_UID = 1000
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _NAME_BAD = re.compile(r"[^a-z0-9._-]+")
 _NAME_SEPS = re.compile(r"[._-]{2,}")
+# The classic builder paints a step's stderr red; logs and messages want plain text.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -584,7 +586,7 @@ class DockerBuilder:
                 pending += str(msg["stream"])
                 *lines, pending = pending.split("\n")
                 for line in lines:
-                    line = line.rstrip("\r")
+                    line = _ANSI.sub("", line).rstrip("\r")
                     if not line.strip():
                         continue
                     m = _STEP.match(line)
@@ -596,12 +598,13 @@ class DockerBuilder:
                     await log(line)
             elif "error" in msg:
                 if pending.strip():
+                    pending = _ANSI.sub("", pending)
                     step_output.append(pending.strip())
                     await log(pending.rstrip())
                 detail = msg.get("errorDetail", {}).get("message") or msg["error"]
                 raise BuildError(_build_failure(step, str(detail), step_output))
         if pending.strip():
-            await log(pending.rstrip())
+            await log(_ANSI.sub("", pending).rstrip())
 
     async def _push(self, client: docker.DockerClient, tag: str, log: BuildLog) -> str:
         import docker

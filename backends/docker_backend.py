@@ -1,0 +1,340 @@
+"""Runs on the local Docker daemon: one container per run, named after the run.
+
+The container is the record: its name (`launch-tui-<run_id>`) makes submission
+idempotent and lets a restarted agent find the run again; it is not removed
+when the job ends, so the exit code, the OOM flag and the logs survive until
+the agent calls `cleanup()`. Whether a run was cancelled is the one fact
+Docker does not keep, so `cancel()` leaves a marker file in the run's work dir.
+
+The docker SDK is blocking: every call runs in a thread, and log streams are
+read by a dedicated thread into a bounded queue (see `iterate_in_thread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import shutil
+import signal
+import struct
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backends.docker_build import connect, iterate_in_thread
+from backends.schemas import DOCKER
+from core.backend import BackendContext, LogChunk, RunHandle, RunStatus
+from core.errors import BackendError, ValidationError
+from core.model import JobKind, LogStream, RunSpec, RunState
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+LABEL_RUN = "launch-tui.run_id"
+LABEL_MEMORY = "launch-tui.memory"  # the limit as the user wrote it, for the OOM message
+_NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
+_STREAMS = {1: LogStream.STDOUT, 2: LogStream.STDERR}
+_ACTIVE = {"created", "running", "paused", "restarting"}
+
+
+def container_name(run_id: str) -> str:
+    return "launch-tui-" + _NAME_BAD.sub("-", run_id)
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n}b"
+
+
+def _exit_reason(code: int, error: str) -> str:
+    if code > 128:
+        try:
+            why = f"killed by signal {signal.Signals(code - 128).name} (exit code {code})"
+        except ValueError:
+            why = f"exit code {code}"
+    else:
+        why = f"exit code {code}"
+    return f"{why}: {error}" if error else why
+
+
+def _parse_ts(stamp: str) -> float:
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return 0.0
+
+
+class DockerBackend:
+    """The `docker` target resource."""
+
+    name = "docker"
+    resource_schema: dict[str, Any] = DOCKER
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+        self._client: docker.DockerClient | None = None
+        self._client_lock = asyncio.Lock()
+
+    async def client(self) -> docker.DockerClient:
+        async with self._client_lock:
+            if self._client is None:
+                self._client = await asyncio.to_thread(connect, BackendError)
+            return self._client
+
+    def _marker(self, run_id: str) -> Path:
+        return self.ctx.work_dir / run_id / "cancelled"
+
+    async def _get(self, name_or_id: str) -> Container | None:
+        import docker
+
+        client = await self.client()
+        try:
+            return await asyncio.to_thread(client.containers.get, name_or_id)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise BackendError(
+                f"docker: cannot inspect container {name_or_id}: {_why(exc)}."
+            ) from exc
+
+    def _handle(self, run_id: str, container: Container) -> RunHandle:
+        return RunHandle(
+            backend=self.name,
+            run_id=run_id,
+            data={"container": container.name, "id": container.id},
+        )
+
+    # ---------------------------------------------------------------- submit
+
+    def _create_args(self, spec: RunSpec, name: str) -> dict[str, Any]:
+        args = spec.resource_args
+        image = spec.image or (spec.source.get("image") if spec.kind is JobKind.IMAGE else None)
+        if not image:
+            raise BackendError(
+                "image: the run has no image to start; the docker builder must run first."
+            )
+        if args.get("volumes") and not spec.queue_config.get("allow_volumes"):
+            raise ValidationError(
+                f"resource_args.volumes: mounting host paths is not allowed by queue "
+                f"'{spec.queue}' (set allow_volumes in its config).",
+                field="resource_args.volumes",
+            )
+        labels = {
+            LABEL_RUN: spec.run_id,
+            "launch-tui.project": spec.project,
+            "launch-tui.queue": spec.queue,
+            "launch-tui.job": f"{spec.job}:v{spec.version}",
+        }
+        kwargs: dict[str, Any] = {
+            "image": image,
+            "command": list(spec.entrypoint) or None,
+            "name": name,
+            "labels": labels,
+            "environment": {**spec.env, **(args.get("env") or {})},
+            # No network unless the queue asks: jobs cannot reach anything by default.
+            "network_mode": args.get("network", "none"),
+            # docker-init (tini) as PID 1 forwards SIGTERM to the job and reaps zombies.
+            "init": True,
+            "detach": True,
+        }
+        if args.get("cpus"):
+            kwargs["nano_cpus"] = int(float(args["cpus"]) * 1e9)
+        if args.get("memory"):
+            kwargs["mem_limit"] = args["memory"]
+            kwargs["memswap_limit"] = args["memory"]  # no swap: over the limit means OOM
+            labels[LABEL_MEMORY] = str(args["memory"])
+        if args.get("shm_size"):
+            kwargs["shm_size"] = args["shm_size"]
+        gpus = args.get("gpus")
+        if gpus:
+            from docker.types import DeviceRequest
+
+            count = -1 if gpus == "all" else int(gpus)
+            kwargs["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+        if args.get("volumes"):
+            kwargs["volumes"] = list(args["volumes"])
+        return kwargs
+
+    async def submit(self, spec: RunSpec) -> RunHandle:
+        import docker
+
+        name = container_name(spec.run_id)
+        kwargs = self._create_args(spec, name)  # validate before touching the daemon
+        client = await self.client()
+        container = await self._get(name)
+        if container is None:
+            try:
+                container = await asyncio.to_thread(client.containers.create, **kwargs)
+            except docker.errors.ImageNotFound as exc:
+                raise BackendError(
+                    f"image: '{kwargs['image']}' is not on the Docker daemon: {_why(exc)}."
+                ) from exc
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: a concurrent submit created it first
+                    raise BackendError(
+                        f"docker: cannot create the container for run {spec.run_id}: {_why(exc)}."
+                    ) from exc
+                container = await self._get(name)
+                if container is None:
+                    raise BackendError(
+                        f"docker: container {name} vanished while submitting."
+                    ) from exc
+        if container.status == "created":
+            try:
+                await asyncio.to_thread(container.start)
+            except docker.errors.APIError as exc:
+                raise BackendError(f"docker: cannot start the job: {_why(exc)}.") from exc
+        return self._handle(spec.run_id, container)
+
+    # ---------------------------------------------------------------- status
+
+    async def status(self, handle: RunHandle) -> RunStatus:
+        name = handle.data.get("container") or container_name(handle.run_id)
+        container = await self._get(name)
+        if container is None:
+            return RunStatus(
+                RunState.CRASHED,
+                reason=f"container {name} is gone (removed outside launch-tui?)",
+            )
+        state: dict[str, Any] = container.attrs.get("State", {})
+        status = state.get("Status", "")
+        if status == "created":
+            return RunStatus(RunState.STARTING, reason="container created, not started yet")
+        if status in _ACTIVE:
+            return RunStatus(RunState.RUNNING)
+        code = int(state.get("ExitCode", -1))
+        error = str(state.get("Error") or "")
+        cancelled = await asyncio.to_thread(self._marker(handle.run_id).exists)
+        if cancelled:
+            return RunStatus(RunState.STOPPED, reason="stopped on request", exit_code=code)
+        memory = int(container.attrs.get("HostConfig", {}).get("Memory") or 0)
+        if state.get("OOMKilled") or (code == 137 and memory):
+            limit = container.labels.get(LABEL_MEMORY) or _human_bytes(memory)
+            return RunStatus(
+                RunState.FAILED,
+                reason=f"out of memory: killed by the kernel (memory limit {limit})",
+                exit_code=code,
+            )
+        if code == 0 and not error:
+            return RunStatus(RunState.FINISHED, exit_code=0)
+        return RunStatus(RunState.FAILED, reason=_exit_reason(code, error), exit_code=code)
+
+    # ---------------------------------------------------------------- logs
+
+    async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
+        """Lines from the start of the run; with follow, until the container exits."""
+        name = handle.data.get("container") or container_name(handle.run_id)
+        client = await self.client()
+        partial: dict[int, str] = {}
+        try:
+            async for stream_id, data in iterate_in_thread(
+                lambda: _open_log_frames(client, name, follow), name=f"docker-logs-{name}"
+            ):
+                stamp, _, text = data.decode("utf-8", "replace").partition(" ")
+                # Docker splits lines over 16 KiB into frames without a newline.
+                text = partial.pop(stream_id, "") + text
+                if not text.endswith("\n"):
+                    partial[stream_id] = text
+                    continue
+                stream = _STREAMS.get(stream_id, LogStream.STDERR)
+                ts = _parse_ts(stamp)
+                for line in text[:-1].split("\n"):
+                    yield LogChunk(stream=stream, text=line.rstrip("\r"), ts=ts)
+        except BackendError:
+            raise
+        except Exception as exc:
+            import docker
+
+            if isinstance(exc, docker.errors.NotFound):
+                return  # no container, no lines; status() says why
+            if isinstance(exc, docker.errors.DockerException):
+                raise BackendError(f"docker: cannot read the logs of {name}: {_why(exc)}.") from exc
+            raise
+        for stream_id, text in partial.items():
+            yield LogChunk(stream=_STREAMS.get(stream_id, LogStream.STDERR), text=text, ts=0.0)
+
+    # ---------------------------------------------------------------- cancel, find, cleanup
+
+    async def cancel(self, handle: RunHandle, grace_s: float) -> None:
+        """SIGTERM to the job (through docker-init), SIGKILL after grace_s."""
+        import docker
+
+        name = handle.data.get("container") or container_name(handle.run_id)
+        container = await self._get(name)
+        if container is None or container.status not in _ACTIVE:
+            return  # already over: its own exit status stands
+        marker = self._marker(handle.run_id)
+        await asyncio.to_thread(_touch, marker)
+        try:
+            await asyncio.to_thread(container.stop, timeout=max(0, math.ceil(grace_s)))
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise BackendError(f"docker: cannot stop container {name}: {_why(exc)}.") from exc
+
+    async def find(self, run_id: str) -> RunHandle | None:
+        container = await self._get(container_name(run_id))
+        if container is None:
+            return None
+        return self._handle(run_id, container)
+
+    async def cleanup(self, handle: RunHandle) -> None:
+        """Remove the run's container and marker, once the agent has recorded the result."""
+        import docker
+
+        name = handle.data.get("container") or container_name(handle.run_id)
+        client = await self.client()
+        try:
+            await asyncio.to_thread(client.api.remove_container, name, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise BackendError(f"docker: cannot remove container {name}: {_why(exc)}.") from exc
+        await asyncio.to_thread(shutil.rmtree, self.ctx.work_dir / handle.run_id, True)
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def _why(exc: Exception) -> str:
+    return str(getattr(exc, "explanation", None) or exc).rstrip(".")
+
+
+def _open_log_frames(
+    client: docker.DockerClient, name: str, follow: bool
+) -> Iterator[tuple[int, bytes]]:
+    """(stream id, payload) frames of a container's log, from its first line.
+
+    docker-py's `logs()` strips the frame headers that say whether a line came
+    from stdout or stderr, so this reads the multiplexed stream itself: each
+    frame is an 8-byte header (stream id, payload size) then the payload.
+    Wrapped in CancellableStream so closing it from another thread unblocks a
+    follow that is waiting for output.
+    """
+    from docker.types import CancellableStream
+
+    api = client.api
+    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow), "tail": "all"}
+    # timeout=None: a followed job may print nothing for hours.
+    res = api._get(api._url("/containers/{0}/logs", name), params=params, stream=True, timeout=None)
+    api._raise_for_status(res)
+
+    def frames() -> Iterator[tuple[int, bytes]]:
+        while True:
+            header = res.raw.read(8)
+            if len(header) < 8:
+                return
+            stream_id, size = struct.unpack(">BxxxL", header)
+            data = res.raw.read(size) if size else b""
+            if size and len(data) < size:
+                return
+            yield stream_id, data
+
+    return CancellableStream(frames(), res)
