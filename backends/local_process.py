@@ -394,6 +394,8 @@ class LocalProcessBackend:
                     f"run: the local-process supervisor exited with code {code}: {tail}"
                 )
             if time.monotonic() > deadline:
+                # Not left to start the job later behind the back of a failed submit.
+                proc.kill()
                 raise BackendError(
                     f"run: the local-process supervisor did not start within {START_TIMEOUT_S:g} s."
                 )
