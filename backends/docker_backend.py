@@ -51,12 +51,16 @@ def _human_bytes(n: int) -> str:
     return f"{n}b"
 
 
-def _exit_reason(code: int, error: str) -> str:
+def _exit_reason(code: int, error: str, command: list[str]) -> str:
     if code > 128:
         try:
             why = f"killed by signal {signal.Signals(code - 128).name} (exit code {code})"
         except ValueError:
             why = f"exit code {code}"
+    elif code in (126, 127) and command:
+        # What a shell (and docker-init) return when the program cannot be run.
+        problem = "command not found" if code == 127 else "command not executable"
+        why = f"exit code {code}: {problem}? (the entrypoint starts with '{command[0]}')"
     else:
         why = f"exit code {code}"
     return f"{why}: {error}" if error else why
@@ -222,7 +226,8 @@ class DockerBackend:
             )
         if code == 0 and not error:
             return RunStatus(RunState.FINISHED, exit_code=0)
-        return RunStatus(RunState.FAILED, reason=_exit_reason(code, error), exit_code=code)
+        command = container.attrs.get("Config", {}).get("Cmd") or []
+        return RunStatus(RunState.FAILED, reason=_exit_reason(code, error, command), exit_code=code)
 
     # ---------------------------------------------------------------- logs
 
