@@ -1,0 +1,53 @@
+"""In-process agents: started and stopped by the app, logging to the side panel.
+
+`core.agent` is imported only when an agent is started, so the TUI opens fast
+and still works in a build without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from core.errors import ConflictError, LaunchError
+from core.service import LaunchService
+
+
+class AgentUnavailable(LaunchError):
+    """This build has no in-process agent."""
+
+
+class AgentHost:
+    def __init__(self) -> None:
+        self._agents: dict[str, Any] = {}
+
+    def names(self) -> list[str]:
+        return list(self._agents)
+
+    def is_mine(self, name: str) -> bool:
+        return name in self._agents
+
+    async def start(
+        self, service: LaunchService, queues: Sequence[str], project: str | None
+    ) -> str:
+        try:
+            from core.agent import LaunchAgent
+        except ImportError as exc:
+            raise AgentUnavailable(
+                f"agent: the in-process agent is not available in this build ({exc})."
+            ) from exc
+        agent = LaunchAgent(service, list(queues), name=None, project=project, max_jobs=1)
+        if agent.name in self._agents:
+            raise ConflictError(f"agent: '{agent.name}' is already running in this app.")
+        await agent.start()
+        self._agents[agent.name] = agent
+        return str(agent.name)
+
+    async def stop(self, name: str) -> None:
+        agent = self._agents.pop(name, None)
+        if agent is not None:
+            await agent.stop()
+
+    async def stop_all(self) -> None:
+        for name in list(self._agents):
+            await self.stop(name)

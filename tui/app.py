@@ -1,0 +1,341 @@
+"""The launch-tui Textual app.
+
+The app opens the service inside its own event loop, loads a live model of the
+current project and follows the change feed: one worker pumps `subscribe()`
+into a queue, another applies whatever has arrived as one batch, so a burst of
+events costs one model update. Every service call runs in a worker and a
+`LaunchError` becomes a notification (or an inline message in a form), never a
+crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.signal import Signal
+from textual.worker import Worker, WorkerState
+
+from core.errors import LaunchError
+from core.events import Event
+from core.service import LaunchService
+from tui.agent_host import AgentHost
+from tui.commands import palette_commands
+from tui.live import Change, LiveModel
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.main import MainScreen
+from tui.state import UiState
+
+T = TypeVar("T")
+# Events handled per model update at most; a larger flood is split into batches.
+MAX_BATCH = 5000
+
+
+class LaunchApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "launch-tui"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit", tooltip="Quit (asks first if an agent runs here)"),
+        Binding("question_mark", "help", "Keys", tooltip="Show every key and what it does"),
+    ]
+
+    def __init__(
+        self,
+        store: str | None = None,
+        home: str | Path | None = None,
+        agent_queues: Sequence[str] = (),
+        project: str | None = None,
+        *,
+        service: LaunchService | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.home = home
+        self.agent_queues = list(agent_queues)
+        self.project = project
+        self.clock = clock
+        self.service: LaunchService | None = service
+        self._owns_service = service is None
+        self.model: LiveModel | None = None
+        self.agent_host = AgentHost()
+        self.ui_state = UiState(None)
+        self.status_message = ""
+        self.changes: Signal[Change] = Signal(self, "changes")
+        self.event_batches: Signal[list[Event]] = Signal(self, "event-batches")
+        self._closed = False
+
+    def now(self) -> float:
+        return self.clock()
+
+    def get_default_screen(self) -> Screen[Any]:
+        return MainScreen()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        self._open()
+
+    @work(group="open", exclusive=True, exit_on_error=False)
+    async def _open(self) -> None:
+        try:
+            if self.service is None:
+                self.service = await LaunchService.open(store=self.store, home=self.home)
+            service = self.service
+            self.ui_state = UiState(service.settings.home)
+            project = self.project or service.settings.default_project
+            # Read the feed position first, so nothing between load and follow is missed.
+            seq = await service.last_event_seq()
+            self.model = LiveModel(service, project, self.changes.publish)
+            await self.model.load()
+        except LaunchError as exc:
+            self.status_message = f"cannot open the store: {exc}"
+            self.notify(str(exc), title="Store", severity="error", timeout=30)
+            self._refresh_status()
+            return
+        self._follow(seq)
+        if self.agent_queues:
+            await self._start_agent(self.agent_queues)
+
+    @work(group="feed", exclusive=True, exit_on_error=False)
+    async def _follow(self, after: int) -> None:
+        service = self.service
+        model = self.model
+        if service is None or model is None:
+            return
+        inbox: asyncio.Queue[Event] = asyncio.Queue()
+
+        async def pump() -> None:
+            async for event in service.subscribe(after=after):
+                inbox.put_nowait(event)
+
+        pumping = asyncio.create_task(pump(), name="launch-tui-feed")
+        try:
+            while True:
+                first = await inbox.get()
+                batch = [first]
+                while not inbox.empty() and len(batch) < MAX_BATCH:
+                    batch.append(inbox.get_nowait())
+                try:
+                    await model.apply(batch)
+                except LaunchError as exc:
+                    self.notify(f"Live updates: {exc}", severity="error")
+                self.event_batches.publish(batch)
+                if pumping.done():
+                    break
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pumping
+
+    def _refresh_status(self) -> None:
+        main = self.main_screen()
+        if main is not None:
+            main.update_status()
+
+    async def on_unmount(self) -> None:
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop in-process agents, then close the store (only if this app opened it)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self.agent_host.stop_all()
+        if self.service is not None and self._owns_service:
+            with contextlib.suppress(Exception):
+                await self.service.close()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # exit_on_error=False keeps the app alive; still tell the user what broke.
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            message = str(error) if isinstance(error, LaunchError) else repr(error)
+            self.notify(message, title="Error", severity="error", timeout=10)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def call(self, awaitable: Awaitable[T], title: str = "Error") -> T | None:
+        """Await a service call; a LaunchError becomes a notification and None."""
+        try:
+            return await awaitable
+        except LaunchError as exc:
+            self.notify(str(exc), title=title, severity="error", timeout=8)
+            return None
+
+    def main_screen(self) -> MainScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        return None
+
+    def default_queue(self) -> str | None:
+        """The queue an enqueue form starts on: the last used, else the first."""
+        model = self.model
+        if model is None or not model.queue_names:
+            return None
+        last = self.ui_state.last_queue.get(model.project)
+        return last if last in model.queues else model.queue_names[0]
+
+    def remember_queue(self, queue: str) -> None:
+        if self.model is not None:
+            self.ui_state.remember_queue(self.model.project, queue)
+
+    # ------------------------------------------------------------------ actions
+
+    async def action_quit(self) -> None:
+        names = self.agent_host.names()
+        if names:
+            self._confirm_quit(names)
+            return
+        await self.shutdown()
+        self.exit()
+
+    @work(group="quit", exclusive=True, exit_on_error=False)
+    async def _confirm_quit(self, names: list[str]) -> None:
+        question = f"Stop the agent {', '.join(names)} and quit? Its runs keep going."
+        if await self.push_screen_wait(ConfirmScreen(question, "Quit", "Stay")):
+            await self.shutdown()
+            self.exit()
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from palette_commands(self, screen)
+        yield from super().get_system_commands(screen)
+
+    def open_enqueue(self, job: str, prefill: Any = None) -> None:
+        from tui.screens.enqueue import EnqueueScreen
+
+        if self.model is None or job not in self.model.jobs:
+            self.notify(f"Job '{job}' is not known.", severity="warning")
+            return
+        self.push_screen(EnqueueScreen(job, prefill=prefill), self._enqueued)
+
+    def _enqueued(self, message: str | None) -> None:
+        if message:
+            self.notify(message, title="Enqueued")
+
+    @work(group="requeue", exclusive=True, exit_on_error=False)
+    async def open_requeue(self, run_id: str) -> None:
+        from tui.screens.enqueue import Prefill
+
+        if self.service is None:
+            return
+        run = await self.call(self.service.get_run(run_id))
+        if run is None:
+            return
+        item = await self.call(self.service.get_item(run.item_id))
+        if item is None:
+            return
+        self.open_enqueue(item.job, Prefill.from_item(item, run))
+
+    def open_config_form(self, job: str) -> None:
+        from tui.screens.config import ConfigScreen
+
+        self.push_screen(ConfigScreen(job), self._notify_result)
+
+    def open_queue_form(self, queue: str | None) -> None:
+        from tui.screens.queue import QueueScreen
+
+        self.push_screen(QueueScreen(queue), self._notify_result)
+
+    def _notify_result(self, message: str | None) -> None:
+        if message:
+            self.notify(message)
+
+    @work(group="editor", exclusive=True, exit_on_error=False)
+    async def edit_config_in_editor(self, job: str) -> None:
+        from tui.editor import edit_job_config
+
+        message = await edit_job_config(self, job)
+        if message:
+            self.notify(message)
+
+    @work(group="editor", exclusive=True, exit_on_error=False)
+    async def edit_queue_in_editor(self, queue: str) -> None:
+        from tui.editor import edit_queue_config
+
+        message = await edit_queue_config(self, queue)
+        if message:
+            self.notify(message)
+
+    def open_run(self, run_id: str) -> None:
+        from tui.screens.run import RunScreen
+
+        self.push_screen(RunScreen(run_id))
+
+    async def cancel(self, target: str) -> bool:
+        if self.service is None:
+            return False
+        done = await self.call(self.service.cancel(target), title="Cancel")
+        if done:
+            self.notify(done.capitalize() + ".", title="Cancel")
+        return done is not None
+
+    def start_agent(self, queues: Sequence[str]) -> None:
+        self._start_agent_worker(list(queues))
+
+    @work(group="agent", exclusive=False, exit_on_error=False)
+    async def _start_agent_worker(self, queues: list[str]) -> None:
+        await self._start_agent(queues)
+
+    async def _start_agent(self, queues: Sequence[str]) -> None:
+        if self.service is None:
+            return
+        project = self.model.project if self.model else self.project
+        name = await self.call(self.agent_host.start(self.service, queues, project), "Agent")
+        if name:
+            self.notify(f"Agent {name} started on {', '.join(queues)}.", title="Agent")
+        self._refresh_status()
+
+    @work(group="agent-stop", exclusive=True, exit_on_error=False)
+    async def stop_agent(self, name: str) -> None:
+        question = f"Stop the agent {name}? Runs it started keep going on their backend."
+        if not await self.push_screen_wait(ConfirmScreen(question, "Stop it", "Keep it")):
+            return
+        await self.call(self.agent_host.stop(name), "Agent")
+        self.notify(f"Agent {name} stopped.", title="Agent")
+        self._refresh_status()
+
+    def switch_project(self, project: str) -> None:
+        if self.model is not None and project != self.model.project:
+            self.project = project
+            self.reload()
+
+    @work(group="open", exclusive=True, exit_on_error=False)
+    async def reload(self) -> None:
+        if self.service is None:
+            return
+        service = self.service
+        project = self.project or service.settings.default_project
+        seq = await service.last_event_seq()
+        model = LiveModel(service, project, self.changes.publish)
+        self.model = model
+        await self.call(model.load())
+        self._follow(seq)
+
+
+def run_app(
+    store: str | None = None,
+    home: str | None = None,
+    agent_queues: list[str] | None = None,
+    project: str | None = None,
+) -> None:
+    """Entry point used by `launch-tui` (no subcommand) and `launch-tui demo`."""
+    LaunchApp(store=store, home=home, agent_queues=agent_queues or [], project=project).run()

@@ -1,0 +1,118 @@
+"""Every key binding, gathered once for the help screen and the command palette.
+
+Bindings are declared where they act (app, screens, panes, widgets); this
+module walks those declarations, so help and palette can never disagree with
+the keys that actually work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from textual.binding import Binding
+from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from textual.app import App, SystemCommand
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    section: str
+    keys: tuple[str, ...]
+    description: str
+    action: str
+    owner: type[Any]
+
+
+def _bindings(cls: type[Any]) -> Iterator[Binding]:
+    for entry in cls.__dict__.get("BINDINGS", []):
+        if isinstance(entry, Binding):
+            yield entry
+        else:
+            key, action, *rest = entry
+            yield Binding(key, action, rest[0] if rest else "")
+
+
+def sections() -> list[tuple[str, type[Any]]]:
+    """(title, class) for every place that declares keys, in the order help shows them."""
+    from tui.app import LaunchApp
+    from tui.panes import PANES
+    from tui.screens.config import ConfigScreen
+    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.enqueue import EnqueueScreen
+    from tui.screens.help import HelpScreen
+    from tui.screens.main import MainScreen
+    from tui.screens.queue import QueueScreen
+    from tui.screens.run import RunScreen
+    from tui.widgets.findbar import FindBar
+    from tui.widgets.logview import LogView
+    from tui.widgets.table import LiveTable
+
+    out: list[tuple[str, type[Any]]] = [
+        ("Anywhere", LaunchApp),
+        ("Main screen", MainScreen),
+    ]
+    out += [(f"{pane.TITLE} pane", pane) for pane in PANES]
+    out += [
+        ("Any list", LiveTable),
+        ("Logs", LogView),
+        ("Filter / search bar", FindBar),
+        ("Run detail", RunScreen),
+        ("Enqueue form", EnqueueScreen),
+        ("Config form", ConfigScreen),
+        ("Queue form", QueueScreen),
+        ("Confirmation", ConfirmScreen),
+        ("Help", HelpScreen),
+    ]
+    return out
+
+
+def key_rows() -> list[KeyRow]:
+    rows = [
+        KeyRow("Anywhere", ("ctrl+p",), "Command palette: every action by name", "command_palette",
+               object),
+    ]
+    for section, cls in sections():
+        for binding in _bindings(cls):
+            keys = tuple(k.strip() for k in binding.key.split(","))
+            # The footer shows the short description; help and palette the full sentence.
+            text = binding.tooltip or binding.description
+            rows.append(KeyRow(section, keys, text, binding.action, cls))
+    return rows
+
+
+def key_display(app: App[Any], key: str) -> str:
+    return app.get_key_display(Binding(key, "", ""))
+
+
+def _runner(app: App[Any], screen: Screen[Any], row: KeyRow) -> Callable[[], Any] | None:
+    """How to run a row's action from the palette on `screen`, or None if it does not apply."""
+    from tui.app import LaunchApp
+    from tui.panes import PANES
+    from tui.screens.main import MainScreen
+
+    action = row.action
+    if row.owner is LaunchApp:
+        return partial(app.run_action, action)
+    if isinstance(screen, MainScreen) and (row.owner is MainScreen or row.owner in PANES):
+        return partial(screen.run_action, action.removeprefix("screen."))
+    if row.owner is type(screen) and isinstance(screen, Screen):
+        return partial(screen.run_action, action.removeprefix("screen."))
+    return None
+
+
+def palette_commands(app: App[Any], screen: Screen[Any]) -> Iterable[SystemCommand]:
+    from textual.app import SystemCommand
+
+    seen: set[str] = set()
+    for row in key_rows():
+        runner = _runner(app, screen, row)
+        if runner is None or row.description in seen:
+            continue
+        seen.add(row.description)
+        keys = " or ".join(key_display(app, k) for k in row.keys)
+        yield SystemCommand(row.description, f"{row.section} · key {keys}", runner)

@@ -1,0 +1,224 @@
+"""A small demo world, made only through the service: jobs, queues, items and runs.
+
+`seed_demo` is what `launch-tui demo` runs: two small code jobs, a local queue
+(and a docker queue, to show its form) and a few items for the real agent.
+`seed_showcase` adds runs in several states for the screenshots and tests,
+made by playing the agent's side of the lease protocol (claim, acknowledge,
+set_run_state, append_logs, record_metrics), so no backend is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.model import AgentStatus, ErrorStage, LogStream, Priority, RunState
+from core.service import LaunchService
+
+TRAIN_PY = '''\
+"""Toy training loop: prints progress and reports loss/accuracy per epoch."""
+import math
+import time
+
+try:
+    import launch_tui_sdk as lt
+except ImportError:  # outside launch-tui
+    lt = None
+
+defaults = {"lr": 0.01, "epochs": 5, "optimizer": "adam", "augment": True}
+config = lt.init(defaults) if lt else defaults
+print(f"training with {config}")
+for epoch in range(int(config["epochs"])):
+    loss = 2.0 * math.exp(-float(config["lr"]) * 40 * (epoch + 1))
+    print(f"epoch {epoch + 1}/{config['epochs']} loss={loss:.4f}")
+    if lt:
+        lt.log({"loss": loss, "accuracy": 1.0 - loss / 2.5})
+    time.sleep(0.5)
+print("done")
+'''
+
+EVAL_PY = '''\
+"""Toy evaluation: reads a checkpoint name and prints a score."""
+import json
+import os
+
+config = json.loads(os.environ.get("LAUNCH_TUI_CONFIG", "{}"))
+print(f"evaluating {config.get('checkpoint')} on {config.get('split')}")
+print("score=0.87")
+'''
+
+TRAIN_DEFAULTS = {"lr": 0.01, "epochs": 5, "optimizer": "adam", "augment": True}
+TRAIN_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "lr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
+               "description": "Learning rate"},
+        "epochs": {"type": "integer", "minimum": 1, "maximum": 100},
+        "optimizer": {"type": "string", "enum": ["adam", "sgd", "adamw"]},
+        "augment": {"type": "boolean", "description": "Random crops and flips"},
+    },
+    "additionalProperties": False,
+}
+EVAL_DEFAULTS = {"split": "val", "batch_size": 64, "checkpoint": "latest"}
+EVAL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "split": {"type": "string", "enum": ["val", "test"]},
+        "batch_size": {"type": "integer", "minimum": 1, "maximum": 1024},
+        "checkpoint": {"type": "string", "minLength": 1},
+    },
+    "additionalProperties": False,
+}
+LOCAL_QUEUE = {
+    "resource_args": {"timeout_s": "{{timeout}}"},
+    "template_variables": {
+        "timeout": {"type": "integer", "minimum": 10, "maximum": 86400, "default": 600,
+                    "description": "Stop the run after this many seconds"},
+    },
+}
+DOCKER_QUEUE = {
+    "resource_args": {"gpus": "{{gpus}}", "memory": "8g", "network": "none"},
+    "template_variables": {
+        "gpus": {"type": "integer", "minimum": 0, "maximum": 8, "default": 1},
+    },
+    "allow_overrides": ["memory", "cpus"],
+}
+
+
+@dataclass
+class Demo:
+    project: str
+    jobs: list[str] = field(default_factory=list)
+    queues: list[str] = field(default_factory=list)
+    runs: dict[str, str] = field(default_factory=dict)  # state -> run id
+    items: list[int] = field(default_factory=list)
+    agent: str | None = None
+
+
+def write_sources(root: Path) -> tuple[Path, Path]:
+    train = root / "train"
+    evaluate = root / "evaluate"
+    train.mkdir(parents=True, exist_ok=True)
+    evaluate.mkdir(parents=True, exist_ok=True)
+    (train / "train.py").write_text(TRAIN_PY)
+    (evaluate / "eval.py").write_text(EVAL_PY)
+    return train, evaluate
+
+
+async def seed_jobs_and_queues(service: LaunchService, root: Path) -> Demo:
+    """Two code jobs and two queues (local-process, and a docker queue for its form).
+
+    Safe to run twice: identical jobs make no new version, existing queues are kept.
+    """
+    project = service.project_or_default(None)
+    demo = Demo(project=project)
+    train, evaluate = write_sources(root)
+    existing = {q.name for q in await service.list_queues(project=project)}
+    await service.create_code_job(train, "python train.py", name="train",
+                                  config_defaults=TRAIN_DEFAULTS, input_schema=TRAIN_SCHEMA)
+    await service.create_code_job(evaluate, "python eval.py", name="evaluate",
+                                  config_defaults=EVAL_DEFAULTS, input_schema=EVAL_SCHEMA)
+    demo.jobs = ["evaluate", "train"]
+    if "local" not in existing:
+        await service.create_queue("local", "local-process", LOCAL_QUEUE)
+    if "gpu" not in existing:
+        await service.create_queue("gpu", "docker", DOCKER_QUEUE)
+    demo.queues = ["gpu", "local"]
+    return demo
+
+
+async def play_run(
+    service: LaunchService,
+    agent: str,
+    queue: str,
+    end: RunState | None,
+    *,
+    lines: list[str],
+    metrics: int = 0,
+    exit_code: int | None = None,
+    error: str | None = None,
+    ts: float = 0.0,
+) -> str:
+    """Claim the next item of `queue` as `agent` and take its run to `end` (None: running)."""
+    item = await service.claim(agent, [queue])
+    if item is None:
+        raise RuntimeError(f"nothing to claim on {queue}")
+    run = await service.acknowledge(item.id, agent)
+    await service.agent_log(agent, f"claimed item #{item.id} from {queue}", run_id=run.id)
+    await service.set_run_state(run.id, RunState.BUILDING)
+    await service.append_logs(run.id, [(ts, LogStream.BUILD, "environment ready (cached)")])
+    await service.set_run_state(run.id, RunState.RUNNING, handle={"pid": 4242})
+    await service.agent_log(agent, f"submitted run {run.id}", run_id=run.id)
+    await service.append_logs(run.id, [(ts + i, LogStream.STDOUT, text)
+                                       for i, text in enumerate(lines)])
+    if metrics:
+        await service.record_metrics(run.id, [
+            (step, ts + step, {"loss": 2.0 * math.exp(-0.4 * (step + 1)),
+                               "accuracy": 0.5 + 0.45 * (1 - math.exp(-0.5 * step))})
+            for step in range(metrics)
+        ])
+    if end is None:
+        return run.id
+    if end == RunState.FAILED:
+        await service.append_logs(run.id, [(ts + 20, LogStream.STDERR, error or "failed")])
+        await service.set_run_state(run.id, end, exit_code=exit_code, error_stage=ErrorStage.RUN,
+                                    error_message=error)
+        await service.agent_log(agent, f"run {run.id} failed: {error}", level="error",
+                                run_id=run.id)
+    else:
+        await service.set_run_state(run.id, end, exit_code=exit_code)
+        await service.agent_log(agent, f"run {run.id} {end} (exit {exit_code})", run_id=run.id)
+    return run.id
+
+
+async def seed_demo(service: LaunchService, root: Path | None = None) -> tuple[str, str]:
+    """What `launch-tui demo` seeds: jobs, queues and two items for a real agent.
+
+    Returns (project, queue to start the agent on). Sources go under the home dir.
+    """
+    root = root or service.settings.home / "demo"
+    demo = await seed_jobs_and_queues(service, root)
+    await service.enqueue("train", "local", config={"epochs": 3})
+    await service.enqueue("evaluate", "local")
+    return demo.project, "local"
+
+
+async def seed_showcase(service: LaunchService, root: Path) -> Demo:
+    """Jobs, queues, a stand-in agent, runs in several states and a few waiting items."""
+    demo = await seed_jobs_and_queues(service, root)
+    agent = "demo-agent"
+    await service.register_agent(agent, ["local"], max_jobs=4)
+    demo.agent = agent
+    epochs = [f"epoch {i}/5 loss={2.0 * math.exp(-0.4 * i):.4f}" for i in range(1, 6)]
+    await service.enqueue("train", "local")
+    demo.runs["finished"] = await play_run(
+        service, agent, "local", RunState.FINISHED, lines=["training with defaults", *epochs,
+                                                           "done"],
+        metrics=12, exit_code=0)
+    await service.enqueue("train", "local", config={"lr": 0.5})
+    demo.runs["failed"] = await play_run(
+        service, agent, "local", RunState.FAILED, lines=["training with lr=0.5",
+                                                         "epoch 1/5 loss=nan"],
+        exit_code=1, error="ValueError: loss became NaN at epoch 1")
+    await service.enqueue("evaluate", "local", config={"split": "test"})
+    demo.runs["running"] = await play_run(
+        service, agent, "local", None, lines=["evaluating latest on test", "batch 1/20"],
+        metrics=6)
+    await service.enqueue("train", "local", config={"epochs": 20}, priority=Priority.HIGH)
+    item = await service.claim(agent, ["local"])
+    assert item is not None
+    run = await service.acknowledge(item.id, agent)
+    await service.set_run_state(run.id, RunState.BUILDING)
+    demo.runs["building"] = run.id
+    for priority, config in (
+        (Priority.MEDIUM, {"epochs": 3}),
+        (Priority.CRITICAL, {"lr": 0.001}),
+        (Priority.LOW, {}),
+    ):
+        queued = await service.enqueue("train", "local", config=config, priority=priority)
+        demo.items.append(queued.id)
+    queued = await service.enqueue("evaluate", "gpu", template_values={"gpus": 2})
+    demo.items.append(queued.id)
+    await service.agent_heartbeat(agent, AgentStatus.RUNNING, 2)
+    return demo

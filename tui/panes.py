@@ -1,0 +1,133 @@
+"""The main screen's panes: a titled box holding a LiveTable and its filter bar.
+
+Each pane declares the keys that act on its selected row; the actions live on
+the main screen (`screen.…`), which owns the service calls.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+
+from tui.widgets.findbar import FindBar
+from tui.widgets.table import LiveTable, RowSource
+
+
+class Pane(Vertical):
+    """A bordered, numbered pane; its title shows the row count and any filter."""
+
+    TITLE = ""
+    NUMBER = 0
+    EMPTY = "nothing here yet"
+
+    def __init__(self, source: RowSource | None = None, *, id: str | None = None) -> None:
+        super().__init__(id=id, classes="pane")
+        self.table = LiveTable(source, empty_text=self.EMPTY, id=f"{id}-table" if id else None)
+        self.find_bar = FindBar(self.table)
+        self.caption = ""
+
+    def compose(self) -> ComposeResult:
+        yield self.table
+        yield self.find_bar
+
+    def on_mount(self) -> None:
+        self.update_title()
+
+    def update_title(self) -> None:
+        count = self.table.row_count
+        title = f"{self.NUMBER} {self.TITLE}"
+        if self.caption:
+            title += f" · {self.caption}"
+        total = len(self.table.source.keys())
+        title += f" ({count:,})" if count == total else f" ({count:,} of {total:,})"
+        self.border_title = title
+        self.border_subtitle = f"/ {self.table.filter_text}" if self.table.filter_text else ""
+
+    def on_live_table_selected(self, event: LiveTable.Selected) -> None:
+        # A double click means the same as enter on the row.
+        event.stop()
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and "enter" in binding.key.split(","):
+                self.run_action(binding.action)
+
+
+class JobsPane(Pane):
+    TITLE = "Jobs"
+    NUMBER = 1
+    EMPTY = "no jobs yet (launch-tui job create code PATH --entrypoint …)"
+    BINDINGS = [
+        Binding("enter", "screen.enqueue", "Enqueue", show=False,
+                tooltip="Enqueue the selected job"),
+        Binding("c", "screen.edit_config", "Edit config",
+                tooltip="Edit the job's config defaults in a form; saving makes a new version"),
+        Binding("C", "screen.edit_config_toml", "Edit TOML", show=False,
+                tooltip="Edit the job's config defaults as TOML in $EDITOR (new version)"),
+    ]
+
+
+class QueuesPane(Pane):
+    TITLE = "Queues"
+    NUMBER = 2
+    EMPTY = "no queues yet (n creates one)"
+    BINDINGS = [
+        Binding("enter", "screen.show_items", "Items", show=False,
+                tooltip="Show the selected queue's items"),
+        Binding("space", "screen.mark_queue", "Mark", show=False,
+                tooltip="Mark or unmark the queue for an agent (a starts it)"),
+        Binding("m", "screen.edit_queue", "Modify queue",
+                tooltip="Modify the selected queue in a form"),
+        Binding("M", "screen.edit_queue_toml", "Modify TOML", show=False,
+                tooltip="Modify the selected queue's config as TOML in $EDITOR"),
+    ]
+
+
+class ItemsPane(Pane):
+    TITLE = "Items"
+    NUMBER = 3
+    EMPTY = "no waiting items"
+    BINDINGS = [
+        Binding("enter", "screen.open_item", "Open run", show=False,
+                tooltip="Open the run of the selected item"),
+        Binding("x,delete", "screen.cancel_item", "Cancel item",
+                tooltip="Cancel the selected item (asks first)"),
+    ]
+
+
+class RunsPane(Pane):
+    TITLE = "Runs"
+    NUMBER = 4
+    EMPTY = "no runs yet"
+    BINDINGS = [
+        Binding("enter", "screen.open_run", "Open run", show=False,
+                tooltip="Open the run: timeline, logs, metrics, actions"),
+        Binding("x,delete", "screen.cancel_run", "Cancel run",
+                tooltip="Cancel the selected run (asks first)"),
+        Binding("r", "screen.requeue_run", "Re-enqueue",
+                tooltip="Open the enqueue form prefilled from the selected run"),
+    ]
+
+
+class AgentsPane(Pane):
+    TITLE = "Agents"
+    NUMBER = 5
+    EMPTY = "no agents (a starts one here on the selected queue)"
+    BINDINGS = [
+        Binding("enter", "screen.focus_agent_log", "Agent log", show=False,
+                tooltip="Show the agents' log lines"),
+    ]
+
+
+class ProjectsPane(Pane):
+    TITLE = "Projects"
+    NUMBER = 6
+    EMPTY = "no projects"
+    BINDINGS = [
+        Binding("enter", "screen.switch_project", "Switch", show=False,
+                tooltip="Switch to the selected project"),
+    ]
+
+
+PANES: tuple[type[Pane], ...] = (
+    JobsPane, QueuesPane, ItemsPane, RunsPane, AgentsPane, ProjectsPane,
+)

@@ -1,0 +1,9 @@
+from textual.screen import Screen
+
+
+class EnqueueScreen(Screen[None]):
+    BINDINGS = []
+
+
+class Prefill:
+    pass

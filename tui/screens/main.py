@@ -1,0 +1,525 @@
+"""The main screen: jobs, queues with their items, runs, agents and projects, live.
+
+Wide terminals show every pane at once; narrow or short ones (80x24) show one
+pane at a time with a tab bar, switched by tab or the pane's number. The side
+panel (l) holds the agents' log and the selected run's log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from core.model import RunState
+from tui.live import Change, ItemList
+from tui.logboxes import AgentLogBox, LogBox, RunLogBox
+from tui.panes import (
+    PANES,
+    AgentsPane,
+    ItemsPane,
+    JobsPane,
+    Pane,
+    ProjectsPane,
+    QueuesPane,
+    RunsPane,
+)
+from tui.screens.confirm import ConfirmScreen
+from tui.sources import (
+    AgentsSource,
+    ItemsSource,
+    JobsSource,
+    ProjectsSource,
+    QueuesSource,
+    RunsSource,
+)
+from tui.widgets.logview import LogView
+from tui.widgets.table import LiveTable
+
+if TYPE_CHECKING:
+    from tui.app import LaunchApp
+
+PANE_IDS = ("jobs", "queues", "items", "runs", "agents", "projects")
+
+
+class StatusLine(Static):
+    """One line: project, totals, the in-process agent and where help is."""
+
+
+class PaneBar(Static):
+    """Tab bar for narrow terminals: which pane is showing and how to reach the others."""
+
+    def show(self, active: str, side: bool) -> None:
+        text = Text()
+        for number, (pane_id, cls) in enumerate(zip(PANE_IDS, PANES, strict=True), 1):
+            label = f" {number} {cls.TITLE} "
+            text.append(label, style="reverse bold" if pane_id == active and not side else "")
+        text.append(" l Logs ", style="reverse bold" if side else "")
+        self.update(text)
+
+
+class MainScreen(Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+
+    BINDINGS = [
+        Binding("e", "enqueue", "Enqueue",
+                tooltip="Enqueue the selected job: version, queue, priority, config"),
+        Binding("l", "toggle_side", "Logs",
+                tooltip="Show or hide the agent log and the selected run's log"),
+        Binding("f", "toggle_follow", "Follow", show=False,
+                tooltip="Pause or resume following the logs"),
+        Binding("slash", "find", "Filter",
+                tooltip="Filter the focused list, or search the focused log"),
+        Binding("a", "start_agent", "Start agent", show=False,
+                tooltip="Start an agent in this app on the marked (or selected) queues"),
+        Binding("A", "stop_agent", "Stop agent", show=False,
+                tooltip="Stop an agent running in this app (asks first)"),
+        Binding("n", "new_queue", "New queue", show=False, tooltip="Create a queue in a form"),
+        Binding("tab", "next_pane", "Next pane", show=False),
+        Binding("shift+tab", "previous_pane", "Previous pane", show=False),
+        Binding("1", "show_pane('jobs')", "Jobs", show=False, tooltip="Go to the Jobs pane"),
+        Binding("2", "show_pane('queues')", "Queues", show=False,
+                tooltip="Go to the Queues pane"),
+        Binding("3", "show_pane('items')", "Items", show=False,
+                tooltip="Go to the selected queue's items"),
+        Binding("4", "show_pane('runs')", "Runs", show=False, tooltip="Go to the Runs pane"),
+        Binding("5", "show_pane('agents')", "Agents", show=False,
+                tooltip="Go to the Agents pane"),
+        Binding("6", "show_pane('projects')", "Projects", show=False,
+                tooltip="Go to the Projects pane"),
+        Binding("ctrl+r", "reload", "Reload", show=False,
+                tooltip="Reload everything from the store"),
+    ]
+
+    active_pane: reactive[str] = reactive("jobs")
+    side_visible: reactive[bool] = reactive(False)
+
+    def __init__(self) -> None:
+        super().__init__(id="main")
+        self.marked_queues: set[str] = set()
+        self.items_queue: str | None = None
+
+    @property
+    def launch_app(self) -> LaunchApp:
+        return cast("LaunchApp", self.app)
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        yield PaneBar(id="pane-bar")
+        with Horizontal(id="body"):
+            with Container(id="panes"):
+                yield JobsPane(id="jobs")
+                yield QueuesPane(id="queues")
+                yield ItemsPane(id="items")
+                yield RunsPane(id="runs")
+                yield AgentsPane(id="agents")
+                yield ProjectsPane(id="projects")
+            with Vertical(id="side"):
+                yield AgentLogBox(id="agent-log")
+                yield RunLogBox(id="run-log")
+        yield Footer()
+
+    def pane(self, pane_id: str) -> Pane:
+        return self.query_one(f"#{pane_id}", Pane)
+
+    @property
+    def jobs(self) -> JobsPane:
+        return self.query_one(JobsPane)
+
+    @property
+    def queues(self) -> QueuesPane:
+        return self.query_one(QueuesPane)
+
+    @property
+    def items(self) -> ItemsPane:
+        return self.query_one(ItemsPane)
+
+    @property
+    def runs(self) -> RunsPane:
+        return self.query_one(RunsPane)
+
+    @property
+    def agents(self) -> AgentsPane:
+        return self.query_one(AgentsPane)
+
+    @property
+    def projects(self) -> ProjectsPane:
+        return self.query_one(ProjectsPane)
+
+    @property
+    def run_log(self) -> RunLogBox:
+        return self.query_one(RunLogBox)
+
+    @property
+    def agent_log(self) -> AgentLogBox:
+        return self.query_one(AgentLogBox)
+
+    def on_mount(self) -> None:
+        app = self.launch_app
+        app.changes.subscribe(self, self.on_change, immediate=True)
+        self.watch_active_pane(self.active_pane)
+        self.watch_side_visible(False)
+        self.update_status()
+        self.jobs.table.focus()
+        # Ages, heartbeats and running stages tick; repaint only what is on screen.
+        self.set_interval(1.0, self._tick)
+        if app.model is not None and app.model.loaded:
+            self.on_change(Change("reset"))
+
+    def _tick(self) -> None:
+        for pane in (self.items, self.runs, self.agents):
+            if pane.display:
+                pane.table.refresh_rows()
+
+    # ------------------------------------------------------------------ model changes
+
+    def on_change(self, change: Change) -> None:
+        model = self.launch_app.model
+        if model is None:
+            return
+        kind = change.kind
+        if kind == "reset":
+            app = self.launch_app
+            self.jobs.table.set_source(JobsSource(model))
+            self.queues.table.set_source(QueuesSource(model, self.marked_queues))
+            self.runs.table.set_source(RunsSource(model, app.now))
+            self.agents.table.set_source(AgentsSource(model, app.now, app.agent_host.is_mine))
+            self.projects.table.set_source(ProjectsSource(model))
+            first = model.queue_names[0] if model.queue_names else None
+            keep = self.items_queue if self.items_queue in model.queues else first
+            self.items_queue = None
+            self.set_items_queue(keep)
+            self._load_agent_log()
+        elif kind == "jobs":
+            self.jobs.table.rows_changed()
+        elif kind == "job":
+            self.jobs.table.row_changed(change.key)
+        elif kind == "queues":
+            self.queues.table.rows_changed()
+            if self.items_queue is None and model.queue_names:
+                self.set_items_queue(self.queues.table.cursor_key or model.queue_names[0])
+        elif kind == "queue":
+            self.queues.table.row_changed(change.key)
+        elif kind == "items":
+            if change.queue == self.items_queue:
+                self.items.table.rows_changed()
+        elif kind == "item":
+            if change.queue == self.items_queue:
+                items = model.item_list(self.items_queue)
+                item = items.by_id.get(change.key)
+                if item is not None:
+                    self.items.table.row_changed(ItemList.sort_key(item))
+        elif kind == "runs":
+            self.runs.table.rows_changed()
+        elif kind == "run":
+            self.runs.table.row_changed(change.key)
+        elif kind == "agents":
+            self.agents.table.rows_changed()
+            self.queues.table.refresh_rows()
+        elif kind == "agent":
+            self.agents.table.row_changed(change.key)
+        elif kind == "projects":
+            self.projects.table.rows_changed()
+        if kind in ("reset", "jobs", "queues", "items", "runs", "agents", "projects"):
+            for pane in self.query(Pane):
+                pane.update_title()
+        if kind != "item":
+            self.update_status()
+
+    @work(group="agent-log-load", exclusive=True, exit_on_error=False)
+    async def _load_agent_log(self) -> None:
+        await self.agent_log.load()
+
+    def set_items_queue(self, queue: str | None) -> None:
+        if queue == self.items_queue:
+            return
+        self.items_queue = queue
+        model = self.launch_app.model
+        if model is None:
+            return
+        self.items.caption = queue or ""
+        self.items.table.set_source(ItemsSource(model, queue, self.launch_app.now))
+        self.items.update_title()
+
+    def update_status(self) -> None:
+        app = self.launch_app
+        model = app.model
+        text = Text()
+        text.append(" launch-tui ", style="bold reverse")
+        if model is None or not model.loaded:
+            text.append("  " + (app.status_message or "opening the store…"))
+            self.query_one(StatusLine).update(text)
+            return
+        pending = sum(len(items) for items in model.items.values())
+        active = sum(1 for r in model.runs.values() if not r.state.terminal)
+        text.append(f"  project {model.project}", style="bold")
+        text.append(f"  ·  {len(model.queues)} queues · {pending:,} waiting · {active} active")
+        names = app.agent_host.names()
+        if names:
+            text.append("  ·  agent here: ")
+            for name in names:
+                agent = model.agents.get(name)
+                status = str(agent.status) if agent else "starting"
+                text.append(f"{name} ({status}) ", style="green")
+        self.query_one(StatusLine).update(text)
+
+    # ------------------------------------------------------------------ panes & focus
+
+    def watch_active_pane(self, active: str) -> None:
+        for pane in self.query(Pane):
+            pane.set_class(pane.id == active, "-active")
+        self.query_one(PaneBar).show(active, self.side_visible)
+
+    def watch_side_visible(self, visible: bool) -> None:
+        self.set_class(visible, "-side")
+        self.query_one(PaneBar).show(self.active_pane, visible)
+
+    @on(LiveTable.Highlighted)
+    def _highlighted(self, event: LiveTable.Highlighted) -> None:
+        if event.table is self.queues.table and event.key is not None:
+            self.set_items_queue(event.key)
+        elif event.table is self.runs.table and event.key is not None:
+            self.run_log.show_run(event.key)
+
+    def on_descendant_focus(self, event: Any) -> None:
+        widget = self.focused
+        while widget is not None and not isinstance(widget, Pane):
+            widget = widget.parent if isinstance(widget.parent, Widget) else None
+        if isinstance(widget, Pane) and widget.id:
+            self.active_pane = widget.id
+
+    @property
+    def narrow(self) -> bool:
+        return self.has_class("-narrow") or self.has_class("-short")
+
+    def action_show_pane(self, pane_id: str) -> None:
+        if self.side_visible and self.narrow:
+            self.side_visible = False
+        self.active_pane = pane_id
+        table = self.pane(pane_id).table
+        # In narrow mode the pane only becomes displayable once styles refresh.
+        self.call_after_refresh(table.focus)
+
+    def _step_pane(self, step: int) -> None:
+        focused = self.focused
+        logs = [box.log_view for box in self.query(LogBox)] if self.side_visible else []
+        if focused in logs:
+            index = logs.index(cast(LogView, focused)) + step
+            if 0 <= index < len(logs):
+                logs[index].focus()
+                return
+            if self.narrow:
+                logs[index % len(logs)].focus()
+                return
+            self.action_show_pane(PANE_IDS[0] if step > 0 else PANE_IDS[-1])
+            return
+        index = PANE_IDS.index(self.active_pane) + step
+        if 0 <= index < len(PANE_IDS) and not (self.side_visible and self.narrow):
+            self.action_show_pane(PANE_IDS[index])
+        elif logs:
+            (logs[0] if step > 0 else logs[-1]).focus()
+        else:
+            self.action_show_pane(PANE_IDS[index % len(PANE_IDS)])
+
+    def action_next_pane(self) -> None:
+        self._step_pane(1)
+
+    def action_previous_pane(self) -> None:
+        self._step_pane(-1)
+
+    def action_toggle_side(self) -> None:
+        self.side_visible = not self.side_visible
+        if self.side_visible:
+            if self.narrow:
+                self.call_after_refresh(self.run_log.log_view.focus)
+        else:
+            self.call_after_refresh(self.pane(self.active_pane).table.focus)
+
+    def action_focus_agent_log(self) -> None:
+        self.side_visible = True
+        self.call_after_refresh(self.agent_log.log_view.focus)
+
+    def action_toggle_follow(self) -> None:
+        focused = self.focused
+        if isinstance(focused, LogView):
+            focused.toggle_follow()
+            return
+        boxes = list(self.query(LogBox))
+        follow = not all(box.log_view.follow for box in boxes)
+        for box in boxes:
+            box.log_view.follow = follow
+        self.notify("Following logs" if follow else "Paused following logs", timeout=2)
+
+    def action_find(self) -> None:
+        focused = self.focused
+        node: Any = focused
+        while node is not None and not isinstance(node, (Pane, LogBox)):
+            node = node.parent
+        if node is None:
+            node = self.pane(self.active_pane)
+        node.find_bar.open()
+
+    def on_input_changed(self, event: Any) -> None:
+        # A filter changed a pane's row count; keep its title honest.
+        for pane in self.query(Pane):
+            pane.update_title()
+
+    # ------------------------------------------------------------------ selections
+
+    def selected_job(self) -> str | None:
+        return cast("str | None", self.jobs.table.cursor_key)
+
+    def selected_queue(self) -> str | None:
+        return cast("str | None", self.queues.table.cursor_key)
+
+    def selected_run(self) -> str | None:
+        return cast("str | None", self.runs.table.cursor_key)
+
+    def selected_item(self) -> int | None:
+        key = self.items.table.cursor_key
+        return key[2] if key is not None else None
+
+    # ------------------------------------------------------------------ actions
+
+    def action_enqueue(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            self.notify("Select a job first (1 goes to Jobs).", severity="warning")
+            return
+        self.launch_app.open_enqueue(job)
+
+    def action_edit_config(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            self.notify("Select a job first (1 goes to Jobs).", severity="warning")
+            return
+        self.launch_app.open_config_form(job)
+
+    def action_edit_config_toml(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            self.notify("Select a job first (1 goes to Jobs).", severity="warning")
+            return
+        self.launch_app.edit_config_in_editor(job)
+
+    def action_new_queue(self) -> None:
+        self.launch_app.open_queue_form(None)
+
+    def action_edit_queue(self) -> None:
+        queue = self.selected_queue()
+        if queue is None:
+            self.notify("Select a queue first (2 goes to Queues).", severity="warning")
+            return
+        self.launch_app.open_queue_form(queue)
+
+    def action_edit_queue_toml(self) -> None:
+        queue = self.selected_queue()
+        if queue is None:
+            self.notify("Select a queue first (2 goes to Queues).", severity="warning")
+            return
+        self.launch_app.edit_queue_in_editor(queue)
+
+    def action_show_items(self) -> None:
+        queue = self.selected_queue()
+        if queue is not None:
+            self.set_items_queue(queue)
+        self.action_show_pane("items")
+
+    def action_mark_queue(self) -> None:
+        queue = self.selected_queue()
+        if queue is None:
+            return
+        if queue in self.marked_queues:
+            self.marked_queues.discard(queue)
+        else:
+            self.marked_queues.add(queue)
+        self.queues.table.row_changed(queue)
+
+    def action_start_agent(self) -> None:
+        queues = sorted(self.marked_queues) or (
+            [self.selected_queue()] if self.selected_queue() else []
+        )
+        if not queues:
+            self.notify("Select a queue first (2 goes to Queues).", severity="warning")
+            return
+        self.launch_app.start_agent([q for q in queues if q])
+
+    def action_stop_agent(self) -> None:
+        host = self.launch_app.agent_host
+        names = host.names()
+        if not names:
+            self.notify("No agent is running in this app.", severity="warning")
+            return
+        highlighted = self.agents.table.cursor_key
+        name = highlighted if highlighted in names else names[-1]
+        self.launch_app.stop_agent(name)
+
+    def action_open_run(self) -> None:
+        run = self.selected_run()
+        if run is not None:
+            self.launch_app.open_run(run)
+
+    def action_open_item(self) -> None:
+        item_id = self.selected_item()
+        model = self.launch_app.model
+        if item_id is None or model is None:
+            return
+        run = model.run_for_item(item_id)
+        if run is None:
+            self.notify(f"Item #{item_id} has no run yet; it is still waiting.", timeout=3)
+            return
+        self.launch_app.open_run(run.id)
+
+    def action_cancel_item(self) -> None:
+        item_id = self.selected_item()
+        model = self.launch_app.model
+        if item_id is None or model is None or self.items_queue is None:
+            self.notify("Select a waiting item first (3 goes to Items).", severity="warning")
+            return
+        item = model.item_list(self.items_queue).by_id.get(item_id)
+        what = f"item #{item_id}" + (f" ({item.job_ref}, {item.state})" if item else "")
+        self._confirm_cancel(str(item_id), f"Cancel {what}?")
+
+    def action_cancel_run(self) -> None:
+        run_id = self.selected_run()
+        model = self.launch_app.model
+        if run_id is None or model is None:
+            self.notify("Select a run first (4 goes to Runs).", severity="warning")
+            return
+        run = model.runs[run_id]
+        if run.state.terminal or run.state == RunState.STOPPING:
+            self.notify(f"Run {run_id} is already {run.state}.", severity="warning")
+            return
+        self._confirm_cancel(run_id, f"Cancel run {run_id} ({run.job_ref}, {run.state})?")
+
+    @work(group="confirm", exit_on_error=False)
+    async def _confirm_cancel(self, target: str, question: str) -> None:
+        if await self.app.push_screen_wait(ConfirmScreen(question, "Cancel it", "Keep it")):
+            await self.launch_app.cancel(target)
+
+    def action_requeue_run(self) -> None:
+        run_id = self.selected_run()
+        if run_id is None:
+            self.notify("Select a run first (4 goes to Runs).", severity="warning")
+            return
+        self.launch_app.open_requeue(run_id)
+
+    def action_switch_project(self) -> None:
+        project = self.projects.table.cursor_key
+        if project is not None:
+            self.launch_app.switch_project(project)
+
+    def action_reload(self) -> None:
+        self.launch_app.reload()
+

@@ -1,0 +1,235 @@
+"""Row sources: how each pane turns the live model into cells.
+
+A source holds no rows; it reads the model's ordered keys and formats one row
+when the table asks for it, so only rows on screen are ever formatted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.text import Text
+
+from core.model import AgentStatus
+from core.service import AGENT_STALE_S
+from tui import format as fmt
+from tui.live import ItemKey, LiveModel
+from tui.widgets.table import Column
+
+Clock = Callable[[], float]
+
+
+class JobsSource:
+    columns: Sequence[Column] = (
+        Column("job", 12, flex=2),
+        Column("kind", 5, drop=2),
+        Column("ver", 4, justify="right"),
+        Column("aliases", 12, flex=3),
+        Column("entrypoint", 14, flex=2, drop=1),
+    )
+
+    def __init__(self, model: LiveModel) -> None:
+        self.model = model
+
+    def keys(self) -> Sequence[Any]:
+        return self.model.job_names
+
+    def cells(self, key: str) -> Sequence[str | Text]:
+        job = self.model.jobs[key]
+        latest = job.latest
+        return (
+            Text(job.name, style="bold"),
+            str(job.kind),
+            f"v{latest.version}" if len(job.versions) == 1 else f"{len(job.versions)}",
+            fmt.aliases(job.aliases),
+            " ".join(latest.entrypoint) or str(latest.source.get("image", "")),
+        )
+
+    def text(self, key: str) -> str:
+        job = self.model.jobs[key]
+        return f"{job.name} {job.kind} {fmt.aliases(job.aliases)} {' '.join(job.latest.entrypoint)}"
+
+
+class QueuesSource:
+    columns: Sequence[Column] = (
+        Column("queue", 10, flex=2),
+        Column("resource", 13, flex=1, drop=1),
+        Column("pending", 7, justify="right"),
+        Column("active", 6, justify="right"),
+        Column("agents", 6, justify="right", drop=2),
+    )
+
+    def __init__(self, model: LiveModel, marked: set[str]) -> None:
+        self.model = model
+        self.marked = marked
+
+    def keys(self) -> Sequence[Any]:
+        return self.model.queue_names
+
+    def cells(self, key: str) -> Sequence[str | Text]:
+        queue = self.model.queues[key]
+        items = self.model.items.get(key)
+        pending = items.pending if items is not None else queue.pending
+        agents = sum(
+            1 for a in self.model.agents.values()
+            if key in a.queues and a.status != AgentStatus.STOPPED
+        )
+        name = Text("● " if key in self.marked else "  ", style="bold green")
+        name.append(queue.name, style="bold")
+        return (
+            name,
+            queue.resource,
+            f"{pending:,}",
+            str(self.model.active_runs(key)),
+            str(agents),
+        )
+
+    def text(self, key: str) -> str:
+        q = self.model.queues[key]
+        return f"{q.name} {q.resource}"
+
+
+class ItemsSource:
+    """The selected queue's waiting items, in the order they will run."""
+
+    columns: Sequence[Column] = (
+        Column("pos", 6, justify="right"),
+        Column("item", 7, justify="right"),
+        Column("job", 12, flex=2),
+        Column("priority", 8),
+        Column("state", 8),
+        Column("by", 10, flex=1, drop=1),
+        Column("age", 4, justify="right"),
+    )
+
+    def __init__(self, model: LiveModel, queue: str | None, now: Clock) -> None:
+        self.model = model
+        self.queue = queue
+        self.now = now
+
+    def keys(self) -> Sequence[Any]:
+        return self.model.item_list(self.queue).keys
+
+    def cells(self, key: ItemKey) -> Sequence[str | Text]:
+        items = self.model.item_list(self.queue)
+        item = items.item(key)
+        position = items.position(key)
+        return (
+            Text("→", style="bold yellow") if position is None else f"{position:,}",
+            f"#{item.id}",
+            item.job_ref,
+            fmt.priority(item.priority),
+            fmt.item_state(item.state),
+            item.leased_by or "",
+            fmt.age(self.now() - item.created_at),
+        )
+
+    def text(self, key: ItemKey) -> str:
+        item = self.model.item_list(self.queue).item(key)
+        return f"#{item.id} {item.job_ref} {item.priority} {item.state} {item.leased_by or ''}"
+
+
+class RunsSource:
+    columns: Sequence[Column] = (
+        Column("run", 8),
+        Column("job", 10, flex=2),
+        Column("state", 9),
+        Column("queue", 8, flex=1, drop=3),
+        Column("agent", 8, flex=1, drop=4),
+        Column("wait", 5, justify="right", drop=2),
+        Column("build", 5, justify="right", drop=1),
+        Column("run", 6, justify="right"),
+        Column("exit", 4, justify="right"),
+        Column("age", 4, justify="right", drop=5),
+    )
+
+    def __init__(self, model: LiveModel, now: Clock) -> None:
+        self.model = model
+        self.now = now
+
+    def keys(self) -> Sequence[Any]:
+        return self.model.run_order
+
+    def cells(self, key: str) -> Sequence[str | Text]:
+        run = self.model.runs[key]
+        stages = fmt.stage_durations(run.timestamps, run.state, self.now())
+        wait = sum(stages.get(s, 0.0) for s in ("leased", "queued")) if stages else None
+        return (
+            run.id,
+            run.job_ref,
+            fmt.run_state(run.state),
+            run.queue,
+            run.agent or "",
+            fmt.duration(wait),
+            fmt.duration(stages.get("building")),
+            fmt.duration(stages.get("running")),
+            "" if run.exit_code is None else str(run.exit_code),
+            fmt.age(self.now() - run.created_at),
+        )
+
+    def text(self, key: str) -> str:
+        r = self.model.runs[key]
+        return f"{r.id} {r.job_ref} {r.state} {r.queue} {r.agent or ''} {r.error_message or ''}"
+
+
+class AgentsSource:
+    columns: Sequence[Column] = (
+        Column("agent", 12, flex=2),
+        Column("status", 8),
+        Column("queues", 10, flex=2, drop=2),
+        Column("jobs", 5, justify="right"),
+        Column("beat", 5, justify="right"),
+        Column("host", 10, flex=1, drop=1),
+    )
+
+    def __init__(self, model: LiveModel, now: Clock, mine: Callable[[str], bool]) -> None:
+        self.model = model
+        self.now = now
+        self.mine = mine
+
+    def keys(self) -> Sequence[Any]:
+        return self.model.agent_names
+
+    def status(self, key: str) -> str:
+        agent = self.model.agents[key]
+        if agent.status != AgentStatus.STOPPED and self.now() - agent.heartbeat_at > AGENT_STALE_S:
+            return "stale"
+        return str(agent.status)
+
+    def cells(self, key: str) -> Sequence[str | Text]:
+        agent = self.model.agents[key]
+        name = Text(agent.name, style="bold")
+        if self.mine(key):
+            name.append(" (here)", style="dim")
+        return (
+            name,
+            fmt.agent_status(self.status(key)),
+            ",".join(agent.queues),
+            f"{agent.running}/{agent.max_jobs}",
+            fmt.age(self.now() - agent.heartbeat_at),
+            f"{agent.host}:{agent.pid}",
+        )
+
+    def text(self, key: str) -> str:
+        a = self.model.agents[key]
+        return f"{a.name} {a.status} {' '.join(a.queues)} {a.host}"
+
+
+class ProjectsSource:
+    columns: Sequence[Column] = (Column("project", 10, flex=1),)
+
+    def __init__(self, model: LiveModel) -> None:
+        self.model = model
+
+    def keys(self) -> Sequence[Any]:
+        return [p.name for p in self.model.projects]
+
+    def cells(self, key: str) -> Sequence[str | Text]:
+        if key == self.model.project:
+            return (Text(f"● {key}", style="bold"),)
+        return (f"  {key}",)
+
+    def text(self, key: str) -> str:
+        return key
+
