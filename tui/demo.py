@@ -10,6 +10,7 @@ set_run_state, append_logs, record_metrics), so no backend is needed.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,9 +139,10 @@ async def play_run(
     metrics: int = 0,
     exit_code: int | None = None,
     error: str | None = None,
-    ts: float = 0.0,
+    ts: float | None = None,
 ) -> str:
     """Claim the next item of `queue` as `agent` and take its run to `end` (None: running)."""
+    ts = time.time() if ts is None else ts
     item = await service.claim(agent, [queue])
     if item is None:
         raise RuntimeError(f"nothing to claim on {queue}")
@@ -184,8 +186,11 @@ async def seed_demo(service: LaunchService, root: Path | None = None) -> tuple[s
     return demo.project, "local"
 
 
-async def seed_showcase(service: LaunchService, root: Path) -> Demo:
-    """Jobs, queues, a stand-in agent, runs in several states and a few waiting items."""
+async def seed_showcase(service: LaunchService, root: Path, *, ts: float | None = None) -> Demo:
+    """Jobs, queues, a stand-in agent, runs in several states and a few waiting items.
+
+    `ts` is the time stamped on log lines and metrics (tests pass a fixed one).
+    """
     demo = await seed_jobs_and_queues(service, root)
     agent = "demo-agent"
     await service.register_agent(agent, ["local"], max_jobs=4)
@@ -195,16 +200,16 @@ async def seed_showcase(service: LaunchService, root: Path) -> Demo:
     demo.runs["finished"] = await play_run(
         service, agent, "local", RunState.FINISHED, lines=["training with defaults", *epochs,
                                                            "done"],
-        metrics=12, exit_code=0)
+        metrics=12, exit_code=0, ts=ts)
     await service.enqueue("train", "local", config={"lr": 0.5})
     demo.runs["failed"] = await play_run(
         service, agent, "local", RunState.FAILED, lines=["training with lr=0.5",
                                                          "epoch 1/5 loss=nan"],
-        exit_code=1, error="ValueError: loss became NaN at epoch 1")
+        exit_code=1, error="ValueError: loss became NaN at epoch 1", ts=ts)
     await service.enqueue("evaluate", "local", config={"split": "test"})
     demo.runs["running"] = await play_run(
         service, agent, "local", None, lines=["evaluating latest on test", "batch 1/20"],
-        metrics=6)
+        metrics=6, ts=ts)
     await service.enqueue("train", "local", config={"epochs": 20}, priority=Priority.HIGH)
     item = await service.claim(agent, ["local"])
     assert item is not None

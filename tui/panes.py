@@ -44,12 +44,12 @@ class Pane(Vertical):
         self.border_title = title
         self.border_subtitle = f"/ {self.table.filter_text}" if self.table.filter_text else ""
 
-    def on_live_table_selected(self, event: LiveTable.Selected) -> None:
+    async def on_live_table_selected(self, event: LiveTable.Selected) -> None:
         # A double click means the same as enter on the row.
         event.stop()
         for binding in self.BINDINGS:
             if isinstance(binding, Binding) and "enter" in binding.key.split(","):
-                self.run_action(binding.action)
+                await self.run_action(binding.action)
 
 
 class JobsPane(Pane):

@@ -23,10 +23,10 @@ Clock = Callable[[], float]
 class JobsSource:
     columns: Sequence[Column] = (
         Column("job", 12, flex=2),
-        Column("kind", 5, drop=2),
+        Column("kind", 5, drop=3),
         Column("ver", 4, justify="right"),
-        Column("aliases", 12, flex=3),
-        Column("entrypoint", 14, flex=2, drop=1),
+        Column("aliases", 12, flex=3, drop=2),
+        Column("entrypoint", 14, flex=2, drop=4),
     )
 
     def __init__(self, model: LiveModel) -> None:
@@ -95,12 +95,12 @@ class ItemsSource:
 
     columns: Sequence[Column] = (
         Column("pos", 6, justify="right"),
-        Column("item", 7, justify="right"),
+        Column("item", 7, justify="right", drop=2),
         Column("job", 12, flex=2),
-        Column("priority", 8),
+        Column("priority", 8, drop=3),
         Column("state", 8),
-        Column("by", 10, flex=1, drop=1),
-        Column("age", 4, justify="right"),
+        Column("by", 10, flex=1, drop=5),
+        Column("age", 4, justify="right", drop=4),
     )
 
     def __init__(self, model: LiveModel, queue: str | None, now: Clock) -> None:
@@ -135,12 +135,12 @@ class RunsSource:
         Column("run", 8),
         Column("job", 10, flex=2),
         Column("state", 9),
-        Column("queue", 8, flex=1, drop=3),
-        Column("agent", 8, flex=1, drop=4),
-        Column("wait", 5, justify="right", drop=2),
-        Column("build", 5, justify="right", drop=1),
-        Column("run", 6, justify="right"),
-        Column("exit", 4, justify="right"),
+        Column("queue", 8, flex=1, drop=6),
+        Column("agent", 8, flex=1, drop=7),
+        Column("wait", 5, justify="right", drop=4),
+        Column("build", 5, justify="right", drop=3),
+        Column("run", 6, justify="right", drop=1),
+        Column("exit", 4, justify="right", drop=2),
         Column("age", 4, justify="right", drop=5),
     )
 
@@ -178,8 +178,8 @@ class AgentsSource:
         Column("agent", 12, flex=2),
         Column("status", 8),
         Column("queues", 10, flex=2, drop=2),
-        Column("jobs", 5, justify="right"),
-        Column("beat", 5, justify="right"),
+        Column("jobs", 5, justify="right", drop=3),
+        Column("beat", 5, justify="right", drop=4),
         Column("host", 10, flex=1, drop=1),
     )
 

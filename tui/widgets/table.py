@@ -65,7 +65,10 @@ class EmptySource:
 
 
 class LiveTable(ScrollView, can_focus=True):
-    """Keyboard-driven table; posts Highlighted when the cursor row changes, Selected on enter."""
+    """Keyboard-driven table.
+
+    Posts Highlighted when the cursor row moves and Selected on a double click.
+    """
 
     COMPONENT_CLASSES = {
         "live-table--header",
@@ -81,7 +84,7 @@ class LiveTable(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home,g", "first", "First row", show=False),
         Binding("end,G", "last", "Last row", show=False),
-        Binding("enter", "select", "Open row", show=False),
+        # enter is bound by each pane, which knows what opening its row means.
     ]
 
     class Highlighted(Message):
@@ -275,7 +278,8 @@ class LiveTable(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ layout
 
     def _sync_size(self) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, self.row_count + 1)
+        # Never wider than the widget: columns are fitted, not scrolled sideways.
+        self.virtual_size = Size(0, self.row_count + 1)
 
     def on_resize(self) -> None:
         self._columns_cache = None
