@@ -6,6 +6,7 @@ and still works in a build without it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,9 +18,15 @@ class AgentUnavailable(LaunchError):
     """This build has no in-process agent."""
 
 
+class AgentStopTimeout(LaunchError):
+    """An agent's stop() did not finish in time."""
+
+
 class AgentHost:
-    def __init__(self) -> None:
+    def __init__(self, stop_timeout_s: float = 10.0) -> None:
         self._agents: dict[str, Any] = {}
+        # Quitting must not hang on an agent that does not stop; past this we let go.
+        self.stop_timeout_s = stop_timeout_s
 
     def names(self) -> list[str]:
         return list(self._agents)
@@ -45,9 +52,20 @@ class AgentHost:
 
     async def stop(self, name: str) -> None:
         agent = self._agents.pop(name, None)
-        if agent is not None:
-            await agent.stop()
+        if agent is None:
+            return
+        task = asyncio.ensure_future(agent.stop())
+        done, _ = await asyncio.wait({task}, timeout=self.stop_timeout_s)
+        if not done:
+            raise AgentStopTimeout(
+                f"agent: '{name}' did not stop within {self.stop_timeout_s:g}s; "
+                "it is no longer managed by this app."
+            )
+        task.result()
 
     async def stop_all(self) -> None:
         for name in list(self._agents):
-            await self.stop(name)
+            try:
+                await self.stop(name)
+            except LaunchError:
+                continue  # let go of it; closing the service ends what is left

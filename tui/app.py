@@ -114,9 +114,13 @@ class LaunchApp(App[None]):
         if service is None or model is None:
             return
         inbox: asyncio.Queue[Event] = asyncio.Queue()
+        stopped = False
 
         async def pump() -> None:
             async for event in service.subscribe(after=after):
+                if stopped:
+                    # A cancel the feed swallowed still ends us at the next event.
+                    return
                 inbox.put_nowait(event)
 
         pumping = asyncio.create_task(pump(), name="launch-tui-feed")
@@ -134,9 +138,10 @@ class LaunchApp(App[None]):
                 if pumping.done():
                     break
         finally:
+            stopped = True
             pumping.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pumping
+            # Never hang on it: closing the service ends the feed in any case.
+            await asyncio.wait({pumping}, timeout=1.0)
 
     def _refresh_status(self) -> None:
         main = self.main_screen()
@@ -152,7 +157,7 @@ class LaunchApp(App[None]):
             return
         self._closed = True
         with contextlib.suppress(Exception):
-            await self.agent_host.stop_all()
+            await self.agent_host.stop_all()  # bounded by the host's stop timeout
         if self.service is not None and self._owns_service:
             with contextlib.suppress(Exception):
                 await self.service.close()
@@ -309,8 +314,12 @@ class LaunchApp(App[None]):
         question = f"Stop the agent {name}? Runs it started keep going on their backend."
         if not await self.push_screen_wait(ConfirmScreen(question, "Stop it", "Keep it")):
             return
-        await self.call(self.agent_host.stop(name), "Agent")
-        self.notify(f"Agent {name} stopped.", title="Agent")
+        try:
+            await self.agent_host.stop(name)
+        except LaunchError as exc:
+            self.notify(str(exc), title="Agent", severity="error")
+        else:
+            self.notify(f"Agent {name} stopped.", title="Agent")
         self._refresh_status()
 
     def switch_project(self, project: str) -> None:

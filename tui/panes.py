@@ -9,6 +9,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.widgets import Input
 
 from tui.widgets.findbar import FindBar
 from tui.widgets.table import LiveTable, RowSource
@@ -43,6 +44,10 @@ class Pane(Vertical):
         title += f" ({count:,})" if count == total else f" ({count:,} of {total:,})"
         self.border_title = title
         self.border_subtitle = f"/ {self.table.filter_text}" if self.table.filter_text else ""
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self.update_title()
 
     async def on_live_table_selected(self, event: LiveTable.Selected) -> None:
         # A double click means the same as enter on the row.

@@ -370,11 +370,6 @@ class MainScreen(Screen[None]):
             node = self.pane(self.active_pane)
         node.find_bar.open()
 
-    def on_input_changed(self, event: Any) -> None:
-        # A filter changed a pane's row count; keep its title honest.
-        for pane in self.query(Pane):
-            pane.update_title()
-
     # ------------------------------------------------------------------ selections
 
     def selected_job(self) -> str | None:

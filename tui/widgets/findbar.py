@@ -29,7 +29,7 @@ class FindBar(Input):
         self.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()
+        # Not stopped: the pane above retitles itself with the new row count.
         self._apply(event.value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

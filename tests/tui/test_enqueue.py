@@ -1,0 +1,171 @@
+"""Enqueueing from the keyboard: defaults, inline errors, resources, re-enqueue."""
+
+from __future__ import annotations
+
+import time
+
+from textual.widgets import Input
+
+from core.model import ItemState, LogStream, RunState
+from core.service import LaunchService
+from tests.tui.conftest import make_app, type_text, wait_for_text, wait_loaded, wait_until
+from tests.tui.screen_text import screen_text
+from tui.demo import Demo
+from tui.screens.enqueue import EnqueueScreen
+from tui.screens.main import MainScreen
+from tui.widgets.fields import FieldGroup, SchemaField
+
+
+def field(app: object, group: str, name: str) -> SchemaField:
+    screen = app.screen  # type: ignore[attr-defined]
+    found = screen.query_one(f"#{group}", FieldGroup).field(name)
+    assert found is not None, name
+    return found
+
+
+async def set_input(pilot: object, f: SchemaField, text: str) -> None:
+    editor = f.editor
+    assert isinstance(editor, Input)
+    editor.focus()
+    editor.value = ""
+    await type_text(pilot, text)  # type: ignore[arg-type]
+
+
+async def test_e_then_ctrl_s_enqueues_defaults_and_the_run_shows_its_logs(
+    service: LaunchService, world: Demo
+) -> None:
+    """The whole loop: enqueue by keyboard, an agent runs it, its logs follow in the panel."""
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("j", "e")  # jobs: evaluate, train
+        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "the form")
+        text = await wait_for_text(pilot, '"job": "train:v0"')  # resolved preview
+        assert "Enqueue train" in text
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
+        items = await service.list_items("gpu")  # first queue: nothing used before
+        assert [i.job_ref for i in items] == ["train:v0"]
+        assert items[0].config_overrides == {}  # defaults, as the form showed them
+        await pilot.press("3")
+        await wait_for_text(pilot, "Items · gpu (1)")
+        assert "pending" in screen_text(app)
+
+        # Play the agent's part of the lease protocol.
+        item = await service.claim("agent-t", ["gpu"])
+        assert item is not None
+        run = await service.acknowledge(item.id, "agent-t")
+        await service.set_run_state(run.id, RunState.RUNNING)
+        await service.append_logs(run.id, [(time.time(), LogStream.STDOUT, "epoch 1 loss=0.5")])
+        await service.set_run_state(run.id, RunState.FINISHED, exit_code=0)
+        await wait_for_text(pilot, "Items · gpu (0)")
+        await pilot.press("4")
+        await wait_until(
+            pilot, lambda: run.id in screen_text(app) and "finished" in screen_text(app), "run"
+        )
+        await pilot.press("l")  # side panel with the selected (newest) run's log
+        await wait_for_text(pilot, "epoch 1 loss=0.5")
+        assert f"Run log · {run.id}" in screen_text(app)
+
+
+async def test_form_defaults_to_the_last_used_queue(service: LaunchService, world: Demo) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        app.remember_queue("local")
+        await pilot.press("e")
+        await wait_for_text(pilot, '"queue": "local"')
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
+        assert len(await service.list_items("local")) == 1
+
+
+async def test_an_invalid_field_is_flagged_and_blocks_submit(
+    service: LaunchService, world: Demo
+) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("j", "e")
+        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "the form")
+        await set_input(pilot, field(app, "config-fields", "epochs"), "500")
+        text = await wait_for_text(pilot, "config.epochs: 500 is greater than the maximum of 100")
+        assert "Enqueue train" in text
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, EnqueueScreen)  # still open
+        assert await service.list_items("gpu") == []
+        # Not a number at all.
+        await set_input(pilot, field(app, "config-fields", "lr"), "fast")
+        await wait_for_text(pilot, "config.lr: 'fast' is not a number.")
+        # Fixing both lets it through, with only the changed values as overrides.
+        await set_input(pilot, field(app, "config-fields", "epochs"), "7")
+        await set_input(pilot, field(app, "config-fields", "lr"), "0.01")
+        await pilot.pause(0.4)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
+        items = await service.list_items("gpu")
+        assert [i.config_overrides for i in items] == [{"epochs": 7}]
+
+
+async def test_template_variable_bounds_are_checked(service: LaunchService, world: Demo) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(80, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "the form")
+        gpus = field(app, "resource-fields", "gpus")  # the gpu queue's {{gpus}}, 0..8
+        await set_input(pilot, gpus, "9")
+        await wait_for_text(pilot, "9 is greater than the maximum of 8")
+        await set_input(pilot, gpus, "2")
+        await set_input(pilot, field(app, "resource-fields", "memory"), "16g")
+        text = await wait_for_text(pilot, '"gpus": 2')
+        assert '"memory": "16g"' in text
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
+        [item] = await service.list_items("gpu")
+        assert item.template_values == {"gpus": 2}
+        assert item.resource_overrides == {"memory": "16g"}
+
+
+async def test_service_errors_show_inline_in_the_form(service: LaunchService, world: Demo) -> None:
+    """A rule only the service knows (the memory pattern) lands under its field."""
+    app = make_app(service)
+    async with app.run_test(size=(80, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "the form")
+        memory = field(app, "resource-fields", "memory")
+        await set_input(pilot, memory, "lots")
+        await wait_until(pilot, lambda: memory.error is not None, "an error on memory")
+        assert "resource_args.memory" in str(memory.error)
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, EnqueueScreen)
+        assert await service.list_items("gpu") == []
+
+
+async def test_a_failed_run_can_be_fixed_and_resubmitted(
+    service: LaunchService, showcase: Demo
+) -> None:
+    failed = showcase.runs["failed"]
+    app = make_app(service)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4")
+        table = app.screen.query_one("#runs-table")
+        assert table.move_to(failed)  # type: ignore[attr-defined]
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueScreen), "the form")
+        text = await wait_for_text(pilot, f"again from run {failed} (failed)")
+        lr = field(app, "config-fields", "lr")
+        assert lr.value == 0.5  # what the failed run had
+        assert "local" in text
+        await set_input(pilot, lr, "0.05")
+        await pilot.pause(0.4)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
+        items = await service.list_items("local", states=[ItemState.PENDING])
+        newest = max(items, key=lambda i: i.id)
+        assert newest.config_overrides == {"lr": 0.05}
+        assert newest.job_ref == "train:v0" and newest.queue == "local"

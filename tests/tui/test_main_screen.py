@@ -1,0 +1,224 @@
+"""The main screen as a user sees it: panes, focus, live updates, filter, help, layout."""
+
+from __future__ import annotations
+
+import time
+
+from core.model import ItemState, LogStream, RunState
+from core.service import LaunchService
+from tests.tui.conftest import (
+    make_app,
+    type_text,
+    wait_for_text,
+    wait_loaded,
+    wait_until,
+)
+from tests.tui.screen_text import screen_text
+from tui.commands import key_rows
+from tui.demo import Demo
+from tui.screens.help import HelpScreen
+from tui.screens.main import MainScreen
+from tui.widgets.table import LiveTable
+
+
+async def test_starts_on_jobs_with_first_job_selected(service: LaunchService, world: Demo) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        focused = app.focused
+        assert isinstance(focused, LiveTable) and focused.id == "jobs-table"
+        assert focused.cursor_key == "evaluate"  # first job, by name
+        text = screen_text(app)
+        assert "1 Jobs (2)" in text
+        assert "evaluate" in text and "train" in text
+        assert "latest=v0" in text
+
+
+async def test_wide_screen_shows_every_pane(service: LaunchService, showcase: Demo) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_loaded(pilot)
+        text = screen_text(app)
+        for title in ("1 Jobs", "2 Queues", "3 Items", "4 Runs", "5 Agents", "6 Projects"):
+            assert title in text
+        for state in ("finished", "failed", "running", "building"):
+            assert state in text
+        assert "demo-agent" in text
+
+
+async def test_narrow_screen_shows_one_pane_and_tab_moves(
+    service: LaunchService, showcase: Demo
+) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        text = screen_text(app)
+        assert "1 Jobs (2)" in text and "4 Runs" not in text.split("\n", 2)[2]
+        await pilot.press("tab")
+        await wait_for_text(pilot, "2 Queues (2)")
+        await pilot.press("tab", "tab")
+        text = await wait_for_text(pilot, "4 Runs (4)")
+        assert "1 Jobs (2)" not in text
+        assert isinstance(app.focused, LiveTable) and app.focused.id == "runs-table"
+        await pilot.press("1")
+        await wait_for_text(pilot, "1 Jobs (2)")
+
+
+async def test_items_show_run_order_and_follow_live_changes(
+    service: LaunchService, world: Demo
+) -> None:
+    low = await service.enqueue("train", "local", priority="low")
+    medium = await service.enqueue("train", "local", config={"epochs": 2})
+    app = make_app(service)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("2", "j")  # queues: gpu, local
+        await pilot.press("3")
+        text = await wait_for_text(pilot, "3 Items · local (2)")
+        lines = [line for line in text.splitlines() if f"#{medium.id}" in line or
+                 f"#{low.id}" in line]
+        assert f"#{medium.id}" in lines[0] and f"#{low.id}" in lines[1]
+        # Another client enqueues a critical item: it goes to the top, live.
+        critical = await service.enqueue("evaluate", "local", priority="critical")
+        text = await wait_for_text(pilot, "3 Items · local (3)")
+        order = [n for n in (critical.id, medium.id, low.id)
+                 for line in text.splitlines() if f"#{n} " in line + " "]
+        assert order == [critical.id, medium.id, low.id]
+        # An agent leases the first one: it shows as leased at the head, by whom.
+        await service.claim("agent-x", ["local"])
+        await wait_for_text(pilot, "leased")
+        assert "agent-x" in screen_text(app)
+
+
+async def test_changes_from_another_process_show_up(
+    service: LaunchService, world: Demo, home: object
+) -> None:
+    app = make_app(service)
+    other = await LaunchService.open(home=service.settings.home)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_loaded(pilot)
+            await pilot.press("2")
+            # A separate service object: only the events table connects them.
+            await other.create_queue("cpu", "local-process")
+            text = await wait_for_text(pilot, "2 Queues (3)")
+            assert "cpu" in text
+    finally:
+        await other.close()
+
+
+async def test_run_states_update_in_place(service: LaunchService, world: Demo) -> None:
+    await service.enqueue("train", "local")
+    app = make_app(service)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        item = await service.claim("agent-x", ["local"])
+        assert item is not None
+        run = await service.acknowledge(item.id, "agent-x")
+        await wait_for_text(pilot, run.id)
+        await service.set_run_state(run.id, RunState.RUNNING)
+        await wait_until(pilot, lambda: "running" in _row(app, run.id), "running")
+        await service.set_run_state(run.id, RunState.FAILED, exit_code=3)
+        await wait_until(pilot, lambda: "failed" in _row(app, run.id), "failed")
+        assert " 3 " in _row(app, run.id) + " "
+
+
+def _row(app: object, needle: str) -> str:
+    for line in screen_text(app).splitlines():  # type: ignore[arg-type]
+        if needle in line:
+            return line
+    return ""
+
+
+async def test_filter_narrows_the_focused_list(service: LaunchService, world: Demo) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("slash")
+        await type_text(pilot, "eval")
+        text = await wait_for_text(pilot, "(1 of 2)")
+        assert "evaluate" in text
+        assert "python train.py" not in text
+        await pilot.press("enter")  # keep the filter, back to the list
+        table = app.screen.query_one("#jobs-table", LiveTable)
+        assert app.focused is table and table.cursor_key == "evaluate"
+        await pilot.press("slash", "escape")  # clear it
+        text = await wait_for_text(pilot, "1 Jobs (2)")
+        assert "python train.py" in text
+
+
+async def test_help_lists_every_binding_with_a_description(
+    service: LaunchService, world: Demo
+) -> None:
+    rows = key_rows()
+    assert rows and all(row.description.strip() for row in rows)
+    app = make_app(service)
+    async with app.run_test(size=(100, 60)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
+        text = screen_text(app)
+        assert "Enqueue the selected job" in text
+        assert "Jobs pane" in text and "Main screen" in text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "main screen")
+
+
+async def test_palette_offers_every_main_screen_action(
+    service: LaunchService, world: Demo
+) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot)
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for row in key_rows():
+            if row.section in ("Main screen", "Anywhere") or row.section.endswith("pane"):
+                if row.action != "command_palette":
+                    assert row.description in titles, row
+        # And running one from the palette works: open it, pick "Create a queue".
+        await pilot.press("ctrl+p")
+        await type_text(pilot, "Create a queue")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for_text(pilot, "Create a queue")
+
+
+async def test_side_panel_follows_selected_run_logs(service: LaunchService, world: Demo) -> None:
+    await service.enqueue("train", "local")
+    item = await service.claim("agent-x", ["local"])
+    assert item is not None
+    run = await service.acknowledge(item.id, "agent-x")
+    await service.append_logs(run.id, [(time.time(), LogStream.STDOUT, "first line")])
+    await service.agent_log("agent-x", f"claimed item #{item.id}", run_id=run.id)
+    app = make_app(service)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4", "l")
+        await wait_for_text(pilot, "first line")
+        assert f"claimed item #{item.id}" in screen_text(app)
+        await service.append_logs(run.id, [(time.time(), LogStream.STDERR, "second line")])
+        await wait_for_text(pilot, "second line")
+        # Pause following: new lines are counted, not scrolled to.
+        await pilot.press("f")
+        await service.append_logs(run.id, [(time.time(), LogStream.STDOUT, "third line")])
+        await wait_for_text(pilot, "paused (+1 new)")
+        await pilot.press("f")
+        await wait_for_text(pilot, "following")
+        # Search within the log.
+        run_log = app.screen.query_one("#run-log-view")
+        run_log.focus()
+        await pilot.press("slash")
+        await type_text(pilot, "second")
+        await wait_for_text(pilot, "/second 1/1")
+
+
+async def test_item_states_leave_the_waiting_list(service: LaunchService, world: Demo) -> None:
+    item = await service.enqueue("train", "local")
+    app = make_app(service)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("2", "j", "3")
+        await wait_for_text(pilot, "Items · local (1)")
+        await service.cancel(item.id)
+        await wait_for_text(pilot, "Items · local (0)")
+        assert (await service.get_item(item.id)).state == ItemState.CANCELLED
