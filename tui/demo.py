@@ -9,10 +9,18 @@ set_run_state, append_logs, record_metrics), so no backend is needed.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
+import random
+import string
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from core.model import AgentStatus, ErrorStage, LogStream, Priority, RunState
 from core.service import LaunchService
@@ -227,3 +235,80 @@ async def seed_showcase(service: LaunchService, root: Path, *, ts: float | None 
     demo.items.append(queued.id)
     await service.agent_heartbeat(agent, AgentStatus.RUNNING, 2)
     return demo
+
+
+# ---------------------------------------------------------------------- frozen world
+#
+# Screenshots and snapshot tests need the same pixels every time: what the service
+# stamps (clock, run ids, host name, pid) is replaced while seeding, and the app is
+# given a fixed "now". Only the demo uses this; the product never does.
+
+FROZEN_START = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
+
+
+class FrozenClock:
+    """`time.time()` stand-in: starts at a fixed instant, advances a little per call."""
+
+    def __init__(self, start: float = FROZEN_START, step: float = 0.35) -> None:
+        self.now = start
+        self.step = step
+
+    def time(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+class _FrozenOs:
+    """The `os` module, but with a fixed pid (shown in the Agents pane)."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+
+    def getpid(self) -> int:
+        return self._pid
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+@contextmanager
+def frozen_service(seed: int = 7) -> Iterator[FrozenClock]:
+    """While active, the service's clock, run ids, host name and pid are deterministic."""
+    import core.service as service_module
+
+    clock = FrozenClock()
+    rng = random.Random(seed)
+    alphabet = string.ascii_lowercase + string.digits
+
+    def run_id() -> str:
+        return rng.choice(string.ascii_lowercase) + "".join(rng.choice(alphabet)
+                                                            for _ in range(7))
+
+    saved = {name: getattr(service_module, name) for name in ("time", "new_run_id", "socket",
+                                                              "os")}
+    service_module.time = clock  # type: ignore[assignment]
+    service_module.new_run_id = run_id
+    service_module.socket = SimpleNamespace(gethostname=lambda: "demo-host")  # type: ignore[assignment]
+    service_module.os = _FrozenOs(4242)  # type: ignore[assignment]
+    try:
+        yield clock
+    finally:
+        for name, value in saved.items():
+            setattr(service_module, name, value)
+
+
+def seed_frozen_showcase(home: Path) -> float:
+    """Seed the showcase into `home` deterministically; return the 'now' to show it at."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+
+    async def seed() -> None:
+        service = await LaunchService.open(home=home)
+        try:
+            await seed_showcase(service, home / "demo-src", ts=FROZEN_START)
+        finally:
+            await service.close()
+
+    with frozen_service() as clock:
+        asyncio.run(seed())
+        return clock.now + 7.0

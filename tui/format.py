@@ -143,7 +143,8 @@ LEVEL_STYLE: dict[str, str] = {"error": "bold red", "warning": "yellow", "debug"
 
 def log_line(ts: float, stream: str, text: str) -> Text:
     """`12:03:04 text` — stderr in red, build and agent lines marked by stream name."""
-    line = Text(clock(ts) + " ", style="dim")
+    line = Text()
+    line.append(clock(ts) + " ", style="dim")
     style = STREAM_STYLE.get(stream, "")
     if stream not in ("stdout", "stderr"):
         line.append(f"[{stream}] ", style=style)
@@ -152,7 +153,8 @@ def log_line(ts: float, stream: str, text: str) -> Text:
 
 
 def agent_line(ts: float, agent: str, level: str, message: str, run_id: str | None) -> Text:
-    line = Text(clock(ts) + " ", style="dim")
+    line = Text()
+    line.append(clock(ts) + " ", style="dim")
     line.append(agent + " ", style="bold")
     if level != "info":
         line.append(f"{level}: ", style=LEVEL_STYLE.get(level, ""))

@@ -108,6 +108,11 @@ class LogView(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ follow
 
+    def on_resize(self) -> None:
+        # Lines written while hidden (size 0) must still end up showing the newest.
+        if self.follow:
+            self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
+
     def watch_follow(self, follow: bool) -> None:
         if follow:
             self.unseen = 0

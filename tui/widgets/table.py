@@ -331,12 +331,14 @@ class LiveTable(ScrollView, can_focus=True):
         if index >= len(view):
             return Strip.blank(width, base)
         key = view[index]
-        row_style = base
+        cells = self.source.cells(key)
         if index == self.cursor:
             name = "live-table--cursor" if self.has_focus else "live-table--cursor-blur"
             row_style = base + self.get_component_rich_style(name)
-        cells = self.source.cells(key)
-        return self._render_cells(cells, width, row_style)
+            # One colour on the cursor bar: state colours on it would be unreadable.
+            plain = [c.plain if isinstance(c, Text) else c for c in cells]
+            return self._render_cells(plain, width, row_style)
+        return self._render_cells(cells, width, base)
 
     def _render_header(self, width: int, base: Style) -> Strip:
         style = base + self.get_component_rich_style("live-table--header")
