@@ -75,7 +75,8 @@ class QueuesSource:
             1 for a in self.model.agents.values()
             if key in a.queues and a.status != AgentStatus.STOPPED
         )
-        name = Text("● " if key in self.marked else "  ", style="bold green")
+        name = Text()
+        name.append("● " if key in self.marked else "  ", style="bold green")
         name.append(queue.name, style="bold")
         return (
             name,

@@ -207,6 +207,7 @@ class LogView(ScrollView, can_focus=True):
             if y == 0:
                 style = base + self.get_component_rich_style("log-view--empty")
                 text = Text(self.empty_text, style=style, no_wrap=True, end="")
+                text.stylize_before(style, 0, len(text))
                 return Strip(text.render(self.app.console)).crop_extend(0, width, base)
             return Strip.blank(width, base)
         if index >= len(self.lines):
@@ -215,6 +216,7 @@ class LogView(ScrollView, can_focus=True):
         text.append_text(self.lines[index])
         if self._term:
             self._highlight(text, index)
+        text.stylize_before(base, 0, len(text))  # see LiveTable._strip
         strip = Strip(text.render(self.app.console), text.cell_len)
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 

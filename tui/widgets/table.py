@@ -73,7 +73,6 @@ class LiveTable(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {
         "live-table--header",
         "live-table--cursor",
-        "live-table--cursor-blur",
         "live-table--empty",
     }
 
@@ -333,8 +332,9 @@ class LiveTable(ScrollView, can_focus=True):
         key = view[index]
         cells = self.source.cells(key)
         if index == self.cursor:
-            name = "live-table--cursor" if self.has_focus else "live-table--cursor-blur"
-            row_style = base + self.get_component_rich_style(name)
+            # The CSS tells focused from unfocused (LiveTable:focus), so a focus change
+            # restyles the bar without this code deciding anything.
+            row_style = base + self.get_component_rich_style("live-table--cursor")
             # One colour on the cursor bar: state colours on it would be unreadable.
             plain = [c.plain if isinstance(c, Text) else c for c in cells]
             return self._render_cells(plain, width, row_style)
@@ -365,5 +365,8 @@ class LiveTable(ScrollView, can_focus=True):
 
     def _strip(self, line: Text, width: int, style: Style) -> Strip:
         line.truncate(width, overflow="crop", pad=True)
+        # Text.render ignores the base style of a Text without spans; make it a span
+        # (beneath the cells' own) so plain rows keep the row style too.
+        line.stylize_before(style, 0, len(line))
         strip = Strip(line.render(self.app.console), width)
         return strip.crop_extend(0, width, style)
