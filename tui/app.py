@@ -44,8 +44,10 @@ class LaunchApp(App[None]):
     TITLE = "launch-tui"
     ENABLE_COMMAND_PALETTE = True
 
+    # q quits from the main screen only (MainScreen binds it), so a stray q in a form
+    # never closes the app; ctrl+q (Textual's own) quits from anywhere, asking first
+    # when an agent runs here.
     BINDINGS = [
-        Binding("q", "quit", "Quit", tooltip="Quit (asks first if an agent runs here)"),
         Binding("question_mark", "help", "Keys", tooltip="Show every key and what it does"),
     ]
 
@@ -84,6 +86,8 @@ class LaunchApp(App[None]):
     # ------------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
+        # NO_COLOR: styles may add reverse video where colour alone marked something.
+        self.set_class(self.no_color, "-no-color")
         self._open()
 
     @work(group="open", exclusive=True, exit_on_error=False)

@@ -72,9 +72,13 @@ def sections() -> list[tuple[str, type[Any]]]:
 
 
 def key_rows() -> list[KeyRow]:
+    from tui.app import LaunchApp
+
     rows = [
         KeyRow("Anywhere", ("ctrl+p",), "Command palette: every action by name", "command_palette",
                object),
+        # Textual's own binding; the app's quit action asks first when an agent runs here.
+        KeyRow("Anywhere", ("ctrl+q",), "Quit from any screen", "quit", LaunchApp),
     ]
     for section, cls in sections():
         for binding in _bindings(cls):

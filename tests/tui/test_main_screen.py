@@ -222,3 +222,51 @@ async def test_item_states_leave_the_waiting_list(service: LaunchService, world:
         await service.cancel(item.id)
         await wait_for_text(pilot, "Items · local (0)")
         assert (await service.get_item(item.id)).state == ItemState.CANCELLED
+
+
+async def test_no_color_still_marks_the_cursor_row(
+    service: LaunchService, world: Demo, monkeypatch: object
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")  # type: ignore[attr-defined]
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        assert app.no_color
+        table = app.screen.query_one("#jobs-table", LiveTable)
+        style = table.get_component_rich_style("live-table--cursor")
+        assert style.reverse and style.bold  # visible without any colour
+        assert "evaluate" in screen_text(app)
+
+
+async def test_q_quits_from_the_main_screen_but_not_from_a_form(
+    service: LaunchService, world: Demo
+) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("e")
+        await wait_for_text(pilot, "Enqueue evaluate")
+        await pilot.press("tab", "q")  # a stray q in a form does not quit
+        await pilot.pause(0.2)
+        assert app.is_running
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "main screen")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, "the app to quit")
+
+
+async def test_agent_given_at_start_runs_inside_the_app(
+    service: LaunchService, world: Demo
+) -> None:
+    import pytest
+
+    pytest.importorskip("core.agent")
+    app = make_app(service, agent_queues=["local"])
+    app.agent_host.stop_timeout_s = 3.0
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await wait_for_text(pilot, "agent here:", within=15)
+        [name] = app.agent_host.names()
+        await pilot.press("l")
+        await wait_for_text(pilot, "started on queue local")
+        assert name in screen_text(app)

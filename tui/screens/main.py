@@ -71,6 +71,7 @@ class MainScreen(Screen[None]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
 
     BINDINGS = [
+        Binding("q", "app.quit", "Quit", tooltip="Quit (asks first if an agent runs here)"),
         Binding("e", "enqueue", "Enqueue",
                 tooltip="Enqueue the selected job: version, queue, priority, config"),
         Binding("l", "toggle_side", "Logs",

@@ -131,7 +131,7 @@ class MetricRow(Horizontal):
 
 class RunScreen(Screen[None]):
     BINDINGS = [
-        Binding("escape,backspace", "back", "Back", tooltip="Back to the main screen"),
+        Binding("escape,backspace,q", "back", "Back", tooltip="Back to the main screen"),
         Binding("x,delete", "cancel_run", "Cancel run", tooltip="Cancel this run (asks first)"),
         Binding("r", "requeue", "Re-enqueue",
                 tooltip="Open the enqueue form prefilled from this run, to fix and resubmit"),
