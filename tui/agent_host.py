@@ -23,7 +23,7 @@ class AgentStopTimeout(LaunchError):
 
 
 class AgentHost:
-    def __init__(self, stop_timeout_s: float = 10.0) -> None:
+    def __init__(self, stop_timeout_s: float = 5.0) -> None:
         self._agents: dict[str, Any] = {}
         # Quitting must not hang on an agent that does not stop; past this we let go.
         self.stop_timeout_s = stop_timeout_s

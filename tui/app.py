@@ -75,7 +75,7 @@ class LaunchApp(App[None]):
         self.status_message = ""
         self.changes: Signal[Change] = Signal(self, "changes")
         self.event_batches: Signal[list[Event]] = Signal(self, "event-batches")
-        self._closed = False
+        self._shutdown_task: asyncio.Future[None] | None = None
 
     def now(self) -> float:
         return self.clock()
@@ -156,10 +156,16 @@ class LaunchApp(App[None]):
         await self.shutdown()
 
     async def shutdown(self) -> None:
-        """Stop in-process agents, then close the store (only if this app opened it)."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop in-process agents, then close the store (only if this app opened it).
+
+        One shielded task does it, so a quit worker cancelled halfway (the app is
+        exiting) and the unmount handler both wait for the same, whole shutdown.
+        """
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.ensure_future(self._stop_and_close())
+        await asyncio.shield(self._shutdown_task)
+
+    async def _stop_and_close(self) -> None:
         with contextlib.suppress(Exception):
             await self.agent_host.stop_all()  # bounded by the host's stop timeout
         if self.service is not None and self._owns_service:

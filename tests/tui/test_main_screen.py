@@ -270,3 +270,18 @@ async def test_agent_given_at_start_runs_inside_the_app(
         await pilot.press("l")
         await wait_for_text(pilot, "started on queue local")
         assert name in screen_text(app)
+
+
+async def test_an_item_failing_before_its_run_is_explained(
+    service: LaunchService, world: Demo
+) -> None:
+    from core.model import ErrorStage
+    from tests.tui.conftest import wait_for_notice
+
+    item = await service.enqueue("train", "local")
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await service.claim("agent-x", ["local"])
+        await service.fail_item(item.id, "agent-x", ErrorStage.AGENT, "image pull failed")
+        await wait_for_notice(pilot, f"Item #{item.id} on local failed: image pull failed")

@@ -7,6 +7,7 @@ panel (l) holds the agents' log and the selected run's log.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.text import Text
@@ -19,7 +20,8 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
-from core.model import RunState
+from core.events import Event, ItemStateChanged
+from core.model import ItemState, RunState
 from tui.live import Change, ItemList
 from tui.logboxes import AgentLogBox, LogBox, RunLogBox
 from tui.panes import (
@@ -169,6 +171,7 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         app = self.launch_app
         app.changes.subscribe(self, self.on_change, immediate=True)
+        app.event_batches.subscribe(self, self.on_events, immediate=True)
         self.watch_active_pane(self.active_pane)
         self.watch_side_visible(False)
         self.update_status()
@@ -237,6 +240,15 @@ class MainScreen(Screen[None]):
                 pane.update_title()
         if kind != "item":
             self.update_status()
+
+    def on_events(self, events: Sequence[Event]) -> None:
+        """An item that fails before it has a run leaves the list; say why, once."""
+        model = self.launch_app.model
+        for ev in events:
+            if (isinstance(ev, ItemStateChanged) and ev.state == ItemState.FAILED
+                    and model is not None and ev.project == model.project):
+                self.notify(f"Item #{ev.item_id} on {ev.queue} failed: {ev.reason}",
+                            title="Item failed", severity="error", timeout=10)
 
     @work(group="agent-log-load", exclusive=True, exit_on_error=False)
     async def _load_agent_log(self) -> None:
