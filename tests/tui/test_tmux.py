@@ -1,0 +1,92 @@
+"""The real app in a real terminal: tmux at 80x24, keys sent as a person would type them.
+
+This proves what Pilot cannot: the app starts through `run_app`, draws on a pty,
+reads real key sequences (ctrl+s included) and exits cleanly on q.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.service import LaunchService
+from tui.demo import seed_jobs_and_queues
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Tmux:
+    """One private tmux server (its own socket), so nothing else is touched."""
+
+    def __init__(self, socket: str) -> None:
+        self.socket = socket
+
+    def run(self, *args: str) -> str:
+        result = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True,
+                                text=True, check=False)
+        return result.stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", "app")
+
+    def wait_for(self, text: str, within: float = 15.0) -> str:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; the terminal shows:\n{self.screen()}")
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self.run("send-keys", "-t", "app", key)
+            time.sleep(0.15)
+
+
+def test_enqueue_and_quit_in_a_real_terminal(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+
+    async def seed() -> None:
+        service = await LaunchService.open(home=home)
+        try:
+            await seed_jobs_and_queues(service, tmp_path / "src")
+        finally:
+            await service.close()
+
+    asyncio.run(seed())
+    marker = tmp_path / "exited"
+    command = (
+        f"cd {ROOT} && LAUNCH_TUI_HOME={home} TERM=xterm-256color {sys.executable} -c "
+        "'from tui.app import run_app; run_app()'; "
+        f"echo $? > {marker}; sleep 30"
+    )
+    tmux = Tmux(f"launch-tui-test-{tmp_path.name}")
+    tmux.run("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
+    try:
+        screen = tmux.wait_for("1 Jobs (2)")
+        assert "evaluate" in screen and "train" in screen
+        tmux.keys("j", "e")
+        tmux.wait_for('"job": "train:v0"')  # the form with its resolved spec
+        tmux.keys("C-s")
+        tmux.wait_for("1 Jobs (2)")
+        tmux.keys("3")
+        screen = tmux.wait_for("Items · gpu (1)")
+        assert "train:v0" in screen and "pending" in screen
+        tmux.keys("q")
+        deadline = time.monotonic() + 15
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), "the app did not exit on q"
+        assert marker.read_text().strip() == "0"
+    finally:
+        tmux.run("kill-server")
