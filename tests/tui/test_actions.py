@@ -259,3 +259,28 @@ async def test_in_process_agent_starts_and_stops_by_key(
                         for m in notices(app)),
             "a notice about the stop",
         )
+
+
+async def test_enqueued_job_runs_on_the_in_process_agent_with_its_logs(
+    service: LaunchService, world: Demo
+) -> None:
+    """End to end: e, ctrl+s, the agent in the app runs it, its log follows in the panel."""
+    pytest.importorskip("core.agent")
+    app = make_app(service, agent_queues=["local"])
+    app.agent_host.stop_timeout_s = 3.0
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_loaded(pilot)
+        await wait_until(pilot, lambda: app.agent_host.names(), "the agent", within=15)
+        app.remember_queue("local")
+        await pilot.press("e")  # evaluate: the first job
+        await wait_for_text(pilot, '"queue": "local"')
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
+        await pilot.press("4", "l")
+        await wait_until(
+            pilot, lambda: app.model is not None and any(
+                r.state == RunState.FINISHED for r in app.model.runs.values()),
+            "the run to finish", within=120,
+        )
+        text = await wait_for_text(pilot, "score=0.87", within=20)
+        assert "finished" in text
