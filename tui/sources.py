@@ -24,7 +24,7 @@ class JobsSource:
     columns: Sequence[Column] = (
         Column("job", 12, flex=2),
         Column("kind", 5, drop=3),
-        Column("ver", 4, justify="right"),
+        Column("versions", 8, justify="right"),
         Column("aliases", 12, flex=3, drop=2),
         Column("entrypoint", 14, flex=2, drop=4),
     )
@@ -41,7 +41,9 @@ class JobsSource:
         return (
             Text(job.name, style="bold"),
             str(job.kind),
-            f"v{latest.version}" if len(job.versions) == 1 else f"{len(job.versions)}",
+            # Versions as a range: v0 alone, or v0-v3 when there are several.
+            f"v{job.versions[0].version}" if len(job.versions) == 1
+            else f"v{job.versions[0].version}-v{job.versions[-1].version}",
             fmt.aliases(job.aliases),
             " ".join(latest.entrypoint) or str(latest.source.get("image", "")),
         )

@@ -285,3 +285,38 @@ async def test_an_item_failing_before_its_run_is_explained(
         await service.claim("agent-x", ["local"])
         await service.fail_item(item.id, "agent-x", ErrorStage.AGENT, "image pull failed")
         await wait_for_notice(pilot, f"Item #{item.id} on local failed: image pull failed")
+
+
+async def test_a_store_that_cannot_open_is_reported_not_a_crash(
+    tmp_path: object, home: object
+) -> None:
+    from pathlib import Path
+
+    from tests.tui.conftest import notices
+    from tui.app import LaunchApp
+
+    bad = Path(str(tmp_path)) / "garbage.db"
+    bad.write_bytes(b"not a database " * 200)
+    app = LaunchApp(store=str(bad))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "cannot open the store")
+        assert any("is not a launch-tui database" in m for m in notices(app))
+        await pilot.press("e", "4", "x")  # keys still answer, nothing breaks
+        assert app.is_running
+
+
+async def test_switching_project_shows_its_jobs(service: LaunchService, world: Demo) -> None:
+    await service.create_project("research")
+    await service.create_queue("lab", "local-process", project="research")
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("6")
+        await wait_for_text(pilot, "6 Projects (2)")
+        table = app.screen.query_one("#projects-table", LiveTable)
+        assert table.move_to("research")
+        await pilot.press("enter")
+        await wait_for_text(pilot, "project research")
+        await pilot.press("2")
+        text = await wait_for_text(pilot, "2 Queues (1)")
+        assert "lab" in text
