@@ -121,11 +121,21 @@ class LaunchApp(App[None]):
         stopped = False
 
         async def pump() -> None:
-            async for event in service.subscribe(after=after):
-                if stopped:
-                    # A cancel the feed swallowed still ends us at the next event.
-                    return
-                inbox.put_nowait(event)
+            position = after
+            while not stopped:
+                try:
+                    async for event in service.subscribe(after=position):
+                        if stopped:
+                            # A cancel the feed swallowed still ends us at the next event.
+                            return
+                        position = event.seq
+                        inbox.put_nowait(event)
+                    return  # the service was closed
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a store hiccup must not end live updates
+                    self.notify(f"Live updates paused: {exc}; retrying.", severity="warning")
+                    await asyncio.sleep(2.0)
 
         pumping = asyncio.create_task(pump(), name="launch-tui-feed")
         try:
@@ -136,11 +146,11 @@ class LaunchApp(App[None]):
                     batch.append(inbox.get_nowait())
                 try:
                     await model.apply(batch)
-                except LaunchError as exc:
-                    self.notify(f"Live updates: {exc}", severity="error")
+                except Exception as exc:
+                    # One bad batch costs its changes (ctrl+r reloads), not the feed.
+                    message = str(exc) if isinstance(exc, LaunchError) else repr(exc)
+                    self.notify(f"Live updates: {message}", severity="error")
                 self.event_batches.publish(batch)
-                if pumping.done():
-                    break
         finally:
             stopped = True
             pumping.cancel()
