@@ -21,7 +21,8 @@ VERSION_ALIAS_RE = re.compile(r"^v(\d+)$")
 
 # Docker reference grammar (distribution/reference), simplified to one regex.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_DOMAIN = r"(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
 IMAGE_RE = re.compile(
     rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
@@ -65,7 +66,9 @@ def parse_entrypoint(entrypoint: str | list[str] | tuple[str, ...] | None) -> tu
         try:
             parts = shlex.split(entrypoint)
         except ValueError as exc:
-            raise ValidationError(f"entrypoint: cannot be parsed ({exc}).", field="entrypoint")
+            raise ValidationError(
+                f"entrypoint: cannot be parsed ({exc}).", field="entrypoint"
+            ) from exc
     else:
         parts = list(entrypoint)
     if not parts:

@@ -53,7 +53,10 @@ def _rule(error: jsonschema.ValidationError) -> str:
 def validate(instance: Any, schema: dict[str, Any], prefix: str) -> None:
     """Raise ValidationError for the first (deepest, most specific) violation."""
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (list(e.absolute_path), e.message))
+    errors = sorted(
+        validator.iter_errors(instance), key=lambda e: ([str(p) for p in e.absolute_path],
+                                                        e.message)
+    )
     if errors:
         err = jsonschema.exceptions.best_match(errors) or errors[0]
         field = _path(prefix, err)

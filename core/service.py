@@ -9,6 +9,7 @@ client sees changes made by other processes too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -287,7 +288,7 @@ class LaunchService:
         base_image: str | None = None,
     ) -> JobVersionResult:
         root = Path(path).expanduser()
-        name = name or _name_from(root.resolve().name)
+        name = name or _name_from(os.path.basename(os.path.abspath(root)))
         jobrules.check_name(name, "name")
         ep = jobrules.parse_entrypoint(entrypoint)
         if base_image:
@@ -487,7 +488,9 @@ class LaunchService:
                 job_aliases.insert().values(job_id=job_id, alias=alias, version=number)
             )
 
-    async def set_alias(self, job_ref: str, alias: str, *, project: str | None = None) -> JobVersion:
+    async def set_alias(
+        self, job_ref: str, alias: str, *, project: str | None = None
+    ) -> JobVersion:
         jobrules.check_alias(alias)
         project = self.project_or_default(project)
         name, tag = jobrules.parse_job_ref(job_ref)
@@ -1129,6 +1132,23 @@ class LaunchService:
             result = await conn.execute(query.order_by(run_logs.c.id).limit(limit))
             return [rows.to_log(r) for r in result]
 
+    async def output_line_count(self, run_id: str) -> int:
+        """How many lines of the run's own output are stored (log lines plus metric records).
+
+        An agent re-attaching after a restart skips this many lines of the backend's replay.
+        """
+        async with self._read() as conn:
+            lines = await conn.scalar(
+                select(func.count()).where(
+                    run_logs.c.run_id == run_id,
+                    run_logs.c.stream.in_([str(LogStream.STDOUT), str(LogStream.STDERR)]),
+                )
+            )
+            records = await conn.scalar(
+                select(func.count()).where(run_metrics.c.run_id == run_id)
+            )
+            return (lines or 0) + (records or 0)
+
     async def tail_logs(self, run_id: str, lines: int = 200) -> list[LogLine]:
         async with self._read() as conn:
             result = await conn.execute(
@@ -1186,6 +1206,20 @@ class LaunchService:
                 raise ConflictError(
                     f"agent: '{name}' is already running (pid {row.pid} on {row.host}); "
                     "choose another --name."
+                )
+            # Leases this agent took in a previous life and never acknowledged go back.
+            leased = (
+                await conn.execute(
+                    rows.item_select().where(
+                        items.c.state == ItemState.LEASED, items.c.leased_by == name
+                    )
+                )
+            ).all()
+            for r in leased:
+                await self._set_item_state(
+                    conn, rows.to_item(r), ItemState.PENDING, agent=name,
+                    reason=f"{name} restarted before acknowledging it",
+                    leased_by=None, lease_expires=None,
                 )
             values = dict(
                 project=project, queues=list(queue_names), status=AgentStatus.POLLING,
@@ -1273,10 +1307,11 @@ class LaunchService:
                     yield ev
                 if len(batch) >= 500:
                     continue
-                try:
-                    await asyncio.wait_for(wake.wait(), timeout=poll_s)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that races with the event being set, hanging shutdown.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(poll_s):
+                        await wake.wait()
         finally:
             self._waiters.discard(wake)
 
