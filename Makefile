@@ -1,0 +1,37 @@
+# Two commands a newcomer needs: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: run test install lint screenshots bench clean
+
+# The stamp is rebuilt when pyproject.toml changes, so deps follow the project.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,docker]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Open launch-tui on the embedded store with a demo project, a local queue and an agent.
+run: install
+	$(BIN)/launch-tui demo
+
+## Run the whole test suite (starts and stops the private Docker daemon it needs).
+test: install
+	scripts/run-tests.sh
+
+lint: install
+	$(BIN)/ruff check core backends tui tests benchmarks scripts
+
+## Regenerate screenshots/ from the real app on a seeded demo store.
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
+
+bench: install
+	$(BIN)/python benchmarks/claim_throughput.py
+	$(BIN)/python benchmarks/dispatch_latency.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
