@@ -1,0 +1,68 @@
+"""Fixtures for core tests: a fresh embedded store per test and a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.service import LaunchService
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("LAUNCH_TUI_HOME", str(path))
+    monkeypatch.delenv("LAUNCH_TUI_STORE", raising=False)
+    return path
+
+
+@pytest.fixture
+async def service(home: Path) -> AsyncIterator[LaunchService]:
+    svc = await LaunchService.open(home=home)
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "train-code"
+    d.mkdir()
+    (d / "train.py").write_text("import os\nprint(os.environ['WANDB_CONFIG'])\n")
+    return d
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(home: Path):  # type: ignore[no-untyped-def]
+    """Run the real `launch-tui` entry point in a subprocess against `home`."""
+
+    def run(*args: str, cwd: Path | None = None) -> Result:
+        env = {**os.environ, "LAUNCH_TUI_HOME": str(home)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "tui.cli", *args],
+            capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=60,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
