@@ -27,6 +27,7 @@ from textual.worker import Worker, WorkerState
 from core.errors import LaunchError
 from core.events import Event
 from core.service import LaunchService
+from tui import format as fmt
 from tui.agent_host import AgentHost
 from tui.commands import palette_commands
 from tui.live import Change, LiveModel
@@ -86,8 +87,9 @@ class LaunchApp(App[None]):
     # ------------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
-        # NO_COLOR: styles may add reverse video where colour alone marked something.
+        # NO_COLOR: attributes (bold, underline) take over where colour marked something.
         self.set_class(self.no_color, "-no-color")
+        fmt.set_plain(self.no_color)
         self._open()
 
     @work(group="open", exclusive=True, exit_on_error=False)

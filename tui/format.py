@@ -54,7 +54,25 @@ AGENT_STATUS_STYLE: dict[str, str] = {
 STAGES: tuple[str, ...] = ("leased", "queued", "building", "starting", "running", "stopping")
 
 
+# With NO_COLOR the app turns colours into greys, and a red "failed" becomes a dark
+# grey on dark grey. Plain mode keeps only attributes (bold, dim, underline) instead.
+_ATTRIBUTES = {"bold", "dim", "italic", "underline", "reverse", "strike"}
+_plain = False
+
+
+def set_plain(plain: bool) -> None:
+    global _plain
+    _plain = plain
+
+
+def style_of(style: str) -> str:
+    if not _plain:
+        return style
+    return " ".join(word for word in style.split() if word in _ATTRIBUTES)
+
+
 def styled(text: str, style: str) -> Text:
+    style = style_of(style)
     return Text(text, style=style) if style else Text(text)
 
 
@@ -145,7 +163,7 @@ def log_line(ts: float, stream: str, text: str) -> Text:
     """`12:03:04 text` — stderr in red, build and agent lines marked by stream name."""
     line = Text()
     line.append(clock(ts) + " ", style="dim")
-    style = STREAM_STYLE.get(stream, "")
+    style = style_of(STREAM_STYLE.get(stream, ""))
     if stream not in ("stdout", "stderr"):
         line.append(f"[{stream}] ", style=style)
     line.append(text.rstrip("\n").expandtabs(), style=style if stream == "stderr" else "")
@@ -156,9 +174,10 @@ def agent_line(ts: float, agent: str, level: str, message: str, run_id: str | No
     line = Text()
     line.append(clock(ts) + " ", style="dim")
     line.append(agent + " ", style="bold")
+    level_style = style_of(LEVEL_STYLE.get(level, ""))
     if level != "info":
-        line.append(f"{level}: ", style=LEVEL_STYLE.get(level, ""))
+        line.append(f"{level}: ", style=level_style)
     if run_id:
-        line.append(f"[{run_id}] ", style="cyan")
-    line.append(message, style=LEVEL_STYLE.get(level, ""))
+        line.append(f"[{run_id}] ", style=style_of("cyan"))
+    line.append(message, style=level_style)
     return line

@@ -78,7 +78,7 @@ class QueuesSource:
             if key in a.queues and a.status != AgentStatus.STOPPED
         )
         name = Text()
-        name.append("● " if key in self.marked else "  ", style="bold green")
+        name.append("● " if key in self.marked else "  ", style=fmt.style_of("bold green"))
         name.append(queue.name, style="bold")
         return (
             name,
@@ -119,7 +119,7 @@ class ItemsSource:
         item = items.item(key)
         position = items.position(key)
         return (
-            Text("→", style="bold yellow") if position is None else f"{position:,}",
+            Text("→", style=fmt.style_of("bold yellow")) if position is None else f"{position:,}",
             f"#{item.id}",
             item.job_ref,
             fmt.priority(item.priority),

@@ -234,7 +234,7 @@ async def test_no_color_still_marks_the_cursor_row(
         assert app.no_color
         table = app.screen.query_one("#jobs-table", LiveTable)
         style = table.get_component_rich_style("live-table--cursor")
-        assert style.reverse and style.bold  # visible without any colour
+        assert style.underline and style.bold  # visible without any colour
         assert "evaluate" in screen_text(app)
 
 

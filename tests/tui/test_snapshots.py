@@ -88,3 +88,17 @@ def test_run_detail_120x40(snap_compare: Callable[..., bool], frozen_app: Callab
         await pilot.pause(0.5)
 
     assert snap_compare(frozen_app(), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_no_color_80x24(
+    snap_compare: Callable[..., bool], frozen_app: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NO_COLOR: states are words, the cursor bar is reverse video."""
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("4")
+        await pilot.pause(0.2)
+
+    assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=run_before)

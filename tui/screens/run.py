@@ -73,8 +73,8 @@ def facts(run: Run) -> Group:
         head.append(f"  exit {run.exit_code}", style="bold")
     lines: list[Text] = [head]
     if run.error_stage or run.error_message:
-        error = Text(f"error at {run.error_stage or '?'}: ", style="bold red")
-        error.append(run.error_message or "", style="red")
+        error = Text(f"error at {run.error_stage or '?'}: ", style=fmt.style_of("bold red"))
+        error.append(run.error_message or "", style=fmt.style_of("red"))
         lines.append(error)
     if run.reason and run.reason != run.error_message:
         lines.append(Text(f"reason: {run.reason}", style="italic"))
@@ -178,7 +178,8 @@ class RunScreen(Screen[None]):
         try:
             self.run = await service.get_run(self.run_id)
         except LaunchError as exc:
-            self.query_one("#run-facts", Static).update(Text(str(exc), style="bold red"))
+            message = Text(str(exc), style=fmt.style_of("bold red"))
+            self.query_one("#run-facts", Static).update(message)
             return
         self._render_run()
 
