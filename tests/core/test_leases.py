@@ -82,8 +82,9 @@ async def test_acknowledge_fails_an_item_that_no_longer_resolves(
     await service.update_queue(queue, {"template_variables": {
         "t": {"type": "integer", "default": 5}}, "resource_args": {"timeout_s": "{{t}}"}})
     item = await service.enqueue("train", queue)
-    await service.update_queue(queue, {"template_variables": {
-        "t": {"type": "integer", "maximum": 3, "default": 1}}, "resource_args": {"timeout_s": "{{t}}"}})
+    await service.update_queue(queue, {
+        "template_variables": {"t": {"type": "integer", "maximum": 3, "default": 1}},
+        "resource_args": {"timeout_s": "{{t}}"}})
     await service.claim("a1", [queue])
     with pytest.raises(ValidationError, match="greater than the maximum of 3"):
         await service.acknowledge(item.id, "a1")
@@ -117,7 +118,8 @@ async def test_two_processes_and_many_tasks_claim_each_item_once(
     for i in range(n):
         await service.enqueue("train", queue, priority=("low", "high", "medium")[i % 3])
     procs = [
-        subprocess.Popen([sys.executable, "-c", CLAIMER, str(home), f"p{k}", "4"],
+        subprocess.Popen(  # noqa: ASYNC220 - started once; waited for in threads below
+            [sys.executable, "-c", CLAIMER, str(home), f"p{k}", "4"],
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for k in range(2)
     ]
