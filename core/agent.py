@@ -433,21 +433,37 @@ class LaunchAgent:
     async def _pump_logs(
         self, run_id: str, active: _ActiveRun, backend: Backend, handle: RunHandle, skip: int
     ) -> None:
-        """Copy the run's output into the store in batches; helper lines become metrics."""
+        """Copy the run's output into the store in batches; helper lines become metrics.
+
+        A batch is stored once it is LOG_FLUSH_S old even if the job then goes quiet,
+        so a line followed by silence still shows up live.
+        """
         lines: list[tuple[float, LogStream, str]] = []
         metrics: list[tuple[int, float, dict[str, float]]] = []
         last_flush = time.monotonic()
+        flush_lock = asyncio.Lock()  # batches are stored whole and in order
 
         async def flush() -> None:
             nonlocal last_flush
-            if lines:
-                await self.service.append_logs(run_id, lines[:])
+            async with flush_lock:
+                # Taken before the writes: the pump keeps appending meanwhile.
+                batch, records = lines[:], metrics[:]
                 lines.clear()
-            if metrics:
-                await self.service.record_metrics(run_id, metrics[:])
                 metrics.clear()
-            last_flush = time.monotonic()
+                last_flush = time.monotonic()
+                if batch:
+                    await self.service.append_logs(run_id, batch)
+                if records:
+                    await self.service.record_metrics(run_id, records)
 
+        async def flush_when_quiet() -> None:
+            while True:
+                await asyncio.sleep(LOG_FLUSH_S)
+                if (lines or metrics) and time.monotonic() - last_flush >= LOG_FLUSH_S:
+                    # Shielded: a stop never abandons a batch half-stored.
+                    await asyncio.shield(flush())
+
+        ticker = asyncio.create_task(flush_when_quiet())
         try:
             async for chunk in backend.logs(handle, follow=True):
                 if skip:
@@ -463,6 +479,9 @@ class LaunchAgent:
                 if len(lines) >= LOG_FLUSH_LINES or time.monotonic() - last_flush > LOG_FLUSH_S:
                     await flush()
         finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
             await flush()
 
     async def _cancel(self, active: _ActiveRun) -> None:
