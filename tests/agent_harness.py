@@ -1,0 +1,275 @@
+"""Shared harness for the agent tests: a throwaway home with a real SQLite store,
+code jobs made from real files, agents in this process or in their own OS
+process, bounded waiting, and cleanup of every process a test started.
+
+Cleanup is by pid only: agent processes the harness spawned, and the
+supervisors and job process groups recorded in the home's run directories
+(the local-process backend writes them there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends import local_supervisor as sv
+from core.agent import LaunchAgent
+from core.model import TERMINAL_RUN_STATES, ItemState, Run, RunState
+from core.service import LaunchService
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTIVE_STATES = frozenset(
+    {RunState.QUEUED, RunState.BUILDING, RunState.STARTING, RunState.RUNNING, RunState.STOPPING}
+)
+
+
+def script(body: str) -> str:
+    return textwrap.dedent(body).lstrip()
+
+
+def cli_argv(*args: str) -> list[str]:
+    """The `launch-tui` console script of this interpreter (or the module when not installed)."""
+    exe = Path(sys.executable).with_name("launch-tui")
+    if exe.exists():
+        return [str(exe), *args]
+    return [sys.executable, "-m", "tui.cli", *args]
+
+
+async def wait_for(
+    check: Callable[[], Any], what: str, within: float = 20.0, interval: float = 0.05
+) -> Any:
+    """Poll `check` (sync or async) until it returns something truthy; return that.
+
+    Fails with `what` (a string, or a callable giving one, for a description of
+    what was seen last) after `within` seconds.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class AgentProcess:
+    """A headless `launch-tui agent` in its own OS process (and session)."""
+
+    def __init__(self, lab: Lab, name: str, queues: Sequence[str], args: Sequence[str]) -> None:
+        self.name = name
+        self.log_path = lab.root / f"agent-{name}-{len(lab.processes)}.log"
+        argv = cli_argv("agent", *(a for q in queues for a in ("-q", q)), "--name", name, *args)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=lab.root, env=lab.env(), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        lab.processes.append(self.proc)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    async def kill(self) -> None:
+        """SIGKILL, and reap it (a zombie would still look alive to a restarted agent)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+        await asyncio.to_thread(self.proc.wait, 10)
+
+    async def stop(self, within: float = 30.0) -> int:
+        """SIGTERM (a clean stop) and wait for the exit status."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+        return await asyncio.to_thread(self.proc.wait, within)
+
+
+class Lab:
+    """One test's world: a home directory, its store, agents and processes."""
+
+    def __init__(self, root: Path, service: LaunchService) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.service = service
+        self.agents: list[LaunchAgent] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._jobs = 0
+
+    @classmethod
+    async def open(cls, root: Path) -> Lab:
+        service = await LaunchService.open(home=root / "home")
+        return cls(root, service)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["LAUNCH_TUI_HOME"] = str(self.home)
+        env.pop("LAUNCH_TUI_STORE", None)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        return env
+
+    # -------------------------------------------------------------- world
+
+    async def queue(self, name: str = "local", config: dict[str, Any] | None = None) -> str:
+        await self.service.create_queue(name, "local-process", config or {})
+        return name
+
+    async def job(
+        self,
+        files: dict[str, str],
+        entrypoint: str,
+        *,
+        name: str | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> str:
+        """A code job made from `files`; returns its name."""
+        self._jobs += 1
+        name = name or f"job{self._jobs}"
+        src = self.root / "src" / name
+        for rel, text in files.items():
+            path = src / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        if not files:
+            src.mkdir(parents=True, exist_ok=True)
+        await self.service.create_code_job(src, entrypoint, name=name, config_defaults=config)
+        return name
+
+    # -------------------------------------------------------------- agents
+
+    async def agent(self, queues: Sequence[str], **kw: Any) -> LaunchAgent:
+        """A started in-process agent, stopped (its runs cancelled) when the test ends."""
+        kw.setdefault("status_interval_s", 0.1)
+        kw.setdefault("poll_interval_s", 1.0)
+        kw.setdefault("cancel_grace_s", 2.0)
+        agent = LaunchAgent(self.service, list(queues), **kw)
+        self.agents.append(agent)
+        await agent.start()
+        return agent
+
+    def spawn_agent(self, queues: Sequence[str], name: str, *args: str) -> AgentProcess:
+        return AgentProcess(self, name, queues, args)
+
+    async def cli(self, *args: str, within: float = 30.0) -> CliResult:
+        """Run `launch-tui ARGS` to completion without blocking this event loop."""
+        proc = await asyncio.create_subprocess_exec(
+            *cli_argv(*args), cwd=self.root, env=self.env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), within)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(
+                f"launch-tui {' '.join(args)} did not finish in {within:g}s"
+            ) from None
+        assert proc.returncode is not None
+        return CliResult(proc.returncode, out.decode(), err.decode())
+
+    # -------------------------------------------------------------- observing
+
+    async def run_of(self, item_id: int, within: float = 20.0) -> Run:
+        """The run made from an item, once the item is claimed."""
+
+        async def claimed() -> str | None:
+            item = await self.service.get_item(item_id)
+            assert item.state not in (ItemState.FAILED, ItemState.CANCELLED), item
+            return item.run_id
+
+        run_id = await wait_for(claimed, f"item #{item_id} to be claimed", within)
+        return await self.service.get_run(run_id)
+
+    async def wait_run(
+        self,
+        run_id: str,
+        states: Iterable[RunState] = TERMINAL_RUN_STATES,
+        within: float = 30.0,
+    ) -> Run:
+        wanted = set(states)
+        seen: list[Run] = []
+
+        async def reached() -> Run | None:
+            run = await self.service.get_run(run_id)
+            seen[:] = [run]
+            return run if run.state in wanted else None
+
+        return await wait_for(
+            reached, f"run {run_id} to be {'/'.join(sorted(wanted))} "
+            f"(last seen {seen[0].state if seen else '?'})", within,
+        )
+
+    async def output(self, run_id: str) -> list[str]:
+        """The run's stored stdout and stderr lines, in order."""
+        lines = await self.service.run_logs(run_id, limit=100_000, streams=("stdout", "stderr"))
+        return [line.text for line in lines]
+
+    async def wait_output(self, run_id: str, text: str, within: float = 20.0) -> list[str]:
+        async def has() -> list[str] | None:
+            lines = await self.output(run_id)
+            return lines if any(text in line for line in lines) else None
+
+        return await wait_for(has, f"run {run_id} to log {text!r}", within)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / "work" / run_id
+
+    def record(self, run_id: str, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.run_dir(run_id) / name).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    # -------------------------------------------------------------- teardown
+
+    def kill_run_processes(self, run_id: str) -> None:
+        """SIGKILL a run's supervisor and its job's process group (pids from the run dir)."""
+        sup = self.record(run_id, sv.SUPERVISOR)
+        if sup is not None and sv.is_alive(int(sup["pid"]), sup.get("start_time")):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(sup["pid"]), signal.SIGKILL)
+        job = self.record(run_id, sv.JOB)
+        if job is not None and sv.is_alive(int(job["pid"]), job.get("start_time")):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(job["pgid"]), signal.SIGKILL)
+
+    async def close(self) -> None:
+        for agent in self.agents:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(agent.stop(cancel_runs=True), 30)
+        for proc in self.processes:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(proc.wait, 10)
+        work = self.home / "work"
+        if work.is_dir():
+            for run_dir in work.iterdir():
+                self.kill_run_processes(run_dir.name)
+        await self.service.close()
+
