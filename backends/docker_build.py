@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from core import sdk
 from core.backend import BackendContext, BuildLog, BuildResult
 from core.errors import BuildError, LaunchError
 from core.model import JobKind, RunSpec
@@ -38,6 +39,8 @@ T = TypeVar("T")
 
 VENV = "/opt/venv"
 APP = "/app"
+SDK_DIR = "/opt/launch-tui"  # the in-job helper, importable as `launch_tui_sdk`
+SDK_CONTEXT_PATH = "launch/launch_tui_sdk.py"
 JOB_UID = 1000
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _NAME_BAD = re.compile(r"[^a-z0-9._-]+")
@@ -246,19 +249,24 @@ def generate_dockerfile(
     pyproject_deps: bool,
     entrypoint: tuple[str, ...],
     labels: dict[str, str] | None = None,
+    sdk_digest: str | None = None,
 ) -> str:
     """The Dockerfile for a code or git job. The context holds code/ and launch/.
 
     Layers, cheapest to change last: base + venv + user (shared by every job
     on the same base), dependencies (only the files they need), then the code.
+    With `sdk_digest`, the in-job helper (launch/launch_tui_sdk.py in the
+    context) goes to SDK_DIR, which is on PYTHONPATH; its digest is written
+    into the Dockerfile so a changed helper makes a new image tag.
     """
+    pythonpath = f"{APP}:{APP}/src" + (f":{SDK_DIR}" if sdk_digest else "")
     lines = [
         f"FROM {base_image}",
         # Debian's python is "externally managed": install into a venv instead.
         f"ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 "
         f"PIP_NO_INPUT=1 VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH "
         # src/ layouts import without installing the project.
-        f"HOME=/home/job PYTHONPATH={APP}:{APP}/src",
+        f"HOME=/home/job PYTHONPATH={pythonpath}",
         f"RUN python3 -m venv {VENV} "
         f"&& (useradd --create-home --uid {JOB_UID} --shell /bin/sh job "
         f"|| adduser -D -u {JOB_UID} job || true) "
@@ -275,6 +283,9 @@ def generate_dockerfile(
         installs.append("-r /opt/launch/pyproject-requirements.txt")
     if installs:
         lines.append(f"RUN pip install {' '.join(installs)}")
+    if sdk_digest:
+        lines.append(f"# in-job helper launch_tui_sdk, sha256 {sdk_digest}")
+        lines.append(f"COPY {_json(SDK_CONTEXT_PATH, f'{SDK_DIR}/launch_tui_sdk.py')}")
     lines += [
         f"COPY --chown={JOB_UID}:{JOB_UID} code/ {APP}/",
         f"USER {JOB_UID}",
@@ -489,8 +500,11 @@ class DockerBuilder:
         deps = pyproject_dependencies(root) if env.get("pyproject") else []
         if deps:
             extra["launch/pyproject-requirements.txt"] = "\n".join(deps) + "\n"
+        sdk_text = Path(sdk.__file__).read_text()
+        extra[SDK_CONTEXT_PATH] = sdk_text
         text = generate_dockerfile(
-            base, requirements, refs, bool(deps), spec.entrypoint, _labels(spec)
+            base, requirements, refs, bool(deps), spec.entrypoint, _labels(spec),
+            sdk_digest=hashlib.sha256(sdk_text.encode()).hexdigest(),
         )
         extra["launch/Dockerfile"] = text
         # Network only when pip must fetch something; plain code builds stay offline.
