@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import struct
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 LABEL_RUN = "launch-tui.run_id"
 LABEL_MEMORY = "launch-tui.memory"  # the limit as the user wrote it, for the OOM message
+LABEL_TIMEOUT = "launch-tui.timeout_s"  # resource_args.timeout_s, enforced by status()
+TIMEOUT_KILL_GRACE_S = 10.0  # SIGTERM on timeout, SIGKILL this much later
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
 _STREAMS = {1: LogStream.STDOUT, 2: LogStream.STDERR}
 _ACTIVE = {"created", "running", "paused", "restarting"}
@@ -92,6 +95,9 @@ class DockerBackend:
 
     def _marker(self, run_id: str) -> Path:
         return self.ctx.work_dir / run_id / "cancelled"
+
+    def _timeout_marker(self, run_id: str) -> Path:
+        return self.ctx.work_dir / run_id / "timed-out"
 
     async def _get(self, name_or_id: str) -> Container | None:
         import docker
@@ -152,6 +158,8 @@ class DockerBackend:
             kwargs["mem_limit"] = args["memory"]
             kwargs["memswap_limit"] = args["memory"]  # no swap: over the limit means OOM
             labels[LABEL_MEMORY] = str(args["memory"])
+        if args.get("timeout_s"):
+            labels[LABEL_TIMEOUT] = str(int(args["timeout_s"]))
         if args.get("shm_size"):
             kwargs["shm_size"] = args["shm_size"]
         gpus = args.get("gpus")
@@ -210,12 +218,18 @@ class DockerBackend:
         if status == "created":
             return RunStatus(RunState.STARTING, reason="container created, not started yet")
         if status in _ACTIVE:
+            if status == "running" and container.labels.get(LABEL_TIMEOUT):
+                return await self._enforce_timeout(handle.run_id, container, state)
             return RunStatus(RunState.RUNNING)
         code = int(state.get("ExitCode", -1))
         error = str(state.get("Error") or "")
         cancelled = await asyncio.to_thread(self._marker(handle.run_id).exists)
         if cancelled:
             return RunStatus(RunState.STOPPED, reason="stopped on request", exit_code=code)
+        timed_out = await asyncio.to_thread(self._timeout_marker(handle.run_id).exists)
+        if timed_out:
+            limit = container.labels.get(LABEL_TIMEOUT)
+            return RunStatus(RunState.FAILED, reason=f"timed out after {limit} s", exit_code=code)
         memory = int(container.attrs.get("HostConfig", {}).get("Memory") or 0)
         if state.get("OOMKilled") or (code == 137 and memory):
             limit = container.labels.get(LABEL_MEMORY) or _human_bytes(memory)
@@ -228,6 +242,40 @@ class DockerBackend:
             return RunStatus(RunState.FINISHED, exit_code=0)
         command = container.attrs.get("Config", {}).get("Cmd") or []
         return RunStatus(RunState.FAILED, reason=_exit_reason(code, error, command), exit_code=code)
+
+    async def _enforce_timeout(
+        self, run_id: str, container: Container, state: dict[str, Any]
+    ) -> RunStatus:
+        """resource_args.timeout_s: SIGTERM once the container has run that long,
+        SIGKILL TIMEOUT_KILL_GRACE_S later. Enforced while an agent supervises the
+        run (it polls status); the label and the marker file survive an agent restart."""
+        import docker
+
+        limit = int(container.labels[LABEL_TIMEOUT])
+        started = _parse_ts(str(state.get("StartedAt") or ""))
+        now = time.time()
+        if not started or now - started < limit:
+            return RunStatus(RunState.RUNNING)
+        marker = self._timeout_marker(run_id)
+        since = await asyncio.to_thread(_mtime, marker)
+        sig = None
+        if since is None:
+            await asyncio.to_thread(_touch, marker)
+            sig = "SIGTERM"
+        elif now - since >= TIMEOUT_KILL_GRACE_S:
+            sig = "SIGKILL"
+        if sig is not None:
+            try:
+                await asyncio.to_thread(container.kill, signal=sig)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: it is not running any more
+                    raise BackendError(
+                        f"docker: cannot stop container {container.name} after its timeout: "
+                        f"{_why(exc)}."
+                    ) from exc
+        return RunStatus(RunState.RUNNING, reason=f"timed out after {limit} s; stopping")
 
     # ---------------------------------------------------------------- logs
 
@@ -306,6 +354,13 @@ class DockerBackend:
 def _touch(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _why(exc: Exception) -> str:
