@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -34,6 +34,9 @@ from tui.live import Change, LiveModel
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
 from tui.state import UiState
+
+if TYPE_CHECKING:
+    from tui.screens.enqueue import Prefill
 
 T = TypeVar("T")
 # Events handled per model update at most; a larger flood is split into batches.
@@ -246,7 +249,7 @@ class LaunchApp(App[None]):
         yield from palette_commands(self, screen)
         yield from super().get_system_commands(screen)
 
-    def open_enqueue(self, job: str, prefill: Any = None) -> None:
+    def open_enqueue(self, job: str, prefill: Prefill | None = None) -> None:
         from tui.screens.enqueue import EnqueueScreen
 
         if self.model is None or job not in self.model.jobs:

@@ -156,8 +156,6 @@ class LiveModel:
         self.run_order: list[str] = []  # newest first
         self.agents: dict[str, Agent] = {}
         self.agent_names: list[str] = []
-        # item id -> queue name, for events that only name the item
-        self._item_queue: dict[int, str] = {}
 
     # ------------------------------------------------------------------ loading
 
@@ -185,7 +183,6 @@ class LiveModel:
         for item in items:
             by_queue.setdefault(item.queue, []).append(item)
         self.items = {q: ItemList(its) for q, its in by_queue.items()}
-        self._item_queue = {i.id: i.queue for i in items}
         self.runs = {r.id: r for r in runs}
         self.run_order = [r.id for r in runs]
         self._set_agents(agents)
@@ -301,8 +298,6 @@ class LiveModel:
                                       updated_at=ev.ts or current.updated_at)
         if items.upsert(updated):
             reordered.add(ev.queue)
-            if state not in ACTIVE_ITEM_STATES:
-                self._item_queue.pop(ev.item_id, None)
         else:
             changed.setdefault(ev.queue, set()).add(ev.item_id)
 
@@ -324,7 +319,6 @@ class LiveModel:
             except NotFound:
                 return
             self.items[queue] = ItemList(fresh)
-            self._item_queue.update({i.id: queue for i in fresh})
             reordered.add(queue)
             return
         for item_id in sorted(ids):
@@ -334,7 +328,6 @@ class LiveModel:
                 continue
             if items.upsert(item):
                 reordered.add(queue)
-                self._item_queue[item.id] = queue
             else:
                 changed.setdefault(queue, set()).add(item_id)
 

@@ -292,7 +292,7 @@ async def test_a_store_that_cannot_open_is_reported_not_a_crash(
 ) -> None:
     from pathlib import Path
 
-    from tests.tui.conftest import notices
+    from tests.tui.conftest import wait_for_notice
     from tui.app import LaunchApp
 
     bad = Path(str(tmp_path)) / "garbage.db"
@@ -300,7 +300,7 @@ async def test_a_store_that_cannot_open_is_reported_not_a_crash(
     app = LaunchApp(store=str(bad))
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for_text(pilot, "cannot open the store")
-        assert any("is not a launch-tui database" in m for m in notices(app))
+        await wait_for_notice(pilot, "is not a launch-tui database")
         await pilot.press("e", "4", "x")  # keys still answer, nothing breaks
         assert app.is_running
 
