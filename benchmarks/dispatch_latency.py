@@ -1,0 +1,202 @@
+"""Dispatch latency: from enqueue to the job's process starting, event-driven vs 10 s polling.
+
+    .venv/bin/python benchmarks/dispatch_latency.py [--items 200] [--poll-items 200]
+
+One LaunchAgent on a local-process queue in a throwaway home (real SQLite file,
+real processes). Items are enqueued one at a time at random (exponential)
+intervals, the way people and sweeps enqueue. The latency of an item is the
+timestamp its job prints as the very first thing it does (time.time(), stored
+in the run's logs) minus the item's enqueue time.
+
+Two variants of the same agent, measured in the same run:
+
+  event-driven   LaunchAgent(...): woken by the change feed the moment an item is
+                 enqueued (the settings' poll interval stays as a fallback)
+  polling 10 s   LaunchAgent(..., event_driven=False, poll_interval_s=10): the
+                 baseline, W&B Launch's agent default interval
+
+The agent also claims as soon as one of its runs ends (a slot is free). So that
+the polling baseline really waits for its polls, every job holds its slot
+until its variant's last item has started; both variants run the same job
+under the same arrival process, so they see the same load (up to --items runs
+supervised at once). A third row runs the event-driven agent again with jobs
+that end at once, i.e. without that load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.agent import LaunchAgent
+from core.service import LaunchService
+
+JOB = """\
+import time
+started = time.time()  # first thing: this is "process start"
+print(f"{started:.6f}", flush=True)
+import json, os
+from pathlib import Path
+hold = json.loads(os.environ["LAUNCH_TUI_CONFIG"])["hold"]
+while hold and not Path(hold).exists():
+    time.sleep(0.5)
+"""
+
+
+@dataclass
+class Result:
+    start: list[float]  # enqueue -> the job's own first timestamp
+    claim: list[float]  # enqueue -> the agent leased the item
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+async def measure(
+    service: LaunchService,
+    root: Path,
+    label: str,
+    *,
+    items: int,
+    mean_interval_s: float,
+    seed: int,
+    hold: bool = True,
+    **agent_kw: object,
+) -> Result:
+    queue = f"q-{label}"
+    release = root / f"release-{label}"
+    await service.create_queue(queue, "local-process", {})
+    agent = LaunchAgent(service, [queue], name=f"bench-{label}", max_jobs=items + 1,
+                        **agent_kw)  # type: ignore[arg-type]
+    await agent.start()
+    rng = random.Random(seed)
+    enqueued = []
+    t0 = time.monotonic()
+    try:
+        for _ in range(items):
+            await asyncio.sleep(rng.expovariate(1 / mean_interval_s))
+            enqueued.append(
+                await service.enqueue("probe", queue, config={"hold": str(release) if hold else ""})
+            )
+            print(f"\r  {label}: enqueued {len(enqueued)}/{items} "
+                  f"({time.monotonic() - t0:.0f}s)", end="", file=sys.stderr, flush=True)
+        # Wait until every job has printed its start time, then let them all end.
+        starts: dict[int, float] = {}
+        deadline = time.monotonic() + 120
+        while len(starts) < items:
+            assert time.monotonic() < deadline, f"{label}: only {len(starts)} jobs started"
+            for item in enqueued:
+                if item.id in starts:
+                    continue
+                current = await service.get_item(item.id)
+                if current.run_id is None:
+                    continue
+                lines = await service.run_logs(current.run_id, limit=1, streams=("stdout",))
+                if lines:
+                    starts[item.id] = float(lines[0].text)
+            await asyncio.sleep(0.5)
+        print(f"\r  {label}: all {items} started after {time.monotonic() - t0:.0f}s; "
+              "releasing them", file=sys.stderr, flush=True)
+        release.touch()
+        deadline = time.monotonic() + 120
+        while agent.running:
+            assert time.monotonic() < deadline, f"{label}: {agent.running} runs did not end"
+            await asyncio.sleep(0.2)
+    finally:
+        await agent.stop(cancel_runs=True)
+    runs = await service.list_runs(queue)
+    failed = [r for r in runs if r.state != "finished"]
+    assert not failed, [(r.id, r.state, r.error_message) for r in failed[:3]]
+    leased = {r.item_id: r.timestamps["leased"] for r in runs}
+    return Result(
+        start=[starts[item.id] - item.created_at for item in enqueued],
+        claim=[leased[item.id] - item.created_at for item in enqueued],
+    )
+
+
+def row(label: str, latencies: list[float]) -> str:
+    return (f"{label:<34} {len(latencies):>5}  {percentile(latencies, 50):>7.3f}  "
+            f"{percentile(latencies, 90):>7.3f}  {percentile(latencies, 99):>7.3f}  "
+            f"{max(latencies):>7.3f}  {statistics.fmean(latencies):>7.3f}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=200, help="items for the event-driven agent")
+    parser.add_argument("--poll-items", type=int, default=200,
+                        help="items for the 10 s polling baseline")
+    parser.add_argument("--mean-interval", type=float, default=0.5,
+                        help="mean seconds between enqueues (exponential)")
+    parser.add_argument("--poll-interval", type=float, default=10.0,
+                        help="the baseline's poll interval")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="dispatch-latency-"))
+    src = root / "src"
+    src.mkdir()
+    (src / "job.py").write_text(JOB)
+    service = await LaunchService.open(home=root / "home")
+    started = time.monotonic()
+    try:
+        await service.create_code_job(src, "python job.py", name="probe",
+                                      config_defaults={"hold": ""})
+        print(f"dispatch latency benchmark in {root} ({os.cpu_count()} cores)", file=sys.stderr)
+        event = await measure(service, root, "events", items=args.items,
+                              mean_interval_s=args.mean_interval, seed=1)
+        polling = await measure(service, root, "polling", items=args.poll_items,
+                                mean_interval_s=args.mean_interval, seed=2,
+                                event_driven=False, poll_interval_s=args.poll_interval)
+        light = await measure(service, root, "events-light", items=args.items,
+                              mean_interval_s=args.mean_interval, seed=1, hold=False)
+    finally:
+        await service.close()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+    fallback = service.settings.poll_interval_s
+    print()
+    print("Enqueue -> job process start (the job's own first timestamp), seconds; "
+          "local-process target,")
+    print(f"one agent, one enqueue every {args.mean_interval:g} s on average (exponential), "
+          f"{os.cpu_count()} cores")
+    print(f"{'variant':<34} {'items':>5}  {'p50':>7}  {'p90':>7}  {'p99':>7}  {'max':>7}  "
+          f"{'mean':>7}")
+    event_label = f"event-driven ({fallback:g} s fallback poll)"
+    poll_label = f"baseline: polling every {args.poll_interval:g} s"
+    light_label = "event-driven, jobs end at once"
+    print(row(event_label, event.start))
+    print(row(poll_label, polling.start))
+    print(row(light_label, light.start))
+    print("of which enqueue -> item leased by the agent:")
+    print(row(event_label, event.claim))
+    print(row(poll_label, polling.claim))
+    print(row(light_label, light.claim))
+    print("(the first two rows: every job holds its slot until its variant's last job has "
+          "started, so up to")
+    print(f" {max(args.items, args.poll_items)} runs are supervised at once; the last row: "
+          "each job ends at once, a few runs at a time)")
+    if args.poll_items < args.items:
+        print(f"(the polling baseline used {args.poll_items} items, fewer than "
+              f"{args.items}, to keep the run short)")
+    ratio = percentile(polling.start, 50) / percentile(event.start, 50)
+    print(f"p50: event-driven is {ratio:.0f}x lower than the {args.poll_interval:g} s "
+          f"polling baseline; total benchmark time {time.monotonic() - started:.0f} s")
+
+if __name__ == "__main__":
+    asyncio.run(main())
