@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # Events handled per model update at most; a larger flood is split into batches.
 MAX_BATCH = 5000
+# How long stopping waits for the change-feed reader to unwind.
+PUMP_STOP_S = 10.0
 
 
 class LaunchApp(App[None]):
@@ -80,6 +82,7 @@ class LaunchApp(App[None]):
         self.changes: Signal[Change] = Signal(self, "changes")
         self.event_batches: Signal[list[Event]] = Signal(self, "event-batches")
         self._shutdown_task: asyncio.Future[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
 
     def now(self) -> float:
         return self.clock()
@@ -143,6 +146,7 @@ class LaunchApp(App[None]):
                     await asyncio.sleep(2.0)
 
         pumping = asyncio.create_task(pump(), name="launch-tui-feed")
+        self._pump = pumping
         try:
             while True:
                 first = await inbox.get()
@@ -159,8 +163,9 @@ class LaunchApp(App[None]):
         finally:
             stopped = True
             pumping.cancel()
-            # Never hang on it: closing the service ends the feed in any case.
-            await asyncio.wait({pumping}, timeout=1.0)
+            # Let a read it was in the middle of unwind (a slow machine can take a
+            # while), so no query is left running when the store closes; but never hang.
+            await asyncio.wait({pumping}, timeout=PUMP_STOP_S)
 
     def _refresh_status(self) -> None:
         main = self.main_screen()
@@ -183,6 +188,9 @@ class LaunchApp(App[None]):
     async def _stop_and_close(self) -> None:
         with contextlib.suppress(Exception):
             await self.agent_host.stop_all()  # bounded by the host's stop timeout
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+            await asyncio.wait({self._pump}, timeout=PUMP_STOP_S)
         if self.service is not None and self._owns_service:
             with contextlib.suppress(Exception):
                 await self.service.close()
