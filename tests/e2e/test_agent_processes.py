@@ -105,7 +105,7 @@ GATED = script(
 )
 
 
-async def test_agent_killed_and_restarted_reattaches_requeues_and_reports_crashes(
+async def test_agent_killed_and_restarted_reattaches_requeues_cancels_and_reports_crashes(
     lab: Lab,
 ) -> None:
     gates = lab.root / "gates"
@@ -114,15 +114,21 @@ async def test_agent_killed_and_restarted_reattaches_requeues_and_reports_crashe
     gated = await lab.job({"train.py": GATED}, "python train.py", name="gated")
     quick = await lab.job({"quick.py": "print('quick')\n"}, "python quick.py", name="quick")
 
-    first_life = lab.spawn_agent([queue], "worker", "-j", "2")
+    first_life = lab.spawn_agent([queue], "worker", "-j", "3")
     survivor_item = await lab.service.enqueue(gated, queue)
     victim_item = await lab.service.enqueue(gated, queue)
+    doomed_item = await lab.service.enqueue(gated, queue)
     survivor = await lab.run_of(survivor_item.id)
     victim = await lab.run_of(victim_item.id)
-    await lab.wait_output(survivor.id, "before")
-    await lab.wait_output(victim.id, "before")
+    doomed = await lab.run_of(doomed_item.id)
+    for run in (survivor, victim, doomed):
+        await lab.wait_output(run.id, "before")
+    doomed_job = lab.record(doomed.id, sv.JOB)
+    assert doomed_job is not None
 
     await first_life.kill()
+    # A user cancels a run while its agent is down: it can only be marked stopping.
+    assert await lab.service.cancel(doomed.id) == f"run {doomed.id} stopping"
 
     # While no agent is up: the victim's job and supervisor die...
     lab.kill_run_processes(victim.id)
@@ -145,7 +151,7 @@ async def test_agent_killed_and_restarted_reattaches_requeues_and_reports_crashe
     assert leased is not None and leased.id == orphan_item.id
     assert leased.state == ItemState.LEASED
 
-    second_life = lab.spawn_agent([queue], "worker", "-j", "2")
+    second_life = lab.spawn_agent([queue], "worker", "-j", "3")
 
     async def reattached() -> bool:
         messages = [e.message for e in await lab.service.agent_logs("worker")]
@@ -165,6 +171,12 @@ async def test_agent_killed_and_restarted_reattaches_requeues_and_reports_crashe
     assert victim.error_stage == ErrorStage.RUN
     assert "vanished" in (victim.reason or "")
 
+    # The restarted agent carried out the cancel that was waiting for it.
+    doomed = await lab.wait_run(doomed.id)
+    assert doomed.state == RunState.STOPPED
+    assert not sv.is_alive(doomed_job["pid"], doomed_job["start_time"])
+    assert await lab.output(doomed.id) == ["before"]
+
     orphan_run = await lab.wait_run((await lab.run_of(orphan_item.id)).id)
     assert orphan_run.state == RunState.FINISHED
     assert await lab.output(orphan_run.id) == ["quick"]
@@ -180,7 +192,7 @@ async def test_agent_killed_and_restarted_reattaches_requeues_and_reports_crashe
     # Every item ended in exactly one terminal state, through exactly one run.
     runs = await lab.service.list_runs(queue)
     assert sorted(r.item_id for r in runs) == sorted(
-        [survivor_item.id, victim_item.id, orphan_item.id]
+        [survivor_item.id, victim_item.id, doomed_item.id, orphan_item.id]
     )
     assert all(r.state.terminal for r in runs)
     for item in await lab.service.list_items(queue, states=None):
