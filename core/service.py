@@ -1257,11 +1257,13 @@ class LaunchService:
             return [rows.to_agent(r) for r in result]
 
     async def agent_logs(self, agent: str | None = None, limit: int = 200) -> list[AgentLog]:
+        """The newest `limit` log lines (of one agent, or of all), oldest first."""
+        query = select(events).where(events.c.kind == AgentLog.kind)
+        if agent is not None:
+            # Filtered in the query: other agents' lines must not crowd this one's out.
+            query = query.where(events.c.payload["agent"].as_string() == agent)
         async with self._read() as conn:
-            result = await conn.execute(
-                select(events).where(events.c.kind == AgentLog.kind)
-                .order_by(events.c.seq.desc()).limit(limit * (4 if agent else 1))
-            )
+            result = await conn.execute(query.order_by(events.c.seq.desc()).limit(limit))
             out = []
             for r in result:
                 ev = decode(r.seq, r.ts, r.kind, r.payload)
