@@ -310,7 +310,8 @@ async def test_code_job_builds_runs_and_is_cleaned_up(world: World) -> None:
     assert len(containers_created(world.client, rid, world.started)) == 1
     await world.container_removed(rid)
     assert f"run {rid} finished" in await world.agent_messages()
-    assert agent.running == 0
+    # The run's task ends just after the cleanup it awaited.
+    await wait_for(lambda: agent.running == 0, "the agent to let go of the run", 10)
 
 
 async def test_second_run_of_the_same_version_is_a_cache_hit(world: World) -> None:
@@ -481,7 +482,7 @@ async def test_agent_killed_and_restarted_reattaches_the_same_container(world: W
     # One container for the run, ever, and it is gone now.
     assert len(containers_created(world.client, rid, world.started)) == 1
     await world.container_removed(rid)
-    assert agent_b.running == 0
+    await wait_for(lambda: agent_b.running == 0, "agent B to let go of the run", 10)
     runs = await world.service.list_runs("dq")
     assert [r.id for r in runs] == [rid]
 
