@@ -338,6 +338,8 @@ class LaunchAgent:
                                error_stage=ErrorStage.BUILD, error_message=message)
             return None
         await self.service.append_logs(run.id, build_lines)
+        # The tail quoted when the run fails is the run's own output, not the build's.
+        active.tail.clear()
         took = time.monotonic() - started
         what = "cache hit" if result.cached else f"built in {took:.1f}s"
         await self._log(f"run {run.id}: build stage {what}"
