@@ -269,6 +269,16 @@ async def test_failure_kinds_are_reported_and_the_agent_carries_on(lab: Lab) -> 
     assert build_failed.handle is None  # never reached the backend
 
 
+async def test_a_failed_runs_message_quotes_its_own_output_not_the_build_log(lab: Lab) -> None:
+    queue = await lab.queue()
+    job = await lab.job({"t.py": "import sys\nprint('only line')\nsys.exit(1)\n"}, "python t.py")
+    await lab.agent([queue])
+    item = await lab.service.enqueue(job, queue)
+    run = await lab.wait_run((await lab.run_of(item.id)).id)
+    assert run.state == RunState.FAILED
+    assert run.error_message == "exit code 1; last output:\nonly line"
+
+
 async def test_agent_log_says_what_it_claimed_submitted_and_why_it_failed(lab: Lab) -> None:
     queue = await lab.queue()
     failing = await lab.job({"train.py": FAILING}, "python train.py", name="failing")
