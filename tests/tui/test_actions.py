@@ -135,6 +135,7 @@ async def test_edit_config_in_a_form_makes_a_new_version(
         epochs = app.screen.query_one(FieldGroup).field("epochs")
         assert epochs is not None and isinstance(epochs.editor, Input)
         epochs.editor.focus()
+        await wait_until(pilot, lambda: app.focused is epochs.editor, "focus on epochs")
         epochs.editor.value = ""
         await type_text(pilot, "9")
         await pilot.press("ctrl+s")
@@ -188,11 +189,14 @@ async def test_create_a_queue_in_the_form(service: LaunchService, world: Demo) -
         await wait_loaded(pilot)
         await pilot.press("n")
         await wait_until(pilot, lambda: isinstance(app.screen, QueueScreen), "queue form")
+        name = app.screen.query_one("#name", Input)
+        await wait_until(pilot, lambda: app.focused is name, "focus on the name")
         await type_text(pilot, "cpu")
         group = app.screen.query_one("#resource-fields", FieldGroup)
         timeout = group.field("timeout_s")
         assert timeout is not None and isinstance(timeout.editor, Input)
         timeout.editor.focus()
+        await wait_until(pilot, lambda: app.focused is timeout.editor, "focus on timeout_s")
         await type_text(pilot, "{{limit}}")  # uses a variable not declared yet
         await wait_for_text(pilot, "template variable 'limit' is used but not declared")
         await pilot.press("ctrl+s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from textual.pilot import Pilot
 from textual.widgets import Input
 
 from core.model import ItemState, LogStream, RunState
@@ -23,12 +24,14 @@ def field(app: object, group: str, name: str) -> SchemaField:
     return found
 
 
-async def set_input(pilot: object, f: SchemaField, text: str) -> None:
+async def set_input(pilot: Pilot, f: SchemaField, text: str) -> None:
     editor = f.editor
     assert isinstance(editor, Input)
     editor.focus()
+    # Focus lands on the next message cycle; keys sent before it would go elsewhere.
+    await wait_until(pilot, lambda: pilot.app.focused is editor, "focus on the field")
     editor.value = ""
-    await type_text(pilot, text)  # type: ignore[arg-type]
+    await type_text(pilot, text)
 
 
 async def test_e_then_ctrl_s_enqueues_defaults_and_the_run_shows_its_logs(
@@ -119,8 +122,9 @@ async def test_template_variable_bounds_are_checked(service: LaunchService, worl
         await wait_for_text(pilot, "9 is greater than the maximum of 8")
         await set_input(pilot, gpus, "2")
         await set_input(pilot, field(app, "resource-fields", "memory"), "16g")
-        text = await wait_for_text(pilot, '"gpus": 2')
-        assert '"memory": "16g"' in text
+        # The preview follows typing (debounced); wait for the one with both values.
+        text = await wait_for_text(pilot, '"memory": "16g"')
+        assert '"gpus": 2' in text
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
         [item] = await service.list_items("gpu")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from textual.widgets import Input
+
 from core.model import ItemState, LogStream, RunState
 from core.service import LaunchService
 from tests.tui.conftest import (
@@ -18,6 +20,7 @@ from tui.commands import key_rows
 from tui.demo import Demo
 from tui.screens.help import HelpScreen
 from tui.screens.main import MainScreen
+from tui.widgets.findbar import FindBar
 from tui.widgets.table import LiveTable
 
 
@@ -135,6 +138,7 @@ async def test_filter_narrows_the_focused_list(service: LaunchService, world: De
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
         await pilot.press("slash")
+        await wait_until(pilot, lambda: isinstance(app.focused, FindBar), "the filter bar")
         await type_text(pilot, "eval")
         text = await wait_for_text(pilot, "(1 of 2)")
         assert "evaluate" in text
@@ -177,6 +181,7 @@ async def test_palette_offers_every_main_screen_action(
                     assert row.description in titles, row
         # And running one from the palette works: open it, pick "Create a queue".
         await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.focused, Input), "the palette input")
         await type_text(pilot, "Create a queue")
         await pilot.pause(0.3)
         await pilot.press("enter")
@@ -207,7 +212,9 @@ async def test_side_panel_follows_selected_run_logs(service: LaunchService, worl
         # Search within the log.
         run_log = app.screen.query_one("#run-log-view")
         run_log.focus()
+        await wait_until(pilot, lambda: app.focused is run_log, "focus on the run log")
         await pilot.press("slash")
+        await wait_until(pilot, lambda: isinstance(app.focused, FindBar), "the search bar")
         await type_text(pilot, "second")
         await wait_for_text(pilot, "/second 1/1")
 

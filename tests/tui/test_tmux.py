@@ -7,6 +7,7 @@ reads real key sequences (ctrl+s included) and exits cleanly on q.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,7 @@ def test_enqueue_and_quit_in_a_real_terminal(tmp_path: Path) -> None:
         "'from tui.app import run_app; run_app()'; "
         f"echo $? > {marker}; sleep 30"
     )
-    tmux = Tmux(f"launch-tui-test-{tmp_path.name}")
+    tmux = Tmux(f"launch-tui-test-{os.getpid()}-{tmp_path.name}")
     tmux.run("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
     try:
         screen = tmux.wait_for("1 Jobs (2)")
