@@ -31,6 +31,10 @@ class AgentHost:
     def names(self) -> list[str]:
         return list(self._agents)
 
+    def served_queues(self) -> list[str]:
+        """Queues the agents hosted in this app serve, in the order they were given."""
+        return [q for agent in self._agents.values() for q in agent.queues]
+
     def is_mine(self, name: str) -> bool:
         return name in self._agents
 

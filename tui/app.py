@@ -219,12 +219,16 @@ class LaunchApp(App[None]):
         return None
 
     def default_queue(self) -> str | None:
-        """The queue an enqueue form starts on: the last used, else the first."""
+        """The queue an enqueue form starts on: the last used, else one this app's own
+        agent serves (so `e`, `ctrl+s` in `launch-tui demo` runs at once), else the first."""
         model = self.model
         if model is None or not model.queue_names:
             return None
         last = self.ui_state.last_queue.get(model.project)
-        return last if last in model.queues else model.queue_names[0]
+        if last in model.queues:
+            return last
+        served = [q for q in self.agent_host.served_queues() if q in model.queues]
+        return served[0] if served else model.queue_names[0]
 
     def remember_queue(self, queue: str) -> None:
         if self.model is not None:
