@@ -212,6 +212,18 @@ class LaunchService:
             raise NotFound(f"job: '{name}' does not exist in project '{project}'.")
         return row
 
+    async def _scoped(
+        self, conn: AsyncConnection, query: Any, project: str, queue: str | None, queue_id: Any
+    ) -> Any:
+        """Restrict a joined item/run select to a project, and to one queue if given;
+        an unknown project or queue raises NotFound naming it."""
+        query = query.where(queues.c.project == project)
+        if queue is None:
+            await self._project_exists(conn, project)
+            return query
+        qrow = await self._queue_row(conn, project, queue)
+        return query.where(queue_id == qrow.id)
+
     async def _aliases(self, conn: AsyncConnection, job_id: int) -> dict[str, int]:
         result = await conn.execute(
             select(job_aliases.c.alias, job_aliases.c.version).where(
@@ -769,12 +781,8 @@ class LaunchService:
         """Items in the order they will be taken (priority, then first in first out)."""
         project = self.project_or_default(project)
         async with self._read() as conn:
-            query = rows.item_select().where(queues.c.project == project)
-            if queue is not None:
-                qrow = await self._queue_row(conn, project, queue)
-                query = query.where(items.c.queue_id == qrow.id)
-            else:
-                await self._project_exists(conn, project)
+            query = await self._scoped(conn, rows.item_select(), project, queue,
+                                       items.c.queue_id)
             if states is not None:
                 query = query.where(items.c.state.in_([str(s) for s in states]))
             query = query.order_by(queues.c.name, items.c.priority, items.c.id)
@@ -999,12 +1007,8 @@ class LaunchService:
         """Newest first."""
         project = self.project_or_default(project)
         async with self._read() as conn:
-            query = rows.run_select().where(queues.c.project == project)
-            if queue is not None:
-                qrow = await self._queue_row(conn, project, queue)
-                query = query.where(runs.c.queue_id == qrow.id)
-            else:
-                await self._project_exists(conn, project)
+            query = await self._scoped(conn, rows.run_select(), project, queue,
+                                       runs.c.queue_id)
             if states is not None:
                 query = query.where(runs.c.state.in_([str(RunState(s)) for s in states]))
             if agent is not None:

@@ -6,33 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from core.service import LaunchService
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    monkeypatch.setenv("LAUNCH_TUI_HOME", str(path))
-    monkeypatch.delenv("LAUNCH_TUI_STORE", raising=False)
-    return path
-
-
-@pytest.fixture
-async def service(home: Path) -> AsyncIterator[LaunchService]:
-    svc = await LaunchService.open(home=home)
-    try:
-        yield svc
-    finally:
-        await svc.close()
 
 
 @pytest.fixture

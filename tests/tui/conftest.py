@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,24 +13,6 @@ from core.service import LaunchService
 from tests.tui.screen_text import screen_text
 from tui.app import LaunchApp
 from tui.demo import Demo, seed_jobs_and_queues, seed_showcase
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    monkeypatch.setenv("LAUNCH_TUI_HOME", str(path))
-    monkeypatch.delenv("LAUNCH_TUI_STORE", raising=False)
-    return path
-
-
-@pytest.fixture
-async def service(home: Path) -> AsyncIterator[LaunchService]:
-    svc = await LaunchService.open(home=home)
-    try:
-        yield svc
-    finally:
-        await svc.close()
 
 
 @pytest.fixture

@@ -1,0 +1,29 @@
+"""Fixtures shared by every test folder: a fresh embedded store per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.service import LaunchService
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty LAUNCH_TUI_HOME; the embedded SQLite store is created inside it."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("LAUNCH_TUI_HOME", str(path))
+    monkeypatch.delenv("LAUNCH_TUI_STORE", raising=False)
+    return path
+
+
+@pytest.fixture
+async def service(home: Path) -> AsyncIterator[LaunchService]:
+    svc = await LaunchService.open(home=home)
+    try:
+        yield svc
+    finally:
+        await svc.close()
