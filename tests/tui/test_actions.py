@@ -237,7 +237,6 @@ async def test_modify_a_queue_keeps_what_the_form_does_not_show(
 async def test_in_process_agent_starts_and_stops_by_key(
     service: LaunchService, world: Demo
 ) -> None:
-    pytest.importorskip("core.agent")
     app = make_app(service)
     app.agent_host.stop_timeout_s = 3.0
     async with app.run_test(size=(120, 40)) as pilot:
@@ -263,7 +262,6 @@ async def test_enqueued_job_runs_on_the_in_process_agent_with_its_logs(
     service: LaunchService, world: Demo
 ) -> None:
     """End to end: e, ctrl+s, the agent in the app runs it, its log follows in the panel."""
-    pytest.importorskip("core.agent")
     app = make_app(service, agent_queues=["local"])
     app.agent_host.stop_timeout_s = 3.0
     async with app.run_test(size=(120, 40)) as pilot:

@@ -265,9 +265,7 @@ async def test_q_quits_from_the_main_screen_but_not_from_a_form(
 async def test_agent_given_at_start_runs_inside_the_app(
     service: LaunchService, world: Demo
 ) -> None:
-    import pytest
 
-    pytest.importorskip("core.agent")
     app = make_app(service, agent_queues=["local"])
     app.agent_host.stop_timeout_s = 3.0
     async with app.run_test(size=(120, 40)) as pilot:
