@@ -37,13 +37,11 @@ from backends.docker_backend import LABEL_RUN, TIMEOUT_KILL_GRACE_S, container_n
 from core.agent import LaunchAgent
 from core.model import ErrorStage, ItemState, LogStream, Run, RunState
 from core.service import LaunchService
+from tests.backends.docker.helpers import BASE_IMAGE, connect_test_daemon
 
 pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES_SOCKET = "unix:///tmp/launch-tui-docker/docker.sock"
-BASE_IMAGE = os.environ.get("LAUNCH_TUI_TEST_BASE_IMAGE", "launch-tui/python-base:bookworm")
-HINT = 'run `scripts/test-services.sh start` and `eval "$(scripts/test-services.sh env)"`'
 AGENT = "dock-agent"
 # The first build of a job makes a venv in the base image; a few seconds, well under this.
 BUILD_WITHIN = 80.0
@@ -74,20 +72,7 @@ async def wait_for(check: Callable[[], Any], what: Callable[[], str] | str,
 
 @pytest.fixture(scope="module")
 def docker_client() -> Any:
-    import docker
-
-    os.environ.setdefault("DOCKER_HOST", SERVICES_SOCKET)
-    host = os.environ["DOCKER_HOST"]
-    try:
-        client = docker.from_env(version="auto")
-        client.ping()
-    except Exception as exc:
-        pytest.fail(f"the Docker daemon at {host} is not reachable ({exc}); {HINT}.", pytrace=False)
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"the base image {BASE_IMAGE} is missing from {host}; {HINT}.", pytrace=False)
-    return client
+    return connect_test_daemon()
 
 
 def container_exists(client: Any, run_id: str) -> bool:

@@ -7,7 +7,6 @@ mean the Docker backend was exercised.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -19,30 +18,13 @@ import pytest
 
 from backends.docker_backend import DockerBackend, container_name
 from core.backend import BackendContext
-from tests.backends.docker.helpers import BASE_IMAGE, BuildLogLines
+from tests.backends.docker.helpers import BASE_IMAGE, BuildLogLines, connect_test_daemon
 from tests.git_daemon import GitDaemon, git_daemon
-
-# The socket scripts/test-services.sh starts dockerd on, when DOCKER_HOST is unset.
-SERVICES_SOCKET = "unix:///tmp/launch-tui-docker/docker.sock"
-HINT = 'run `scripts/test-services.sh start` and `eval "$(scripts/test-services.sh env)"`'
 
 
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
-    import docker
-
-    os.environ.setdefault("DOCKER_HOST", SERVICES_SOCKET)
-    host = os.environ["DOCKER_HOST"]
-    try:
-        client = docker.from_env(version="auto")
-        client.ping()
-    except Exception as exc:
-        pytest.fail(f"the Docker daemon at {host} is not reachable ({exc}); {HINT}.", pytrace=False)
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.fail(f"the base image {BASE_IMAGE} is missing from {host}; {HINT}.", pytrace=False)
-    return client
+    return connect_test_daemon()
 
 
 @pytest.fixture

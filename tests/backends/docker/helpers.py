@@ -15,6 +15,29 @@ from core.backend import BackendContext, RunHandle, RunStatus
 from core.model import JobKind, RunSpec, RunState
 
 BASE_IMAGE = os.environ.get("LAUNCH_TUI_TEST_BASE_IMAGE", "launch-tui/python-base:bookworm")
+# The socket scripts/test-services.sh starts dockerd on, when DOCKER_HOST is unset.
+SERVICES_SOCKET = "unix:///tmp/launch-tui-docker/docker.sock"
+HINT = 'run `scripts/test-services.sh start` and `eval "$(scripts/test-services.sh env)"`'
+
+
+def connect_test_daemon() -> Any:
+    """A client for the test daemon holding the base image; fails the test (never skips)
+    when either is missing, so a green run means Docker was really exercised."""
+    import docker
+    import pytest
+
+    os.environ.setdefault("DOCKER_HOST", SERVICES_SOCKET)
+    host = os.environ["DOCKER_HOST"]
+    try:
+        client = docker.from_env(version="auto")
+        client.ping()
+    except Exception as exc:
+        pytest.fail(f"the Docker daemon at {host} is not reachable ({exc}); {HINT}.", pytrace=False)
+    try:
+        client.images.get(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"the base image {BASE_IMAGE} is missing from {host}; {HINT}.", pytrace=False)
+    return client
 
 
 def write_snapshot(ctx: BackendContext, files: dict[str, str | bytes]) -> str:
