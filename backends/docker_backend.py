@@ -24,11 +24,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends.docker_build import connect, iterate_in_thread
-from backends.schemas import DOCKER
-from core.backend import BackendContext, LogChunk, RunHandle, RunStatus
-from core.errors import BackendError, ValidationError
-from core.model import JobKind, LogStream, RunSpec, RunState
+from launch_tui.backends.docker_build import connect, iterate_in_thread
+from launch_tui.backends.schemas import DOCKER
+from launch_tui.core.backend import (
+    NOTHING_BUILT,
+    BackendBase,
+    BackendContext,
+    BuildResult,
+    LogChunk,
+    RunHandle,
+    RunStatus,
+)
+from launch_tui.core.errors import BackendError, ValidationError
+from launch_tui.core.model import JobKind, LogStream, RunSpec, RunState
 
 if TYPE_CHECKING:
     import docker
@@ -76,7 +84,7 @@ def _parse_ts(stamp: str) -> float:
         return 0.0
 
 
-class DockerBackend:
+class DockerBackend(BackendBase):
     """The `docker` target resource."""
 
     name = "docker"
@@ -121,9 +129,12 @@ class DockerBackend:
 
     # ---------------------------------------------------------------- submit
 
-    def _create_args(self, spec: RunSpec, name: str) -> dict[str, Any]:
+    def _create_args(
+        self, spec: RunSpec, name: str, build: BuildResult = NOTHING_BUILT
+    ) -> dict[str, Any]:
         args = spec.resource_args
-        image = spec.image or (spec.source.get("image") if spec.kind is JobKind.IMAGE else None)
+        as_given = spec.source.get("image") if spec.kind is JobKind.IMAGE else None
+        image = build.image or spec.image or as_given
         if not image:
             raise BackendError(
                 "image: the run has no image to start; the docker builder must run first."
@@ -172,11 +183,11 @@ class DockerBackend:
             kwargs["volumes"] = list(args["volumes"])
         return kwargs
 
-    async def submit(self, spec: RunSpec) -> RunHandle:
+    async def submit(self, spec: RunSpec, build: BuildResult = NOTHING_BUILT) -> RunHandle:
         import docker
 
         name = container_name(spec.run_id)
-        kwargs = self._create_args(spec, name)  # validate before touching the daemon
+        kwargs = self._create_args(spec, name, build)  # validate before touching the daemon
         client = await self.client()
         container = await self._get(name)
         if container is None:

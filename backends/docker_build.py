@@ -27,10 +27,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from core import sdk
-from core.backend import BackendContext, BuildLog, BuildResult
-from core.errors import BuildError, LaunchError
-from core.model import JobKind, RunSpec
+from launch_tui.core import sdk
+from launch_tui.core.backend import BackendContext, BuildLog, BuildResult
+from launch_tui.core.errors import BuildError, LaunchError
+from launch_tui.core.model import JobKind, RunSpec
 
 if TYPE_CHECKING:
     import docker
@@ -401,7 +401,7 @@ class DockerBuilder:
                 raise BuildError(f"code: the job's snapshot is missing from {root}.")
             return await self._build_from(spec, root, None, log)
         if spec.kind is JobKind.GIT:
-            from backends.git_source import checkout
+            from launch_tui.backends.git_source import checkout
 
             build_root = self.ctx.work_dir / "docker-build"
             build_root.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ import os
 import re
 from pathlib import Path
 
-from core.backend import BuildLog
-from core.errors import BuildError
+from launch_tui.core.backend import BuildLog
+from launch_tui.core.errors import BuildError
 
 # Only network transports. GIT_ALLOW_PROTOCOL is read by every git process,
 # including the clones `git submodule` spawns, so it also guards submodule URLs

@@ -28,12 +28,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from backends import local_supervisor as sv
-from backends.schemas import LOCAL_PROCESS
-from backends.venv_cache import FileLock, ensure_venv, venv_python
-from core.backend import BackendContext, BuildLog, BuildResult, LogChunk, RunHandle, RunStatus
-from core.errors import BackendError, BuildError
-from core.model import JobKind, LogStream, RunSpec, RunState
+from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.schemas import LOCAL_PROCESS
+from launch_tui.backends.venv_cache import FileLock, ensure_venv, venv_python
+from launch_tui.core import sdk
+from launch_tui.core.backend import (
+    NOTHING_BUILT,
+    BackendBase,
+    BackendContext,
+    BuildLog,
+    BuildResult,
+    LogChunk,
+    RunHandle,
+    RunStatus,
+)
+from launch_tui.core.errors import BackendError, BuildError
+from launch_tui.core.model import JobKind, LogStream, RunSpec, RunState
 
 NAME = "local-process"
 BUILD_RECORD = "build.json"
@@ -47,7 +57,6 @@ START_TIMEOUT_S = 30.0  # how long submit waits for the supervisor to take the r
 CANCEL_SETTLE_S = 15.0
 _READ_CHUNK = 64 * 1024
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_dir_for(ctx: BackendContext, run_id: str) -> Path:
@@ -143,7 +152,7 @@ class LocalEnvBuilder:
             await asyncio.to_thread(_copy_snapshot, snapshot, src)
             return None
         if spec.kind == JobKind.GIT:
-            from backends.git_source import checkout  # only git jobs need it
+            from launch_tui.backends.git_source import checkout  # only git jobs need it
 
             ref = spec.source.get("ref") or None  # "" means the remote's default branch
             commit = await checkout(str(spec.source["url"]), ref, src, log)
@@ -284,7 +293,7 @@ def _parse_line(line: bytes) -> LogChunk:
         return LogChunk(LogStream.STDOUT, line.decode("utf-8", "replace"), time.time())
 
 
-class LocalProcessBackend:
+class LocalProcessBackend(BackendBase):
     """Runs jobs as supervised local processes; all state lives in `<home>/work/<run_id>`."""
 
     name = NAME
@@ -300,7 +309,7 @@ class LocalProcessBackend:
 
     # -- submit
 
-    async def submit(self, spec: RunSpec) -> RunHandle:
+    async def submit(self, spec: RunSpec, build: BuildResult = NOTHING_BUILT) -> RunHandle:
         run_dir = run_dir_for(self.ctx, spec.run_id)
         await asyncio.to_thread(run_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
         # One submit at a time per run, across agents and processes.
@@ -309,7 +318,7 @@ class LocalProcessBackend:
         try:
             if (run_dir / sv.SUPERVISOR).exists():
                 return self._handle(spec.run_id)
-            launch = await asyncio.to_thread(self._launch_record, spec)
+            launch = await asyncio.to_thread(self._launch_record, spec, build)
             await asyncio.to_thread(sv.write_json_atomic, run_dir / sv.LAUNCH, launch)
             proc = await asyncio.to_thread(self._spawn_supervisor, run_dir)
             await self._wait_supervised(run_dir, proc)
@@ -317,12 +326,12 @@ class LocalProcessBackend:
         finally:
             lock.release()
 
-    def _launch_record(self, spec: RunSpec) -> dict[str, Any]:
-        build = spec.environment.get("build")
-        if not isinstance(build, dict) or not build.get("python") or not build.get("workdir"):
+    def _launch_record(self, spec: RunSpec, result: BuildResult) -> dict[str, Any]:
+        build = result.details
+        if not build.get("python") or not build.get("workdir"):
             raise BackendError(
                 f"environment: run {spec.run_id} was not built for local-process "
-                "(spec.environment['build'] is missing)."
+                "(its build result names no python and working copy)."
             )
         entrypoint = [str(a) for a in spec.entrypoint]
         if not entrypoint:
@@ -346,6 +355,10 @@ class LocalProcessBackend:
             env.pop("PYTHONHOME", None)
         env.update({k: str(v) for k, v in spec.env.items()})
         env.update({k: str(v) for k, v in (spec.resource_args.get("env") or {}).items()})
+        # The in-job helper (`import launch_tui_sdk`) comes first on the job's path;
+        # a PYTHONPATH the job itself sets follows it, the agent's own does not.
+        job_path = spec.resource_args.get("env", {}).get("PYTHONPATH") or spec.env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self._sdk_dir()), job_path]))
 
         _check_entrypoint(argv, entrypoint, cwd, env.get("PATH", os.defpath))
         timeout_s = spec.resource_args.get("timeout_s")
@@ -360,16 +373,25 @@ class LocalProcessBackend:
             "submitted_at": time.time(),
         }
 
+    def _sdk_dir(self) -> Path:
+        """Install the in-job helper as `launch_tui_sdk.py` under <home>/sdk, once per change."""
+        directory = self.ctx.home / "sdk"
+        target = directory / "launch_tui_sdk.py"
+        source = Path(sdk.__file__).read_bytes()
+        if not target.exists() or target.read_bytes() != source:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(source)
+            os.replace(tmp, target)
+        return directory
+
     def _spawn_supervisor(self, run_dir: Path) -> subprocess.Popen[bytes]:
+        # The supervisor is a module of the installed package; the job's own
+        # environment comes from launch.json, not from here.
         env = dict(os.environ)
-        # The supervisor must import this package whatever the agent's cwd;
-        # the job's own environment comes from launch.json, not from here.
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")])
-        )
         with open(run_dir / SUPERVISOR_LOG, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "backends.local_supervisor", str(run_dir)],
+                [sys.executable, "-m", "launch_tui.backends.local_supervisor", str(run_dir)],
                 cwd=run_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Supervisor of one local-process run: `python -m backends.local_supervisor RUN_DIR`.
+"""Supervisor of one local-process run: `python -m launch_tui.backends.local_supervisor RUN_DIR`.
 
 The agent starts this small process in its own session, so the job outlives an
 agent that is killed (even with SIGKILL): everything the agent later needs is a
@@ -277,7 +277,7 @@ class Supervisor:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m backends.local_supervisor RUN_DIR", file=sys.stderr)
+        print("usage: python -m launch_tui.backends.local_supervisor RUN_DIR", file=sys.stderr)
         return 2
     run_dir = Path(argv[0])
     # The lock is held for the supervisor's lifetime: a second supervisor for

@@ -22,8 +22,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from core.backend import BuildLog
-from core.errors import BuildError
+from launch_tui.core.backend import BuildLog
+from launch_tui.core.errors import BuildError
 
 COMPLETE_MARKER = ".launch-tui-complete"
 LOCK_POLL_S = 0.2

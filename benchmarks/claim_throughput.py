@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.service import LaunchService  # noqa: E402
+from launch_tui.core.service import LaunchService  # noqa: E402
 
 WORKER = r"""
 import asyncio, json, sys, time
-from core.service import LaunchService
+from launch_tui.core.service import LaunchService
 async def main(home, name, tasks):
     svc = await LaunchService.open(home=home)
     count = 0

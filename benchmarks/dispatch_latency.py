@@ -39,8 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.agent import LaunchAgent
-from core.service import LaunchService
+from launch_tui.core.agent import LaunchAgent
+from launch_tui.core.service import LaunchService
 
 JOB = """\
 import time

@@ -27,10 +27,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from backends.docker_backend import DockerBackend, container_name
-from backends.docker_build import DockerBuilder
-from core.backend import BackendContext
-from core.model import JobKind, RunSpec
+from launch_tui.backends.docker_backend import DockerBackend, container_name
+from launch_tui.backends.docker_build import DockerBuilder
+from launch_tui.core.backend import BackendContext
+from launch_tui.core.model import JobKind, RunSpec
 
 os.environ.setdefault("DOCKER_HOST", "unix:///tmp/launch-tui-docker/docker.sock")
 BASE = os.environ.get("LAUNCH_TUI_TEST_BASE_IMAGE", "launch-tui/python-base:bookworm")

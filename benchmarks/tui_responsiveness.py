@@ -35,9 +35,9 @@ from textual.app import App, ComposeResult  # noqa: E402
 from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import DataTable, Static  # noqa: E402
 
-from core.service import LaunchService  # noqa: E402
-from tui.app import LaunchApp  # noqa: E402
-from tui.demo import seed_jobs_and_queues  # noqa: E402
+from launch_tui.core.service import LaunchService  # noqa: E402
+from launch_tui.tui.app import LaunchApp  # noqa: E402
+from launch_tui.tui.demo import seed_jobs_and_queues  # noqa: E402
 
 SIZE = (120, 40)
 

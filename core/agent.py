@@ -19,20 +19,23 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
-import shutil
 import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-from core import registry, resolve, sdk
-from core.backend import Backend, BackendContext, BuildResult, RunHandle, RunStatus
-from core.errors import BackendError, BuildError, ConflictError, LaunchError, ValidationError
-from core.events import ItemEnqueued, ItemStateChanged, RunStateChanged
-from core.model import (
+from launch_tui.core import registry, resolve, sdk
+from launch_tui.core.backend import Backend, BackendContext, BuildResult, RunHandle, RunStatus
+from launch_tui.core.errors import (
+    BackendError,
+    BuildError,
+    ConflictError,
+    LaunchError,
+    ValidationError,
+)
+from launch_tui.core.events import ItemEnqueued, ItemStateChanged, RunStateChanged
+from launch_tui.core.model import (
     AgentStatus,
     ErrorStage,
     ItemState,
@@ -42,7 +45,7 @@ from core.model import (
     RunSpec,
     RunState,
 )
-from core.service import LaunchService
+from launch_tui.core.service import LaunchService
 
 log = logging.getLogger("launch_tui.agent")
 
@@ -117,7 +120,6 @@ class LaunchAgent:
             self.name, self.queues, project=self.project, max_jobs=self.max_jobs
         )
         self.status = AgentStatus.POLLING
-        self._install_sdk()
         await self._log(
             f"started on queue{'s' if len(self.queues) > 1 else ''} {', '.join(self.queues)} "
             f"(max {self.max_jobs} job{'s' if self.max_jobs > 1 else ''}, "
@@ -281,9 +283,10 @@ class LaunchAgent:
         if active.handle is None and resume:
             active.handle = await backend.find(run.id)
         if active.handle is None:
-            spec = await self._build(run, active, spec)
-            if spec is None:
+            built = await self._build(run, active, spec)
+            if built is None:
                 return
+            spec, build = built
             if active.cancel_requested.is_set():
                 await self._finish(run.id, RunState.STOPPED, reason="cancelled before it started")
                 return
@@ -291,7 +294,7 @@ class LaunchAgent:
                 await self._finish(run.id, RunState.STOPPED, reason="cancelled before it started")
                 return
             try:
-                handle = await backend.submit(spec)
+                handle = await backend.submit(spec, build)
             except (BackendError, BuildError, ValidationError) as exc:
                 await self._log(f"run {run.id} could not start: {exc}", level="error",
                                 run_id=run.id)
@@ -307,7 +310,9 @@ class LaunchAgent:
                 self._spawn(self._cancel(active))
         await self._supervise(run, active, backend)
 
-    async def _build(self, run: Run, active: _ActiveRun, spec: RunSpec) -> RunSpec | None:
+    async def _build(
+        self, run: Run, active: _ActiveRun, spec: RunSpec
+    ) -> tuple[RunSpec, BuildResult] | None:
         if not await self._advance(run.id, RunState.BUILDING, reason="preparing"):
             await self._finish(run.id, RunState.STOPPED, reason="cancelled before it started")
             return None
@@ -351,20 +356,14 @@ class LaunchAgent:
             environment["commit"] = result.commit
         image = result.image or spec.image
         macros = {"image_uri": image} if image else {}
-        env = dict(spec.env)
-        if spec.resource == "local-process":
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(self._sdk_dir), env.get("PYTHONPATH")) if p
-            )
         spec = replace(
             spec,
             image=image,
             environment=environment,
-            env=env,
             resource_args=resolve.fill_macros(spec.resource_args, macros),
         )
         await self.service.update_run(run.id, spec=spec, reason=what)
-        return spec
+        return spec, result
 
     async def _supervise(self, run: Run, active: _ActiveRun, backend: Backend) -> None:
         assert active.handle is not None
@@ -396,13 +395,11 @@ class LaunchAgent:
         await self._conclude(run.id, active, status)
         # Backends that keep finished resources around (docker containers) free them
         # only now, after the result and the logs are safely stored.
-        cleanup = getattr(backend, "cleanup", None)
-        if cleanup is not None:
-            try:
-                await cleanup(handle)
-            except LaunchError as exc:
-                await self._log(f"could not clean up run {run.id}: {exc}", level="warning",
-                                run_id=run.id)
+        try:
+            await backend.cleanup(handle)
+        except LaunchError as exc:
+            await self._log(f"could not clean up run {run.id}: {exc}", level="warning",
+                            run_id=run.id)
 
     async def _conclude(self, run_id: str, active: _ActiveRun, status: RunStatus) -> None:
         final = status.state
@@ -546,20 +543,6 @@ class LaunchAgent:
         task = asyncio.create_task(coro)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
-
-    @property
-    def _sdk_dir(self) -> Path:
-        return self.service.settings.home / "sdk"
-
-    def _install_sdk(self) -> None:
-        """Put the in-job helper where local jobs can import it as `launch_tui_sdk`."""
-        target = self._sdk_dir / "launch_tui_sdk.py"
-        source = Path(sdk.__file__)
-        if not target.exists() or target.read_bytes() != source.read_bytes():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".tmp")
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
 
     async def _log(self, message: str, *, level: str = "info", run_id: str | None = None) -> None:
         log.log(logging.getLevelName(level.upper()), "%s: %s", self.name, message)

@@ -1,7 +1,10 @@
-"""The contract between the agent and target resources (see DESIGN.md, "Backends").
+"""The contract between the agent and target resources (docs/architecture.md, "Backends").
 
-Backends live in the top-level `backends` package and are found through
-`core.registry`, so core never imports a cloud SDK until a queue needs it.
+A target resource is a `BackendPlugin` declared in the `launch_tui.backends`
+entry-point group (see `registry`). The plugin itself is SDK-free data: its name,
+its resource-args schema and two factories that import the backend module only
+when a queue actually runs on it. Backends subclass `BackendBase`, which gives
+the optional hooks no-op defaults, so the agent never asks which backend it has.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from core.model import LogStream, RunSpec, RunState
+from launch_tui.core.model import LogStream, RunSpec, RunState
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,20 @@ class BackendContext:
 
 BuildLog = Callable[[str], Awaitable[None]]
 
+# What a backend gets when nothing was built for the run (an image job run as given).
+NOTHING_BUILT = BuildResult()
+
 
 @runtime_checkable
 class Backend(Protocol):
     name: str
     resource_schema: dict[str, Any]
 
-    async def submit(self, spec: RunSpec) -> RunHandle:
-        """Start the run. Idempotent on spec.run_id: a second call returns the same run."""
+    async def submit(self, spec: RunSpec, build: BuildResult = NOTHING_BUILT) -> RunHandle:
+        """Start the run with what the builder made of it.
+
+        Idempotent on spec.run_id: a second call returns the same run.
+        """
         ...
 
     async def status(self, handle: RunHandle) -> RunStatus: ...
@@ -98,6 +107,10 @@ class Backend(Protocol):
         """Re-attach after an agent restart: the run's handle if it was ever submitted."""
         ...
 
+    async def cleanup(self, handle: RunHandle) -> None:
+        """Free what the backend keeps after a run ended, once its result is stored."""
+        ...
+
 
 @runtime_checkable
 class Builder(Protocol):
@@ -106,3 +119,41 @@ class Builder(Protocol):
     async def build(self, spec: RunSpec, log: BuildLog) -> BuildResult:
         """Make the job version runnable on the target (image, venv, checkout)."""
         ...
+
+
+class BackendBase:
+    """Defaults for the optional parts of the Backend protocol.
+
+    Backends that keep finished resources around (containers, cluster objects)
+    override `cleanup`; the agent calls it for every backend after a run's result
+    and logs are stored.
+    """
+
+    name: str
+    resource_schema: dict[str, Any]
+
+    async def cleanup(self, handle: RunHandle) -> None:
+        return None
+
+
+BackendFactory = Callable[[BackendContext], Backend]
+BuilderFactory = Callable[[BackendContext], Builder]
+
+
+@dataclass(frozen=True)
+class BackendPlugin:
+    """One target resource as the entry-point group declares it.
+
+    Importing the module that defines a plugin must not import the backend's SDK:
+    queues are validated and forms drawn from `resource_schema` on machines that
+    lack the extra. `backend` and `builder` import the real code on first use;
+    None means the resource is known (its queues can be configured) but cannot
+    run in this version.
+    """
+
+    name: str
+    resource_schema: dict[str, Any]
+    backend: BackendFactory | None = None
+    builder: BuilderFactory | None = None
+    extra: str | None = None  # the pip extra that brings its SDK
+    order: int = 100  # where it appears in menus; built-ins first

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from core.errors import ValidationError
+from launch_tui.core.errors import ValidationError
 
 
 def load_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:

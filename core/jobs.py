@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from core.errors import ValidationError
+from launch_tui.core.errors import ValidationError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")

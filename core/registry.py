@@ -1,92 +1,81 @@
-"""Backend name -> import paths. Importing happens only when a backend is used.
+"""Target resources, discovered through the `launch_tui.backends` entry-point group.
 
-Resource schemas live in `backends.schemas`, which imports no SDK, so queues
-for any backend can be validated on a machine without that backend's extras.
+Core names no backend: every target (the built-in ones included) is a
+`BackendPlugin` that an installed distribution declares, so a third party adds
+one by installing a package. Discovery reads package metadata only; a backend's
+SDK is imported when a queue first runs on it, never to validate or draw a form.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Any
+import functools
+from importlib.metadata import entry_points
 
-from core.backend import Backend, BackendContext, Builder
-from core.errors import BackendError, ValidationError
+from launch_tui.core.backend import Backend, BackendContext, BackendPlugin, Builder
+from launch_tui.core.errors import BackendError, ValidationError
 
-
-@dataclass(frozen=True)
-class BackendEntry:
-    name: str
-    schema: str
-    backend: str | None  # None: schema known, runner not in this version
-    builder: str | None
-    extra: str | None = None  # pip extra that brings its SDK
+ENTRY_POINT_GROUP = "launch_tui.backends"
 
 
-BACKENDS: dict[str, BackendEntry] = {
-    e.name: e
-    for e in (
-        BackendEntry(
-            "local-process",
-            "backends.schemas:LOCAL_PROCESS",
-            "backends.local_process:LocalProcessBackend",
-            "backends.local_process:LocalEnvBuilder",
-        ),
-        BackendEntry(
-            "docker",
-            "backends.schemas:DOCKER",
-            "backends.docker_backend:DockerBackend",
-            "backends.docker_build:DockerBuilder",
-            extra="docker",
-        ),
-        BackendEntry("kubernetes", "backends.schemas:KUBERNETES", None, None, extra="kubernetes"),
-        BackendEntry("sagemaker", "backends.schemas:SAGEMAKER", None, None, extra="sagemaker"),
-        BackendEntry("vertex", "backends.schemas:VERTEX", None, None, extra="vertex"),
-    )
-}
-
-RESOURCE_NAMES = tuple(BACKENDS)
+@functools.cache
+def plugins() -> dict[str, BackendPlugin]:
+    """Every installed target resource by name, built-ins first."""
+    found: list[BackendPlugin] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken third-party package must not break the app
+            raise BackendError(
+                f"resource: the target resource '{ep.name}' ({ep.value}) cannot load: {exc}."
+            ) from exc
+        if not isinstance(plugin, BackendPlugin) or plugin.name != ep.name:
+            raise BackendError(
+                f"resource: entry point '{ep.name}' ({ep.value}) is not a BackendPlugin "
+                f"named '{ep.name}'."
+            )
+        found.append(plugin)
+    found.sort(key=lambda p: (p.order, p.name))
+    return {p.name: p for p in found}
 
 
-def _load(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
+def resource_names() -> tuple[str, ...]:
+    return tuple(plugins())
 
 
-def entry(name: str) -> BackendEntry:
+def plugin(name: str) -> BackendPlugin:
     try:
-        return BACKENDS[name]
+        return plugins()[name]
     except KeyError:
         raise ValidationError(
             f"resource: '{name}' is not a known target resource "
-            f"(choose one of {', '.join(RESOURCE_NAMES)}).",
+            f"(choose one of {', '.join(resource_names())}).",
             field="resource",
         ) from None
 
 
-def resource_schema(name: str) -> dict[str, Any]:
-    return _load(entry(name).schema)
+def resource_schema(name: str) -> dict:
+    return plugin(name).resource_schema
 
 
 def create_backend(name: str, ctx: BackendContext) -> Backend:
-    e = entry(name)
-    if e.backend is None:
+    p = plugin(name)
+    if p.backend is None:
         raise BackendError(f"resource: running on '{name}' is not available in this version.")
     try:
-        cls = _load(e.backend)
+        return p.backend(ctx)
     except ImportError as exc:
-        hint = f" (pip install 'launch-tui[{e.extra}]')" if e.extra else ""
-        raise BackendError(f"resource: the '{name}' backend cannot load: {exc}{hint}.") from exc
-    return cls(ctx)
+        raise BackendError(f"resource: the '{name}' backend cannot load: {exc}{_hint(p)}.") from exc
 
 
 def create_builder(name: str, ctx: BackendContext) -> Builder:
-    e = entry(name)
-    if e.builder is None:
+    p = plugin(name)
+    if p.builder is None:
         raise BackendError(f"resource: building for '{name}' is not available in this version.")
     try:
-        cls = _load(e.builder)
+        return p.builder(ctx)
     except ImportError as exc:
-        hint = f" (pip install 'launch-tui[{e.extra}]')" if e.extra else ""
-        raise BackendError(f"resource: the '{name}' builder cannot load: {exc}{hint}.") from exc
-    return cls(ctx)
+        raise BackendError(f"resource: the '{name}' builder cannot load: {exc}{_hint(p)}.") from exc
+
+
+def _hint(p: BackendPlugin) -> str:
+    return f" (pip install 'launch-tui[{p.extra}]')" if p.extra else ""

@@ -14,10 +14,10 @@ from typing import Any
 
 import jsonschema
 
-from core import registry
-from core.configfile import deep_merge
-from core.errors import ValidationError
-from core.model import QueueConfig
+from launch_tui.core import registry
+from launch_tui.core.configfile import deep_merge
+from launch_tui.core.errors import ValidationError
+from launch_tui.core.model import QueueConfig
 
 TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 MACRO_RE = re.compile(r"\$\{([a-z_]+)\}")

@@ -25,10 +25,10 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import jobs as jobrules
-from core import registry, resolve
-from core.errors import ConflictError, NotFound, ValidationError
-from core.events import (
+from launch_tui.core import jobs as jobrules
+from launch_tui.core import registry, resolve
+from launch_tui.core.errors import ConflictError, NotFound, ValidationError
+from launch_tui.core.events import (
     AgentHeartbeat,
     AgentLog,
     Event,
@@ -43,7 +43,7 @@ from core.events import (
     RunStateChanged,
     decode,
 )
-from core.model import (
+from launch_tui.core.model import (
     TERMINAL_RUN_STATES,
     Agent,
     AgentStatus,
@@ -63,11 +63,11 @@ from core.model import (
     RunSpec,
     RunState,
 )
-from core.settings import Settings, load_settings
-from core.snapshots import create_snapshot
-from core.store import engine as store_engine
-from core.store import rows
-from core.store.schema import (
+from launch_tui.core.settings import Settings, load_settings
+from launch_tui.core.snapshots import create_snapshot
+from launch_tui.core.store import engine as store_engine
+from launch_tui.core.store import rows
+from launch_tui.core.store.schema import (
     agents,
     events,
     items,
@@ -79,7 +79,7 @@ from core.store.schema import (
     run_metrics,
     runs,
 )
-from core.store.schema import (
+from launch_tui.core.store.schema import (
     jobs as jobs_table,
 )
 
@@ -578,7 +578,7 @@ class LaunchService:
     ) -> Queue:
         project = self.project_or_default(project)
         jobrules.check_name(name, "queue")
-        registry.entry(resource)
+        registry.plugin(resource)
         parsed = resolve.parse_queue_config(resource, config or {})
         now = time.time()
         try:
@@ -611,7 +611,7 @@ class LaunchService:
         async with self._tx() as conn:
             row = await self._queue_row(conn, project, name)
             new_resource = resource or row.resource
-            registry.entry(new_resource)
+            registry.plugin(new_resource)
             parsed = resolve.parse_queue_config(new_resource, config)
             await conn.execute(
                 update(queues)

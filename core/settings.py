@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import ValidationError
+from launch_tui.core.errors import ValidationError
 
 DEFAULT_PROJECT = "default"
 

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import ValidationError
+from launch_tui.core.errors import ValidationError
 
 # Directories that never belong in a snapshot: VCS data, caches, run outputs.
 SKIP_DIRS = frozenset(

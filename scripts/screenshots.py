@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import Input  # noqa: E402
 
-from tui.app import LaunchApp  # noqa: E402
-from tui.demo import seed_frozen_showcase  # noqa: E402
+from launch_tui.tui.app import LaunchApp  # noqa: E402
+from launch_tui.tui.demo import seed_frozen_showcase  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends import local_supervisor as sv
-from core.agent import LaunchAgent
-from core.model import TERMINAL_RUN_STATES, ItemState, Run, RunState
-from core.service import LaunchService
+from launch_tui.backends import local_supervisor as sv
+from launch_tui.core.agent import LaunchAgent
+from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Run, RunState
+from launch_tui.core.service import LaunchService
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTIVE_STATES = frozenset(
@@ -44,7 +44,7 @@ def cli_argv(*args: str) -> list[str]:
     exe = Path(sys.executable).with_name("launch-tui")
     if exe.exists():
         return [str(exe), *args]
-    return [sys.executable, "-m", "tui.cli", *args]
+    return [sys.executable, "-m", "launch_tui.tui.cli", *args]
 
 
 async def wait_for(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.service import LaunchService
+from launch_tui.core.service import LaunchService
 
 
 @pytest.fixture

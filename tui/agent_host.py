@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from core.errors import ConflictError, LaunchError
-from core.service import LaunchService
+from launch_tui.core.errors import ConflictError, LaunchError
+from launch_tui.core.service import LaunchService
 
 
 class AgentUnavailable(LaunchError):
@@ -42,7 +42,7 @@ class AgentHost:
         self, service: LaunchService, queues: Sequence[str], project: str | None
     ) -> str:
         try:
-            from core.agent import LaunchAgent
+            from launch_tui.core.agent import LaunchAgent
         except ImportError as exc:
             raise AgentUnavailable(
                 f"agent: the in-process agent is not available in this build ({exc})."

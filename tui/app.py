@@ -24,19 +24,19 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
-from core.errors import LaunchError
-from core.events import Event
-from core.service import LaunchService
-from tui import format as fmt
-from tui.agent_host import AgentHost
-from tui.commands import palette_commands
-from tui.live import Change, LiveModel
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.main import MainScreen
-from tui.state import UiState
+from launch_tui.core.errors import LaunchError
+from launch_tui.core.events import Event
+from launch_tui.core.service import LaunchService
+from launch_tui.tui import format as fmt
+from launch_tui.tui.agent_host import AgentHost
+from launch_tui.tui.commands import palette_commands
+from launch_tui.tui.live import Change, LiveModel
+from launch_tui.tui.screens.confirm import ConfirmScreen
+from launch_tui.tui.screens.main import MainScreen
+from launch_tui.tui.state import UiState
 
 if TYPE_CHECKING:
-    from tui.screens.enqueue import Prefill
+    from launch_tui.tui.screens.enqueue import Prefill
 
 T = TypeVar("T")
 # Events handled per model update at most; a larger flood is split into batches.
@@ -252,7 +252,7 @@ class LaunchApp(App[None]):
             self.exit()
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from launch_tui.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -262,7 +262,7 @@ class LaunchApp(App[None]):
         yield from super().get_system_commands(screen)
 
     def open_enqueue(self, job: str, prefill: Prefill | None = None) -> None:
-        from tui.screens.enqueue import EnqueueScreen
+        from launch_tui.tui.screens.enqueue import EnqueueScreen
 
         if self.model is None or job not in self.model.jobs:
             self.notify(f"Job '{job}' is not known.", severity="warning")
@@ -275,7 +275,7 @@ class LaunchApp(App[None]):
 
     @work(group="requeue", exclusive=True, exit_on_error=False)
     async def open_requeue(self, run_id: str) -> None:
-        from tui.screens.enqueue import Prefill
+        from launch_tui.tui.screens.enqueue import Prefill
 
         if self.service is None:
             return
@@ -288,12 +288,12 @@ class LaunchApp(App[None]):
         self.open_enqueue(item.job, Prefill.from_item(item, run))
 
     def open_config_form(self, job: str) -> None:
-        from tui.screens.config import ConfigScreen
+        from launch_tui.tui.screens.config import ConfigScreen
 
         self.push_screen(ConfigScreen(job), self._notify_result)
 
     def open_queue_form(self, queue: str | None) -> None:
-        from tui.screens.queue import QueueScreen
+        from launch_tui.tui.screens.queue import QueueScreen
 
         self.push_screen(QueueScreen(queue), self._notify_result)
 
@@ -303,7 +303,7 @@ class LaunchApp(App[None]):
 
     @work(group="editor", exclusive=True, exit_on_error=False)
     async def edit_config_in_editor(self, job: str) -> None:
-        from tui.editor import edit_job_config
+        from launch_tui.tui.editor import edit_job_config
 
         message = await edit_job_config(self, job)
         if message:
@@ -311,14 +311,14 @@ class LaunchApp(App[None]):
 
     @work(group="editor", exclusive=True, exit_on_error=False)
     async def edit_queue_in_editor(self, queue: str) -> None:
-        from tui.editor import edit_queue_config
+        from launch_tui.tui.editor import edit_queue_config
 
         message = await edit_queue_config(self, queue)
         if message:
             self.notify(message)
 
     def open_run(self, run_id: str) -> None:
-        from tui.screens.run import RunScreen
+        from launch_tui.tui.screens.run import RunScreen
 
         self.push_screen(RunScreen(run_id))
 

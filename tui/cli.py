@@ -20,11 +20,10 @@ from typing import Any, TypeVar
 
 import click
 
-from core.configfile import load_mapping, parse_assignments
-from core.errors import LaunchError, ValidationError
-from core.model import TERMINAL_RUN_STATES, ItemState, Priority, RunState
-from core.registry import RESOURCE_NAMES
-from core.service import LaunchService
+from launch_tui.core.configfile import load_mapping, parse_assignments
+from launch_tui.core.errors import LaunchError, ValidationError
+from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Priority, RunState
+from launch_tui.core.service import LaunchService
 
 T = TypeVar("T")
 
@@ -125,6 +124,17 @@ project_option = click.option("--project", "-p", "project", default=None,
                               help="Project (default: the settings' default project).")
 
 
+
+def _known_resource(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A usage error (exit 2) for an unknown target, like click.Choice, but the
+    installed targets are looked up only when the option is used."""
+    from launch_tui.core.registry import resource_names
+
+    if value is not None and value not in resource_names():
+        raise click.BadParameter(f"'{value}' is not one of {', '.join(resource_names())}.")
+    return value
+
+
 # ---------------------------------------------------------------------- root
 
 
@@ -149,7 +159,7 @@ def cli(ctx: click.Context, store: str | None, home: str | None, agent_queues: t
 
 
 def open_app(ctx: Ctx, agent_queues: list[str], project: str | None) -> None:
-    from tui.app import run_app
+    from launch_tui.tui.app import run_app
 
     try:
         run_app(store=ctx.store, home=ctx.home, agent_queues=agent_queues, project=project)
@@ -162,7 +172,7 @@ def open_app(ctx: Ctx, agent_queues: list[str], project: str | None) -> None:
 @click.pass_obj
 def demo(ctx: Ctx, no_app: bool) -> None:
     """Seed a demo project, jobs and a local queue, then open the app with an agent."""
-    from tui.demo import seed_demo
+    from launch_tui.tui.demo import seed_demo
 
     async def main() -> tuple[str, str]:
         service = await ctx.open()
@@ -219,7 +229,7 @@ def queue() -> None:
 
 @queue.command("create")
 @click.argument("name")
-@click.option("--resource", "-r", required=True, type=click.Choice(RESOURCE_NAMES),
+@click.option("--resource", "-r", required=True, metavar="RESOURCE", callback=_known_resource,
               help="Target resource the queue runs on.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Queue config (JSON, YAML or TOML): resource_args, template_variables, "
@@ -237,7 +247,8 @@ async def queue_create(service: LaunchService, name: str, resource: str,
 @click.argument("name")
 @click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False),
               help="The new queue config (replaces the old one).")
-@click.option("--resource", "-r", type=click.Choice(RESOURCE_NAMES), default=None)
+@click.option("--resource", "-r", metavar="RESOURCE", default=None, callback=_known_resource,
+              help="Move the queue to another target resource.")
 @project_option
 @run_with_service
 async def queue_update(service: LaunchService, name: str, config_file: str,
@@ -438,7 +449,7 @@ async def launch(service: LaunchService, job_ref: str, queue_name: str, config_f
                  sets: tuple[str, ...], resource_file: str | None, variables: tuple[str, ...],
                  priority: str, as_json: bool, project: str | None) -> None:
     """Enqueue a job version on a queue."""
-    from core.configfile import deep_merge
+    from launch_tui.core.configfile import deep_merge
 
     config = load_mapping(config_file, "--config") if config_file else {}
     config = deep_merge(config, parse_assignments(sets, "--set"))
@@ -577,7 +588,7 @@ async def agent(service: LaunchService, queues: tuple[str, ...], max_jobs: int, 
     """Run an agent in the foreground until interrupted (Ctrl-C or SIGTERM)."""
     import logging
 
-    from core.agent import LaunchAgent
+    from launch_tui.core.agent import LaunchAgent
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     runner = LaunchAgent(service, list(queues), name=name, project=project, max_jobs=max_jobs,

@@ -39,18 +39,18 @@ def _bindings(cls: type[Any]) -> Iterator[Binding]:
 
 def sections() -> list[tuple[str, type[Any]]]:
     """(title, class) for every place that declares keys, in the order help shows them."""
-    from tui.app import LaunchApp
-    from tui.panes import PANES
-    from tui.screens.config import ConfigScreen
-    from tui.screens.confirm import ConfirmScreen
-    from tui.screens.enqueue import EnqueueScreen
-    from tui.screens.help import HelpScreen
-    from tui.screens.main import MainScreen
-    from tui.screens.queue import QueueScreen
-    from tui.screens.run import RunScreen
-    from tui.widgets.findbar import FindBar
-    from tui.widgets.logview import LogView
-    from tui.widgets.table import LiveTable
+    from launch_tui.tui.app import LaunchApp
+    from launch_tui.tui.panes import PANES
+    from launch_tui.tui.screens.config import ConfigScreen
+    from launch_tui.tui.screens.confirm import ConfirmScreen
+    from launch_tui.tui.screens.enqueue import EnqueueScreen
+    from launch_tui.tui.screens.help import HelpScreen
+    from launch_tui.tui.screens.main import MainScreen
+    from launch_tui.tui.screens.queue import QueueScreen
+    from launch_tui.tui.screens.run import RunScreen
+    from launch_tui.tui.widgets.findbar import FindBar
+    from launch_tui.tui.widgets.logview import LogView
+    from launch_tui.tui.widgets.table import LiveTable
 
     out: list[tuple[str, type[Any]]] = [
         ("Anywhere", LaunchApp),
@@ -72,7 +72,7 @@ def sections() -> list[tuple[str, type[Any]]]:
 
 
 def key_rows() -> list[KeyRow]:
-    from tui.app import LaunchApp
+    from launch_tui.tui.app import LaunchApp
 
     rows = [
         KeyRow("Anywhere", ("ctrl+p",), "Command palette: every action by name", "command_palette",
@@ -95,9 +95,9 @@ def key_display(app: App[Any], key: str) -> str:
 
 def _runner(app: App[Any], screen: Screen[Any], row: KeyRow) -> Callable[[], Any] | None:
     """How to run a row's action from the palette on `screen`, or None if it does not apply."""
-    from tui.app import LaunchApp
-    from tui.panes import PANES
-    from tui.screens.main import MainScreen
+    from launch_tui.tui.app import LaunchApp
+    from launch_tui.tui.panes import PANES
+    from launch_tui.tui.screens.main import MainScreen
 
     action = row.action
     if row.owner is LaunchApp:

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from core.model import AgentStatus, ErrorStage, LogStream, Priority, RunState
-from core.service import LaunchService
+from launch_tui.core.model import AgentStatus, ErrorStage, LogStream, Priority, RunState
+from launch_tui.core.service import LaunchService
 
 TRAIN_PY = '''\
 """Toy training loop: prints progress and reports loss/accuracy per epoch."""
@@ -274,7 +274,7 @@ class _FrozenOs:
 @contextmanager
 def frozen_service(seed: int = 7) -> Iterator[FrozenClock]:
     """While active, the service's clock, run ids, host name and pid are deterministic."""
-    import core.service as service_module
+    import launch_tui.core.service as service_module
 
     clock = FrozenClock()
     rng = random.Random(seed)

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 from textual.app import SuspendNotSupported
 
-from core.errors import LaunchError
+from launch_tui.core.errors import LaunchError
 
 if TYPE_CHECKING:
-    from tui.app import LaunchApp
+    from launch_tui.tui.app import LaunchApp
 
 # Lines starting with this are our error notes; they are dropped when reading back.
 ERROR_MARK = "# ! "

@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.text import Text
 
-from core.model import AgentStatus, ItemState, Priority, RunState
+from launch_tui.core.model import AgentStatus, ItemState, Priority, RunState
 
 RUN_STATE_STYLE: dict[RunState, str] = {
     RunState.QUEUED: "dim",

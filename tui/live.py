@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from core.errors import NotFound
-from core.events import (
+from launch_tui.core.errors import NotFound
+from launch_tui.core.events import (
     AgentHeartbeat,
     Event,
     ItemEnqueued,
@@ -27,7 +27,7 @@ from core.events import (
     QueueChanged,
     RunStateChanged,
 )
-from core.model import (
+from launch_tui.core.model import (
     Agent,
     AgentStatus,
     ItemState,
@@ -37,7 +37,7 @@ from core.model import (
     QueueItem,
     Run,
 )
-from core.service import LaunchService
+from launch_tui.core.service import LaunchService
 
 ChangeKind = Literal[
     "reset", "projects", "jobs", "job", "queues", "queue", "items", "item", "runs", "run",

@@ -14,14 +14,14 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
-from core.errors import LaunchError
-from core.events import AgentLog, Event, RunLogAppended
-from tui import format as fmt
-from tui.widgets.findbar import FindBar
-from tui.widgets.logview import LogView
+from launch_tui.core.errors import LaunchError
+from launch_tui.core.events import AgentLog, Event, RunLogAppended
+from launch_tui.tui import format as fmt
+from launch_tui.tui.widgets.findbar import FindBar
+from launch_tui.tui.widgets.logview import LogView
 
 if TYPE_CHECKING:
-    from tui.app import LaunchApp
+    from launch_tui.tui.app import LaunchApp
 
 # Lines shown when a run is first opened; older ones stay in the store (`launch-tui logs`).
 TAIL_LINES = 500

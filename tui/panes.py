@@ -11,8 +11,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Input
 
-from tui.widgets.findbar import FindBar
-from tui.widgets.table import LiveTable, RowSource
+from launch_tui.tui.widgets.findbar import FindBar
+from launch_tui.tui.widgets.table import LiveTable, RowSource
 
 
 class Pane(Vertical):

@@ -11,11 +11,11 @@ from typing import Any
 
 from rich.text import Text
 
-from core.model import AgentStatus
-from core.service import AGENT_STALE_S
-from tui import format as fmt
-from tui.live import ItemKey, LiveModel
-from tui.widgets.table import Column
+from launch_tui.core.model import AgentStatus
+from launch_tui.core.service import AGENT_STALE_S
+from launch_tui.tui import format as fmt
+from launch_tui.tui.live import ItemKey, LiveModel
+from launch_tui.tui.widgets.table import Column
 
 Clock = Callable[[], float]
 

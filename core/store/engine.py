@@ -16,9 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from core.errors import StoreError
-from core.settings import DEFAULT_PROJECT
-from core.store import schema
+from launch_tui.core.errors import StoreError
+from launch_tui.core.settings import DEFAULT_PROJECT
+from launch_tui.core.store import schema
 
 _WRITE = "launch_write"
 

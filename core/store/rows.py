@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Select, select
 
-from core.model import (
+from launch_tui.core.model import (
     Agent,
     AgentStatus,
     ErrorStage,
@@ -23,7 +23,7 @@ from core.model import (
     Run,
     RunState,
 )
-from core.store.schema import items, jobs, queues, runs
+from launch_tui.core.store.schema import items, jobs, queues, runs
 
 
 def queue_config(raw: dict[str, Any]) -> QueueConfig:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.git_source import checkout
-from core.errors import BuildError
+from launch_tui.backends.git_source import checkout
+from launch_tui.core.errors import BuildError
 from tests.git_daemon import GitDaemon, commit_files, git, git_daemon
 
 

@@ -39,7 +39,7 @@ def cli(home: Path):  # type: ignore[no-untyped-def]
     def run(*args: str, cwd: Path | None = None) -> Result:
         env = {**os.environ, "LAUNCH_TUI_HOME": str(home)}
         proc = subprocess.run(
-            [sys.executable, "-m", "tui.cli", *args],
+            [sys.executable, "-m", "launch_tui.tui.cli", *args],
             capture_output=True, text=True, env=env, cwd=cwd or REPO, timeout=60,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)

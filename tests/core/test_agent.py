@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.model import ErrorStage, ItemState, RunState
+from launch_tui.core.model import ErrorStage, ItemState, RunState
 from tests.agent_harness import ACTIVE_STATES, Lab, script, wait_for
 
 

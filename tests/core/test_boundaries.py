@@ -10,10 +10,11 @@ from tests.core.conftest import REPO
 
 def test_core_imports_neither_textual_nor_rich_nor_backend_sdks() -> None:
     code = (
-        "import sys, core.service, core.agent, core.registry, core.resolve\n"
-        "core.registry.resource_schema('docker')\n"
+        "import sys, launch_tui.core.service, launch_tui.core.agent, launch_tui.core.resolve\n"
+        "import launch_tui.core.registry as registry\n"
+        "registry.resource_schema('docker')\n"
         "bad = [m for m in ('textual', 'rich', 'docker', 'kubernetes', 'boto3',"
-        " 'google.cloud.aiplatform', 'tui') if m in sys.modules]\n"
+        " 'google.cloud.aiplatform', 'launch_tui.tui') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import NotFound, ValidationError
-from core.service import LaunchService
+from launch_tui.core.errors import NotFound, ValidationError
+from launch_tui.core.service import LaunchService
 
 
 async def test_identical_content_is_the_same_version(service: LaunchService,

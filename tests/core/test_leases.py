@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import ConflictError, ValidationError
-from core.model import ErrorStage, ItemState, RunState
-from core.service import LaunchService
+from launch_tui.core.errors import ConflictError, ValidationError
+from launch_tui.core.model import ErrorStage, ItemState, RunState
+from launch_tui.core.service import LaunchService
 from tests.core.conftest import REPO
 
 
@@ -94,7 +94,7 @@ async def test_acknowledge_fails_an_item_that_no_longer_resolves(
 
 CLAIMER = r"""
 import asyncio, json, sys
-from core.service import LaunchService
+from launch_tui.core.service import LaunchService
 async def main(home, name, tasks):
     svc = await LaunchService.open(home=home)
     got = []

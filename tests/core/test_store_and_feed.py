@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import StoreError
-from core.events import ItemEnqueued, QueueChanged
-from core.service import LaunchService
+from launch_tui.core.errors import StoreError
+from launch_tui.core.events import ItemEnqueued, QueueChanged
+from launch_tui.core.service import LaunchService
 from tests.core.conftest import REPO
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from backends import local_supervisor as sv
-from core.events import ItemStateChanged
-from core.model import ErrorStage, ItemState, RunState
+from launch_tui.backends import local_supervisor as sv
+from launch_tui.core.events import ItemStateChanged
+from launch_tui.core.model import ErrorStage, ItemState, RunState
 from tests.agent_harness import Lab, cli_argv, script, wait_for
 
 

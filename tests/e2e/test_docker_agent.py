@@ -33,10 +33,10 @@ from typing import Any
 
 import pytest
 
-from backends.docker_backend import LABEL_RUN, TIMEOUT_KILL_GRACE_S, container_name
-from core.agent import LaunchAgent
-from core.model import ErrorStage, ItemState, LogStream, Run, RunState
-from core.service import LaunchService
+from launch_tui.backends.docker_backend import LABEL_RUN, TIMEOUT_KILL_GRACE_S, container_name
+from launch_tui.core.agent import LaunchAgent
+from launch_tui.core.model import ErrorStage, ItemState, LogStream, Run, RunState
+from launch_tui.core.service import LaunchService
 from tests.backends.docker.helpers import BASE_IMAGE, connect_test_daemon
 
 pytestmark = pytest.mark.docker
@@ -150,7 +150,7 @@ class World:
     def spawn_agent(self, name: str = AGENT) -> tuple[subprocess.Popen[bytes], Path]:
         """`launch-tui agent -q dq --name NAME` in its own process and session."""
         exe = Path(sys.executable).with_name("launch-tui")
-        argv = ([str(exe)] if exe.exists() else [sys.executable, "-m", "tui.cli"]) + [
+        argv = ([str(exe)] if exe.exists() else [sys.executable, "-m", "launch_tui.tui.cli"]) + [
             "agent", "-q", "dq", "--name", name, "--poll-interval", "0.5",
         ]
         log_path = self.root / f"agent-{name}-{len(self.processes)}.log"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from core.service import LaunchService
+from launch_tui.core.service import LaunchService
+from launch_tui.tui.app import LaunchApp
+from launch_tui.tui.demo import Demo, seed_jobs_and_queues, seed_showcase
 from tests.tui.screen_text import screen_text
-from tui.app import LaunchApp
-from tui.demo import Demo, seed_jobs_and_queues, seed_showcase
 
 
 @pytest.fixture

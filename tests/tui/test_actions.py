@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from core.model import ItemState, RunState
-from core.service import LaunchService
+from launch_tui.core.model import ItemState, RunState
+from launch_tui.core.service import LaunchService
+from launch_tui.tui.demo import Demo
+from launch_tui.tui.screens.config import ConfigScreen
+from launch_tui.tui.screens.confirm import ConfirmScreen
+from launch_tui.tui.screens.main import MainScreen
+from launch_tui.tui.screens.queue import QueueScreen
+from launch_tui.tui.screens.run import RunScreen
+from launch_tui.tui.widgets.fields import FieldGroup
 from tests.tui.conftest import (
     make_app,
     type_text,
@@ -21,13 +28,6 @@ from tests.tui.conftest import (
     wait_until,
 )
 from tests.tui.screen_text import screen_text
-from tui.demo import Demo
-from tui.screens.config import ConfigScreen
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.main import MainScreen
-from tui.screens.queue import QueueScreen
-from tui.screens.run import RunScreen
-from tui.widgets.fields import FieldGroup
 
 
 async def test_cancel_item_asks_first(service: LaunchService, world: Demo) -> None:

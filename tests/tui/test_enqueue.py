@@ -7,14 +7,14 @@ import time
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from core.model import ItemState, LogStream, RunState
-from core.service import LaunchService
+from launch_tui.core.model import ItemState, LogStream, RunState
+from launch_tui.core.service import LaunchService
+from launch_tui.tui.demo import Demo
+from launch_tui.tui.screens.enqueue import EnqueueScreen
+from launch_tui.tui.screens.main import MainScreen
+from launch_tui.tui.widgets.fields import FieldGroup, SchemaField
 from tests.tui.conftest import make_app, type_text, wait_for_text, wait_loaded, wait_until
 from tests.tui.screen_text import screen_text
-from tui.demo import Demo
-from tui.screens.enqueue import EnqueueScreen
-from tui.screens.main import MainScreen
-from tui.widgets.fields import FieldGroup, SchemaField
 
 
 def field(app: object, group: str, name: str) -> SchemaField:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.events import AgentHeartbeat, ItemStateChanged
-from core.model import ItemState, Priority
-from core.service import LaunchService
-from tui.demo import Demo
-from tui.live import Change, ItemList, LiveModel
+from launch_tui.core.events import AgentHeartbeat, ItemStateChanged
+from launch_tui.core.model import ItemState, Priority
+from launch_tui.core.service import LaunchService
+from launch_tui.tui.demo import Demo
+from launch_tui.tui.live import Change, ItemList, LiveModel
 
 
 class CountingService:
@@ -70,7 +70,7 @@ async def test_a_flood_of_new_items_is_one_read(service: LaunchService, world: D
 
 
 def test_item_order_is_priority_then_first_in_first_out() -> None:
-    from core.model import QueueItem
+    from launch_tui.core.model import QueueItem
 
     def item(n: int, priority: Priority, state: ItemState = ItemState.PENDING) -> QueueItem:
         return QueueItem(id=n, project="p", queue="q", job="j", version=0, config_overrides={},

@@ -6,8 +6,14 @@ import time
 
 from textual.widgets import Input
 
-from core.model import ItemState, LogStream, RunState
-from core.service import LaunchService
+from launch_tui.core.model import ItemState, LogStream, RunState
+from launch_tui.core.service import LaunchService
+from launch_tui.tui.commands import key_rows
+from launch_tui.tui.demo import Demo
+from launch_tui.tui.screens.help import HelpScreen
+from launch_tui.tui.screens.main import MainScreen
+from launch_tui.tui.widgets.findbar import FindBar
+from launch_tui.tui.widgets.table import LiveTable
 from tests.tui.conftest import (
     make_app,
     type_text,
@@ -16,12 +22,6 @@ from tests.tui.conftest import (
     wait_until,
 )
 from tests.tui.screen_text import screen_text
-from tui.commands import key_rows
-from tui.demo import Demo
-from tui.screens.help import HelpScreen
-from tui.screens.main import MainScreen
-from tui.widgets.findbar import FindBar
-from tui.widgets.table import LiveTable
 
 
 async def test_starts_on_jobs_with_first_job_selected(service: LaunchService, world: Demo) -> None:
@@ -280,7 +280,7 @@ async def test_agent_given_at_start_runs_inside_the_app(
 async def test_an_item_failing_before_its_run_is_explained(
     service: LaunchService, world: Demo
 ) -> None:
-    from core.model import ErrorStage
+    from launch_tui.core.model import ErrorStage
     from tests.tui.conftest import wait_for_notice
 
     item = await service.enqueue("train", "local")
@@ -297,8 +297,8 @@ async def test_a_store_that_cannot_open_is_reported_not_a_crash(
 ) -> None:
     from pathlib import Path
 
+    from launch_tui.tui.app import LaunchApp
     from tests.tui.conftest import wait_for_notice
-    from tui.app import LaunchApp
 
     bad = Path(str(tmp_path)) / "garbage.db"
     bad.write_bytes(b"not a database " * 200)

@@ -15,8 +15,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tui.app import LaunchApp
-from tui.demo import seed_frozen_showcase
+from launch_tui.tui.app import LaunchApp
+from launch_tui.tui.demo import seed_frozen_showcase
 
 
 @pytest.fixture

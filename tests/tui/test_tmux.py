@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.service import LaunchService
-from tui.demo import seed_jobs_and_queues
+from launch_tui.core.service import LaunchService
+from launch_tui.tui.demo import seed_jobs_and_queues
 
 # tmux is installed by .ci/run; a machine without it fails here rather than skipping.
 assert shutil.which("tmux"), "tmux is not installed (apt-get install tmux)"
@@ -67,7 +67,7 @@ def test_enqueue_and_quit_in_a_real_terminal(tmp_path: Path) -> None:
     marker = tmp_path / "exited"
     command = (
         f"cd {ROOT} && LAUNCH_TUI_HOME={home} TERM=xterm-256color {sys.executable} -c "
-        "'from tui.app import run_app; run_app()'; "
+        "'from launch_tui.tui.app import run_app; run_app()'; "
         f"echo $? > {marker}; sleep 30"
     )
     tmux = Tmux(f"launch-tui-test-{os.getpid()}-{tmp_path.name}")

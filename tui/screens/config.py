@@ -15,13 +15,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Select, Static
 
-from core.errors import LaunchError
-from core.model import Job
-from tui.screens.enqueue import config_fields, version_for, version_options
-from tui.widgets.fields import FieldGroup
+from launch_tui.core.errors import LaunchError
+from launch_tui.core.model import Job
+from launch_tui.tui.screens.enqueue import config_fields, version_for, version_options
+from launch_tui.tui.widgets.fields import FieldGroup
 
 if TYPE_CHECKING:
-    from tui.app import LaunchApp
+    from launch_tui.tui.app import LaunchApp
 
 
 class ConfigScreen(ModalScreen[str | None]):

@@ -23,13 +23,13 @@ from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Footer, Label, Select, Static
 
-from core import registry
-from core.errors import LaunchError, ValidationError
-from core.model import Job, JobVersion, Priority, Queue, QueueItem, Run
-from tui.widgets.fields import MISSING, FieldGroup, SchemaField, properties_of, to_text
+from launch_tui.core import registry
+from launch_tui.core.errors import LaunchError, ValidationError
+from launch_tui.core.model import Job, JobVersion, Priority, Queue, QueueItem, Run
+from launch_tui.tui.widgets.fields import MISSING, FieldGroup, SchemaField, properties_of, to_text
 
 if TYPE_CHECKING:
-    from tui.app import LaunchApp
+    from launch_tui.tui.app import LaunchApp
 
 PREVIEW_DELAY_S = 0.25
 _TEMPLATE_FIELD = re.compile(r"template variable '([^']+)'")

@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.commands import key_display, key_rows
+from launch_tui.tui.commands import key_display, key_rows
 
 
 class HelpScreen(ModalScreen[None]):

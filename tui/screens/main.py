@@ -20,11 +20,11 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
-from core.events import Event, ItemStateChanged
-from core.model import ItemState, RunState
-from tui.live import Change, ItemList
-from tui.logboxes import AgentLogBox, LogBox, RunLogBox
-from tui.panes import (
+from launch_tui.core.events import Event, ItemStateChanged
+from launch_tui.core.model import ItemState, RunState
+from launch_tui.tui.live import Change, ItemList
+from launch_tui.tui.logboxes import AgentLogBox, LogBox, RunLogBox
+from launch_tui.tui.panes import (
     PANES,
     AgentsPane,
     ItemsPane,
@@ -34,8 +34,8 @@ from tui.panes import (
     QueuesPane,
     RunsPane,
 )
-from tui.screens.confirm import ConfirmScreen
-from tui.sources import (
+from launch_tui.tui.screens.confirm import ConfirmScreen
+from launch_tui.tui.sources import (
     AgentsSource,
     ItemsSource,
     JobsSource,
@@ -43,11 +43,11 @@ from tui.sources import (
     QueuesSource,
     RunsSource,
 )
-from tui.widgets.logview import LogView
-from tui.widgets.table import LiveTable
+from launch_tui.tui.widgets.logview import LogView
+from launch_tui.tui.widgets.table import LiveTable
 
 if TYPE_CHECKING:
-    from tui.app import LaunchApp
+    from launch_tui.tui.app import LaunchApp
 
 PANE_IDS = ("jobs", "queues", "items", "runs", "agents", "projects")
 

@@ -19,13 +19,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Select, Static, TextArea
 
-from core import registry, resolve
-from core.errors import LaunchError, ValidationError
-from core.model import Queue
-from tui.widgets.fields import MISSING, FieldGroup, SchemaField
+from launch_tui.core import registry, resolve
+from launch_tui.core.errors import LaunchError, ValidationError
+from launch_tui.core.model import Queue
+from launch_tui.tui.widgets.fields import MISSING, FieldGroup, SchemaField
 
 if TYPE_CHECKING:
-    from tui.app import LaunchApp
+    from launch_tui.tui.app import LaunchApp
 
 ALLOW_CHOICES = [
     ("no raw overrides", "none"),
@@ -79,7 +79,7 @@ class QueueScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         queue = self.existing
         config = queue.config if queue else None
-        resource = queue.resource if queue else registry.RESOURCE_NAMES[0]
+        resource = queue.resource if queue else registry.resource_names()[0]
         allow = config.allow_overrides if config else False
         allow_mode = "any" if allow is True else "list" if allow else "none"
         with Vertical(id="form-box") as box:
@@ -93,7 +93,7 @@ class QueueScreen(ModalScreen[str | None]):
                                 disabled=queue is not None)
                 with Horizontal(classes="field-row"):
                     yield Label("resource", classes="field-label")
-                    yield Select([(r, r) for r in registry.RESOURCE_NAMES], value=resource,
+                    yield Select([(r, r) for r in registry.resource_names()], value=resource,
                                  allow_blank=False, id="resource", classes="field-editor",
                                  compact=True)
                 yield Static("Default resource args (blank: unset; {{name}} uses a template "

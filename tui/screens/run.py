@@ -19,16 +19,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
-from core.errors import LaunchError
-from core.events import Event, RunMetricsLogged
-from core.model import MetricRecord, Run, RunState
-from tui import format as fmt
-from tui.live import Change
-from tui.logboxes import RunLogBox
-from tui.screens.confirm import ConfirmScreen
+from launch_tui.core.errors import LaunchError
+from launch_tui.core.events import Event, RunMetricsLogged
+from launch_tui.core.model import MetricRecord, Run, RunState
+from launch_tui.tui import format as fmt
+from launch_tui.tui.live import Change
+from launch_tui.tui.logboxes import RunLogBox
+from launch_tui.tui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
-    from tui.app import LaunchApp
+    from launch_tui.tui.app import LaunchApp
 
 
 def timeline(run: Run, now: float) -> Table:

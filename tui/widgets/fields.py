@@ -18,9 +18,9 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
-from core.configfile import parse_value
-from core.errors import ValidationError
-from core.resolve import TEMPLATE_RE, validate
+from launch_tui.core.configfile import parse_value
+from launch_tui.core.errors import ValidationError
+from launch_tui.core.resolve import TEMPLATE_RE, validate
 
 
 class _Missing:

@@ -6,8 +6,8 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Input
 
-from tui.widgets.logview import LogView
-from tui.widgets.table import LiveTable
+from launch_tui.tui.widgets.logview import LogView
+from launch_tui.tui.widgets.table import LiveTable
 
 
 class FindBar(Input):

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from backends.docker_backend import DockerBackend, container_name
-from core.backend import BackendContext
+from launch_tui.backends.docker_backend import DockerBackend, container_name
+from launch_tui.core.backend import BackendContext
 from tests.backends.docker.helpers import BASE_IMAGE, BuildLogLines, connect_test_daemon
 from tests.git_daemon import GitDaemon, git_daemon
 

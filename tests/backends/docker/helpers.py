@@ -10,9 +10,9 @@ import uuid
 import zipfile
 from typing import Any
 
-from backends.docker_backend import DockerBackend
-from core.backend import BackendContext, RunHandle, RunStatus
-from core.model import JobKind, RunSpec, RunState
+from launch_tui.backends.docker_backend import DockerBackend
+from launch_tui.core.backend import BackendContext, RunHandle, RunStatus
+from launch_tui.core.model import JobKind, RunSpec, RunState
 
 BASE_IMAGE = os.environ.get("LAUNCH_TUI_TEST_BASE_IMAGE", "launch-tui/python-base:bookworm")
 # The socket scripts/test-services.sh starts dockerd on, when DOCKER_HOST is unset.

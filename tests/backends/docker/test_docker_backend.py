@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from backends.docker_backend import DockerBackend, container_name
-from core.backend import Backend, BackendContext, LogChunk, RunHandle
-from core.errors import BackendError, ValidationError
-from core.model import JobKind, LogStream, RunSpec, RunState
+from launch_tui.backends.docker_backend import DockerBackend, container_name
+from launch_tui.core.backend import Backend, BackendContext, LogChunk, RunHandle
+from launch_tui.core.errors import BackendError, ValidationError
+from launch_tui.core.model import JobKind, LogStream, RunSpec, RunState
 from tests.backends.docker.conftest import Janitor
 from tests.backends.docker.helpers import make_spec, wait_done, wait_running
 

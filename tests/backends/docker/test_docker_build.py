@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from backends.docker_backend import DockerBackend
-from backends.docker_build import DockerBuilder
-from core.backend import BackendContext
-from core.errors import BuildError
-from core.model import JobKind, LogStream, RunState
+from launch_tui.backends.docker_backend import DockerBackend
+from launch_tui.backends.docker_build import DockerBuilder
+from launch_tui.core.backend import BackendContext
+from launch_tui.core.errors import BuildError
+from launch_tui.core.model import JobKind, LogStream, RunState
 from tests.backends.docker.conftest import Janitor
 from tests.backends.docker.helpers import (
     BuildLogLines,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.docker_build import (
+from launch_tui.backends.docker_build import (
     Scrubber,
     _split_ref,
     generate_dockerfile,
@@ -16,7 +16,7 @@ from backends.docker_build import (
     pyproject_dependencies,
     sanitise_name,
 )
-from core.errors import BuildError
+from launch_tui.core.errors import BuildError
 
 
 def write(root: Path, files: dict[str, str]) -> None:

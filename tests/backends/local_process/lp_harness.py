@@ -19,10 +19,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from backends import local_supervisor as sv
-from backends.local_process import LocalEnvBuilder, LocalProcessBackend
-from core.backend import BackendContext, BuildResult, LogChunk, RunHandle, RunStatus
-from core.model import JobKind, RunSpec
+from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.local_process import LocalEnvBuilder, LocalProcessBackend
+from launch_tui.core.backend import BackendContext, BuildResult, LogChunk, RunHandle, RunStatus
+from launch_tui.core.model import JobKind, RunSpec
 
 
 class Harness:
@@ -101,8 +101,8 @@ class Harness:
         self, files: dict[str, str | bytes], entrypoint: str | list[str], **kw: Any
     ) -> RunHandle:
         spec = self.spec(entrypoint, source={"snapshot": self.snapshot(files)}, **kw)
-        built, _ = await self.build(spec)
-        return await self.backend.submit(built)
+        built, result = await self.build(spec)
+        return await self.backend.submit(built, result)
 
     async def wait(self, handle: RunHandle, within: float = 30.0) -> RunStatus:
         deadline = time.monotonic() + within

@@ -18,9 +18,9 @@ from types import ModuleType
 import pytest
 from lp_harness import Harness
 
-from backends.venv_cache import COMPLETE_MARKER, requirements_key
-from core.errors import BuildError
-from core.model import JobKind, RunState
+from launch_tui.backends.venv_cache import COMPLETE_MARKER, requirements_key
+from launch_tui.core.errors import BuildError
+from launch_tui.core.model import JobKind, RunState
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -59,7 +59,7 @@ async def test_a_code_job_gets_a_fresh_writable_copy_of_its_snapshot(lp: Harness
     assert (src / "data" / "cfg.txt").read_text() == "x\n"
     assert not (src / "stale.txt").exists()
     assert os.stat(src / "main.py").st_mode & stat.S_IWUSR
-    handle = await lp.backend.submit(built)
+    handle = await lp.backend.submit(built, result)
     assert [c.text for c in await lp.logs(handle)] == ["hi"]
 
 
@@ -101,7 +101,7 @@ async def test_a_venv_is_built_once_and_reused(lp: Harness) -> None:
     assert venv.parent == lp.ctx.home / "venvs"
     assert result.details["python"] == str(venv / "bin" / "python")
     assert any("Successfully installed tinypkg-0.1" in line for line in lp.build_log)
-    handle = await lp.backend.submit(built)
+    handle = await lp.backend.submit(built, result)
     texts = [c.text for c in await lp.logs(handle)]
     assert (await lp.wait(handle)).state == RunState.FINISHED
     # The job runs inside the venv, which is isolated from the agent's packages.
@@ -115,7 +115,7 @@ async def test_a_venv_is_built_once_and_reused(lp: Harness) -> None:
     assert result2.cached is True
     assert result2.details["python"] == result.details["python"]
     assert not any("Successfully installed" in line for line in lp.build_log)
-    handle2 = await lp.backend.submit(built2)
+    handle2 = await lp.backend.submit(built2, result2)
     assert [c.text for c in await lp.logs(handle2)][:2] == ["value 42", f"prefix {venv}"]
 
 
@@ -213,6 +213,6 @@ async def test_a_git_job_is_checked_out_at_its_ref_and_runs(lp: Harness, tmp_pat
         built, result = await lp.build(spec)
 
     assert result.commit == first
-    handle = await lp.backend.submit(built)
+    handle = await lp.backend.submit(built, result)
     assert [c.text for c in await lp.logs(handle)] == ["first"]
     assert (await lp.wait(handle)).state == RunState.FINISHED

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from lp_harness import Harness
 
-from backends import local_supervisor as sv
-from backends.local_process import LocalProcessBackend
-from core.backend import Backend
-from core.errors import BackendError
-from core.model import LogStream, RunState
-from core.registry import create_backend, create_builder
+from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.local_process import LocalProcessBackend
+from launch_tui.core.backend import Backend
+from launch_tui.core.errors import BackendError
+from launch_tui.core.model import LogStream, RunState
+from launch_tui.core.registry import create_backend, create_builder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -179,23 +179,25 @@ async def test_submit_is_idempotent_on_the_run_id(lp: Harness, tmp_path: Path) -
         },
         env={"STARTS": str(starts)},
     )
-    built, _ = await lp.build(spec)
-    first, second = await asyncio.gather(lp.backend.submit(built), lp.backend.submit(built))
+    built, result = await lp.build(spec)
+    first, second = await asyncio.gather(
+        lp.backend.submit(built, result), lp.backend.submit(built, result)
+    )
     assert first == second
     assert (await lp.wait(first)).state == RunState.FINISHED
     # After the run ended a retried submit still returns it and starts nothing.
-    assert await lp.backend.submit(built) == first
+    assert await lp.backend.submit(built, result) == first
     # And so does a second backend (another agent process after a restart).
-    assert await LocalProcessBackend(lp.ctx).submit(built) == first
+    assert await LocalProcessBackend(lp.ctx).submit(built, result) == first
     await asyncio.sleep(0.3)
     assert len(starts.read_text().splitlines()) == 1
 
 
 async def test_a_missing_script_is_refused_at_submit(lp: Harness) -> None:
     spec = lp.spec("python train.py", source={"snapshot": lp.snapshot(script("print(1)"))})
-    built, _ = await lp.build(spec)
+    built, result = await lp.build(spec)
     with pytest.raises(BackendError) as err:
-        await lp.backend.submit(built)
+        await lp.backend.submit(built, result)
     assert str(err.value) == (
         "entrypoint: 'python train.py' cannot start: train.py not found in the job's source."
     )
@@ -204,9 +206,9 @@ async def test_a_missing_script_is_refused_at_submit(lp: Harness) -> None:
 
 async def test_a_missing_executable_is_refused_at_submit(lp: Harness) -> None:
     spec = lp.spec("no-such-tool --fast", source={"snapshot": lp.snapshot(script("print(1)"))})
-    built, _ = await lp.build(spec)
+    built, result = await lp.build(spec)
     with pytest.raises(BackendError, match=r"'no-such-tool --fast' cannot start: no-such-tool"):
-        await lp.backend.submit(built)
+        await lp.backend.submit(built, result)
 
 
 async def test_an_entrypoint_that_fails_to_exec_fails_the_run_with_the_reason(lp: Harness) -> None:
@@ -214,8 +216,8 @@ async def test_an_entrypoint_that_fails_to_exec_fails_the_run_with_the_reason(lp
     # interpreter does not: the supervisor records why it could not start.
     digest = lp.snapshot({"run.sh": "#!/nonexistent/interpreter\necho hi\n"})
     (lp.ctx.snapshot_dir(digest) / "run.sh").chmod(0o755)
-    built, _ = await lp.build(lp.spec("./run.sh --fast", source={"snapshot": digest}))
-    handle = await lp.backend.submit(built)
+    built, result = await lp.build(lp.spec("./run.sh --fast", source={"snapshot": digest}))
+    handle = await lp.backend.submit(built, result)
     status = await lp.wait(handle)
     assert status.state == RunState.FAILED
     assert status.exit_code == 127
@@ -253,13 +255,14 @@ async def test_a_run_survives_its_agent_killed_with_sigkill(lp: Harness) -> None
         f"""
         import asyncio, json, sys
         from pathlib import Path
-        from backends.local_process import LocalProcessBackend
-        from core.backend import BackendContext
-        from core.model import RunSpec
+        from launch_tui.backends.local_process import LocalProcessBackend
+        from launch_tui.core.backend import BackendContext, BuildResult
+        from launch_tui.core.model import RunSpec
         ctx = BackendContext(home=Path({str(lp.ctx.home)!r}),
                              artifacts=Path({str(lp.ctx.artifacts)!r}))
         spec = RunSpec.from_dict(json.loads(sys.stdin.read()))
-        asyncio.run(LocalProcessBackend(ctx).submit(spec))
+        build = BuildResult(details=spec.environment["build"])
+        asyncio.run(LocalProcessBackend(ctx).submit(spec, build))
         print("submitted", flush=True)
         import time; time.sleep(120)
         """

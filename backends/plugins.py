@@ -1,0 +1,47 @@
+"""The built-in target resources, as the `launch_tui.backends` entry points name them.
+
+This module imports no SDK: the factories import their backend module on first
+use, so a machine without the `docker` extra can still validate docker queues.
+"""
+
+from __future__ import annotations
+
+from launch_tui.backends import schemas
+from launch_tui.core.backend import Backend, BackendContext, BackendPlugin, Builder
+
+
+def _local_backend(ctx: BackendContext) -> Backend:
+    from launch_tui.backends.local_process import LocalProcessBackend
+
+    return LocalProcessBackend(ctx)
+
+
+def _local_builder(ctx: BackendContext) -> Builder:
+    from launch_tui.backends.local_process import LocalEnvBuilder
+
+    return LocalEnvBuilder(ctx)
+
+
+def _docker_backend(ctx: BackendContext) -> Backend:
+    from launch_tui.backends.docker_backend import DockerBackend
+
+    return DockerBackend(ctx)
+
+
+def _docker_builder(ctx: BackendContext) -> Builder:
+    from launch_tui.backends.docker_build import DockerBuilder
+
+    return DockerBuilder(ctx)
+
+
+LOCAL_PROCESS = BackendPlugin(
+    "local-process", schemas.LOCAL_PROCESS, _local_backend, _local_builder, order=0
+)
+DOCKER = BackendPlugin(
+    "docker", schemas.DOCKER, _docker_backend, _docker_builder, extra="docker", order=1
+)
+# Known targets whose runners are not in this version yet: queues can be made and
+# checked against their schema, and a run says plainly that it cannot start.
+KUBERNETES = BackendPlugin("kubernetes", schemas.KUBERNETES, extra="kubernetes", order=2)
+SAGEMAKER = BackendPlugin("sagemaker", schemas.SAGEMAKER, extra="sagemaker", order=3)
+VERTEX = BackendPlugin("vertex", schemas.VERTEX, extra="vertex", order=4)
