@@ -1,0 +1,261 @@
+"""The agent: claims queue items, builds, submits, supervises, streams logs.
+
+One asyncio component, hosted headless by `launch-tui agent` or inside the TUI.
+It wakes as soon as an item is enqueued (through the service's change feed:
+in-memory for the same process, the events table for others) and otherwise
+polls. Each run is its own task, so a failure in one never stops the agent.
+
+Restart safety: agent names are stable, so an agent started again under the
+same name first returns its unacknowledged leases to the queue, then picks up
+each run it owned: a run the backend still knows is re-attached (logs keep
+streaming from where the store left off), a run that never reached the backend
+is started now (submission is idempotent on the run id), and a run whose
+process died meanwhile is marked crashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Sequence
+
+from launch_tui.core.agent.port import AgentPort
+from launch_tui.core.agent.runner import ActiveRun, RunRunner
+from launch_tui.core.backend import RunHandle
+from launch_tui.core.errors import ConflictError, LaunchError, ValidationError
+from launch_tui.core.events import ItemEnqueued, ItemStateChanged, RunStateChanged
+from launch_tui.core.model import AgentStatus, ErrorStage, ItemState, QueueItem, Run, RunState
+
+log = logging.getLogger("launch_tui.agent")
+
+
+def default_agent_name(queues: Sequence[str]) -> str:
+    """Stable across restarts on one host, so a restarted agent re-attaches its runs."""
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"{host[:40]}-{'-'.join(queues)}"[:128]
+
+
+class LaunchAgent:
+    def __init__(
+        self,
+        port: AgentPort,
+        queues: Sequence[str],
+        *,
+        name: str | None = None,
+        project: str | None = None,
+        max_jobs: int = 1,
+        poll_interval_s: float | None = None,
+        event_driven: bool = True,
+        heartbeat_s: float = 5.0,
+        status_interval_s: float = 0.5,
+        cancel_grace_s: float = 10.0,
+    ) -> None:
+        if not queues:
+            raise ValidationError("queues: an agent needs at least one queue (-q).", field="queues")
+        self.port = port
+        settings = port.settings
+        self.queues = list(dict.fromkeys(queues))
+        self.name = name or default_agent_name(self.queues)
+        self.project = project or settings.default_project
+        self.max_jobs = max_jobs
+        self.poll_interval_s = (
+            poll_interval_s if poll_interval_s is not None else settings.poll_interval_s
+        )
+        self.event_driven = event_driven
+        self.heartbeat_s = heartbeat_s
+        self.status = AgentStatus.STOPPED
+        self._runner = RunRunner(port, self._log, status_interval_s=status_interval_s,
+                                 cancel_grace_s=cancel_grace_s)
+        self._active: dict[str, ActiveRun] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._next_queue = 0
+        self._stopped = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Register, re-attach to runs from a previous life, and start working."""
+        await self.port.register_agent(
+            self.name, self.queues, project=self.project, max_jobs=self.max_jobs
+        )
+        self.status = AgentStatus.POLLING
+        await self._log(
+            f"started on queue{'s' if len(self.queues) > 1 else ''} {', '.join(self.queues)} "
+            f"(max {self.max_jobs} job{'s' if self.max_jobs > 1 else ''}, "
+            f"{'event-driven' if self.event_driven else 'polling'}, "
+            f"poll every {self.poll_interval_s:g}s)"
+        )
+        await self._reattach()
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name=f"agent-{self.name}-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name=f"agent-{self.name}-heartbeat"),
+            asyncio.create_task(self._watch_feed(), name=f"agent-{self.name}-feed"),
+        ]
+
+    async def run(self) -> None:
+        """Start and serve until `stop()` is called."""
+        await self.start()
+        await self._stopped.wait()
+
+    async def stop(self, *, cancel_runs: bool = False) -> None:
+        """Stop claiming and supervising. Runs keep going on their backend unless
+        `cancel_runs`; an agent started again under the same name re-attaches them."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        self.status = AgentStatus.STOPPING
+        with contextlib.suppress(LaunchError):
+            await self.port.agent_heartbeat(self.name, self.status, len(self._active))
+        if cancel_runs:
+            await asyncio.gather(
+                *(self._runner.cancel(a) for a in list(self._active.values())),
+                return_exceptions=True,
+            )
+            await asyncio.gather(
+                *(a.task for a in self._active.values() if a.task), return_exceptions=True
+            )
+        for task in self._tasks:
+            task.cancel()
+        for active in list(self._active.values()):
+            if active.task:
+                active.task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(a.task for a in self._active.values() if a.task), return_exceptions=True
+        )
+        self.status = AgentStatus.STOPPED
+        with contextlib.suppress(LaunchError):
+            await self._log("stopped" + ("" if cancel_runs else
+                                         f" ({len(self._active)} run(s) left running)"))
+            await self.port.agent_heartbeat(self.name, self.status, 0)
+        self._stopped.set()
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    # ------------------------------------------------------------------ claiming
+
+    def _queue_order(self) -> list[str]:
+        """Round robin: start after the queue served last."""
+        n = self._next_queue % len(self.queues)
+        return self.queues[n:] + self.queues[:n]
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            claimed = False
+            if len(self._active) < self.max_jobs:
+                try:
+                    order = self._queue_order()
+                    item = await self.port.claim(self.name, order, project=self.project)
+                except LaunchError as exc:
+                    await self._log(f"cannot claim: {exc}", level="error")
+                    item = None
+                except Exception as exc:  # the store hiccuped: log, back off, go on
+                    log.exception("claim failed")
+                    await self._log(f"claim failed: {exc!r}", level="error")
+                    item = None
+                if item is not None:
+                    claimed = True
+                    self._next_queue = (self.queues.index(item.queue) + 1) % len(self.queues)
+                    await self._take(item)
+            if claimed:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval_s):  # not wait_for: see subscribe
+                    await self._wake.wait()
+
+    async def _take(self, item: QueueItem) -> None:
+        await self._log(f"claimed item #{item.id} ({item.job_ref}, {item.priority}) "
+                        f"from queue {item.queue}")
+        try:
+            run = await self.port.acknowledge(item.id, self.name)
+        except ValidationError as exc:
+            await self._log(f"item #{item.id} failed before it ran: {exc}", level="error")
+            return
+        except ConflictError as exc:
+            await self._log(f"lost the lease on item #{item.id}: {exc}", level="warning")
+            return
+        self._start_run(run, resume=False)
+
+    def _start_run(self, run: Run, *, resume: bool) -> None:
+        active = ActiveRun(run.id)
+        self._active[run.id] = active
+        if run.handle:
+            active.handle = RunHandle.from_dict(run.handle)
+        if run.state == RunState.STOPPING:
+            active.cancel_requested.set()
+        active.task = asyncio.create_task(self._run_task(run, active, resume),
+                                          name=f"run-{run.id}")
+        self.status = AgentStatus.RUNNING
+
+    async def _run_task(self, run: Run, active: ActiveRun, resume: bool) -> None:
+        try:
+            await self._runner.execute(run, active, resume)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an unexpected backend error: fail this run only
+            log.exception("run %s failed in the agent", run.id)
+            await self._runner.finish(run.id, RunState.FAILED, reason=f"agent error: {exc!r}",
+                                      error_stage=ErrorStage.AGENT, error_message=repr(exc))
+        finally:
+            self._active.pop(run.id, None)
+            if not self._active and not self._stopping:
+                self.status = AgentStatus.POLLING
+            self._wake.set()  # a slot is free
+
+    # ------------------------------------------------------------------ restart
+
+    async def _reattach(self) -> None:
+        for run in await self.port.agent_runs(self.name):
+            if run.handle is None and run.state in (RunState.QUEUED, RunState.BUILDING):
+                await self._log(f"resuming run {run.id}, interrupted before it was submitted",
+                                run_id=run.id)
+            self._start_run(run, resume=True)
+
+    # ------------------------------------------------------------------ background
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.port.agent_heartbeat(self.name, self.status, len(self._active))
+            except Exception as exc:
+                log.warning("heartbeat failed: %r", exc)
+            await asyncio.sleep(self.heartbeat_s)
+
+    async def _watch_feed(self) -> None:
+        """Wake on new items for our queues; act on stop requests for our runs."""
+        queues = set(self.queues)
+        while not self._stopping:
+            try:
+                async for ev in self.port.subscribe():
+                    if isinstance(ev, RunStateChanged):
+                        if ev.state == RunState.STOPPING and ev.run_id in self._active:
+                            self._runner.spawn(self._runner.cancel(self._active[ev.run_id]))
+                    elif not self.event_driven:
+                        continue
+                    elif isinstance(ev, ItemEnqueued) and ev.queue in queues:
+                        self._wake.set()
+                    elif (isinstance(ev, ItemStateChanged) and ev.queue in queues
+                          and ev.state == ItemState.PENDING):
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("change feed failed, retrying: %r", exc)
+                await asyncio.sleep(1)
+
+    # ------------------------------------------------------------------ misc
+
+    async def _log(self, message: str, *, level: str = "info", run_id: str | None = None) -> None:
+        log.log(logging.getLevelName(level.upper()), "%s: %s", self.name, message)
+        try:
+            await self.port.agent_log(self.name, message, level=level, run_id=run_id)
+        except Exception as exc:
+            log.warning("could not record agent log line: %r", exc)

@@ -1,0 +1,75 @@
+"""The narrow port through which an agent talks to the control plane.
+
+The agent needs a dozen operations, not the whole `LaunchService`: register
+itself, claim and acknowledge items, move its runs through their states, store
+their output, heartbeat, log, and follow the change feed. `LaunchService`
+satisfies this Protocol structurally; a client of a remote control plane could
+too, without the agent changing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+from launch_tui.core.events import Event
+from launch_tui.core.model import (
+    Agent,
+    AgentStatus,
+    ErrorStage,
+    LogStream,
+    QueueItem,
+    Run,
+    RunSpec,
+    RunState,
+)
+from launch_tui.core.settings import Settings
+
+
+class AgentPort(Protocol):
+    settings: Settings  # this machine's settings: home, poll interval, backend sections
+
+    async def register_agent(
+        self, name: str, queue_names: Sequence[str], *, project: str | None = None,
+        max_jobs: int = 1,
+    ) -> Agent: ...
+
+    async def claim(
+        self, agent: str, queue_names: Sequence[str], *, project: str | None = None,
+        lease_s: float | None = None,
+    ) -> QueueItem | None: ...
+
+    async def acknowledge(self, item_id: int, agent: str) -> Run: ...
+
+    async def agent_runs(self, agent: str) -> list[Run]: ...
+
+    async def set_run_state(
+        self, run_id: str, state: RunState, *, reason: str | None = None,
+        exit_code: int | None = None, error_stage: ErrorStage | None = None,
+        error_message: str | None = None, handle: dict[str, Any] | None = None,
+        spec: RunSpec | None = None,
+    ) -> Run: ...
+
+    async def update_run(
+        self, run_id: str, *, handle: dict[str, Any] | None = None, spec: RunSpec | None = None,
+        reason: str | None = None,
+    ) -> None: ...
+
+    async def append_logs(
+        self, run_id: str, lines: Sequence[tuple[float, LogStream | str, str]]
+    ) -> None: ...
+
+    async def record_metrics(
+        self, run_id: str, records: Sequence[tuple[int, float, dict[str, float]]]
+    ) -> None: ...
+
+    async def output_line_count(self, run_id: str) -> int: ...
+
+    async def agent_heartbeat(self, name: str, status: AgentStatus, running: int) -> None: ...
+
+    async def agent_log(
+        self, name: str, message: str, *, level: str = "info", run_id: str | None = None
+    ) -> None: ...
+
+    def subscribe(self, after: int | None = None, poll_s: float = 0.2) -> AsyncIterator[Event]:
+        ...

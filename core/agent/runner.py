@@ -1,0 +1,336 @@
+"""One run under an agent: build, submit, supervise, store output, conclude.
+
+`RunRunner` holds what every run of one agent shares (the port, the backends
+and builders it has loaded, timings) and `execute()` takes a run from `queued`
+to exactly one terminal state. Each run is its own task in the agent, so a
+failure here ends that run only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+from launch_tui.core import registry, resolve, sdk
+from launch_tui.core.agent.port import AgentPort
+from launch_tui.core.backend import (
+    Backend,
+    BackendContext,
+    Builder,
+    BuildResult,
+    RunHandle,
+    RunStatus,
+)
+from launch_tui.core.errors import (
+    BackendError,
+    BuildError,
+    ConflictError,
+    LaunchError,
+    ValidationError,
+)
+from launch_tui.core.model import ErrorStage, LogStream, Run, RunSpec, RunState
+
+FAIL_TAIL_LINES = 10
+LOG_FLUSH_S = 0.25
+LOG_FLUSH_LINES = 500
+BUILD_FLUSH_LINES = 50
+# How long a run's output may keep arriving after the backend says it ended.
+DRAIN_S = 10.0
+
+AgentLogFn = Callable[..., Awaitable[None]]
+
+
+@dataclass
+class ActiveRun:
+    """What the agent knows of a run it is working on."""
+
+    run_id: str
+    task: asyncio.Task[None] | None = None
+    handle: RunHandle | None = None
+    backend: Backend | None = None
+    cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    tail: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=FAIL_TAIL_LINES)
+    )
+
+
+class RunRunner:
+    def __init__(
+        self,
+        port: AgentPort,
+        log: AgentLogFn,
+        *,
+        status_interval_s: float,
+        cancel_grace_s: float,
+    ) -> None:
+        self.port = port
+        self._log = log
+        self.status_interval_s = status_interval_s
+        self.cancel_grace_s = cancel_grace_s
+        self._backends: dict[str, Backend] = {}
+        self._builders: dict[str, Builder] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ targets
+
+    def _context(self, resource: str) -> BackendContext:
+        s = self.port.settings
+        return BackendContext(home=s.home, artifacts=s.artifacts,
+                              settings=s.backends.get(resource, {}))
+
+    def _backend(self, resource: str) -> Backend:
+        if resource not in self._backends:
+            self._backends[resource] = registry.create_backend(resource, self._context(resource))
+        return self._backends[resource]
+
+    def _builder(self, resource: str) -> Builder:
+        if resource not in self._builders:
+            self._builders[resource] = registry.create_builder(resource, self._context(resource))
+        return self._builders[resource]
+
+    # ------------------------------------------------------------------ states
+
+    async def _advance(self, run_id: str, state: RunState, **kw: object) -> bool:
+        """Move a run forward; False if someone asked it to stop meanwhile."""
+        try:
+            await self.port.set_run_state(run_id, state, **kw)  # type: ignore[arg-type]
+            return True
+        except ConflictError:
+            return False
+
+    async def finish(self, run_id: str, state: RunState, **kw: object) -> None:
+        """Record the run's one terminal state; a run that already ended keeps its own."""
+        try:
+            await self.port.set_run_state(run_id, state, **kw)  # type: ignore[arg-type]
+        except ConflictError:
+            return  # already terminal
+        detail = kw.get("reason") or ""
+        level = "info" if state in (RunState.FINISHED, RunState.STOPPED) else "error"
+        await self._log(f"run {run_id} {state}" + (f": {detail}" if detail else ""),
+                        level=level, run_id=run_id)
+
+    async def _fail(self, run_id: str, stage: ErrorStage, message: str,
+                    reason: str | None = None) -> None:
+        await self.finish(run_id, RunState.FAILED, reason=reason or message, error_stage=stage,
+                          error_message=message)
+
+    # ------------------------------------------------------------------ one run
+
+    async def execute(self, run: Run, active: ActiveRun, resume: bool) -> None:
+        spec = RunSpec.from_dict(run.spec)
+        try:
+            backend = self._backend(spec.resource)
+        except BackendError as exc:
+            await self._fail(run.id, ErrorStage.AGENT, str(exc))
+            return
+        active.backend = backend
+        if active.handle is None and resume:
+            active.handle = await backend.find(run.id)
+        if active.handle is None:
+            built = await self._build(run, active, spec)
+            if built is None:
+                return
+            spec, build = built
+            if active.cancel_requested.is_set() or not await self._advance(
+                run.id, RunState.STARTING, reason="submitting"
+            ):
+                await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
+                return
+            try:
+                handle = await backend.submit(spec, build)
+            except (BackendError, BuildError, ValidationError) as exc:
+                await self._log(f"run {run.id} could not start: {exc}", level="error",
+                                run_id=run.id)
+                await self._fail(run.id, ErrorStage.RUN, str(exc))
+                return
+            active.handle = handle
+            await self.port.update_run(run.id, handle=handle.to_dict())
+            await self._log(f"submitted run {run.id} to {spec.resource}", run_id=run.id)
+        else:
+            await self._log(f"re-attached to run {run.id} on {spec.resource}", run_id=run.id)
+            if run.state == RunState.STOPPING:
+                self.spawn(self.cancel(active))
+        await self._supervise(run, active, backend)
+
+    async def _build(
+        self, run: Run, active: ActiveRun, spec: RunSpec
+    ) -> tuple[RunSpec, BuildResult] | None:
+        if not await self._advance(run.id, RunState.BUILDING, reason="preparing"):
+            await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
+            return None
+        try:
+            builder = self._builder(spec.resource)
+        except BackendError as exc:
+            await self._fail(run.id, ErrorStage.AGENT, str(exc))
+            return None
+        build_lines: list[tuple[float, LogStream, str]] = []
+
+        async def build_log(line: str) -> None:
+            active.tail.append(line)
+            build_lines.append((time.time(), LogStream.BUILD, line))
+            if len(build_lines) >= BUILD_FLUSH_LINES:
+                await self.port.append_logs(run.id, build_lines[:])
+                build_lines.clear()
+
+        started = time.monotonic()
+        try:
+            result = await builder.build(spec, build_log)
+        except BuildError as exc:
+            await self.port.append_logs(run.id, build_lines)
+            await self._log(f"build of run {run.id} failed: {exc}", level="error",
+                            run_id=run.id)
+            await self._fail(run.id, ErrorStage.BUILD, str(exc), reason="build failed")
+            return None
+        await self.port.append_logs(run.id, build_lines)
+        # The tail quoted when the run fails is the run's own output, not the build's.
+        active.tail.clear()
+        took = time.monotonic() - started
+        what = "cache hit" if result.cached else f"built in {took:.1f}s"
+        await self._log(f"run {run.id}: build stage {what}"
+                        + (f" (commit {result.commit[:12]})" if result.commit else ""),
+                        run_id=run.id)
+        # The run's record shows what was built; the backend gets `result` itself.
+        environment = {**spec.environment, "build": result.details,
+                       "build_cached": result.cached}
+        if result.commit:
+            environment["commit"] = result.commit
+        image = result.image or spec.image
+        macros = {"image_uri": image} if image else {}
+        spec = replace(
+            spec,
+            image=image,
+            environment=environment,
+            resource_args=resolve.fill_macros(spec.resource_args, macros),
+        )
+        await self.port.update_run(run.id, spec=spec, reason=what)
+        return spec, result
+
+    async def _supervise(self, run: Run, active: ActiveRun, backend: Backend) -> None:
+        assert active.handle is not None
+        handle = active.handle
+        skip = await self.port.output_line_count(run.id)
+        pump = asyncio.create_task(self._pump_logs(run.id, active, backend, handle, skip))
+        state = run.state
+        status: RunStatus
+        try:
+            while True:
+                status = await backend.status(handle)
+                if status.state.terminal:
+                    break
+                if status.state == RunState.RUNNING and state in (
+                    RunState.QUEUED, RunState.BUILDING, RunState.STARTING
+                ):
+                    if await self._advance(run.id, RunState.RUNNING, reason=status.reason):
+                        state = RunState.RUNNING
+                        await self._log(f"run {run.id} is running", run_id=run.id)
+                await asyncio.sleep(self.status_interval_s)
+            # Let the log pump drain what the run wrote before it ended.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pump), timeout=DRAIN_S)
+        finally:
+            if not pump.done():
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+        await self._conclude(run.id, active, status)
+        # Backends that keep finished resources around (docker containers) free them
+        # only now, after the result and the logs are safely stored.
+        try:
+            await backend.cleanup(handle)
+        except LaunchError as exc:
+            await self._log(f"could not clean up run {run.id}: {exc}", level="warning",
+                            run_id=run.id)
+
+    async def _conclude(self, run_id: str, active: ActiveRun, status: RunStatus) -> None:
+        final = status.state
+        reason = status.reason
+        if active.cancel_requested.is_set() and final != RunState.FINISHED:
+            final, reason = RunState.STOPPED, reason or "cancelled by user"
+        if final == RunState.FAILED:
+            tail = "\n".join(active.tail)
+            message = (reason or f"exit code {status.exit_code}") + (
+                f"; last output:\n{tail}" if tail else ""
+            )
+            await self.finish(run_id, final, reason=reason, exit_code=status.exit_code,
+                              error_stage=ErrorStage.RUN, error_message=message)
+        elif final == RunState.CRASHED:
+            await self.finish(run_id, final, reason=reason, exit_code=status.exit_code,
+                              error_stage=ErrorStage.RUN, error_message=reason)
+        else:
+            await self.finish(run_id, final, reason=reason, exit_code=status.exit_code)
+
+    async def _pump_logs(
+        self, run_id: str, active: ActiveRun, backend: Backend, handle: RunHandle, skip: int
+    ) -> None:
+        """Copy the run's output into the store in batches; helper lines become metrics.
+
+        A batch is stored once it is LOG_FLUSH_S old even if the job then goes quiet,
+        so a line followed by silence still shows up live.
+        """
+        lines: list[tuple[float, LogStream, str]] = []
+        metrics: list[tuple[int, float, dict[str, float]]] = []
+        last_flush = time.monotonic()
+        flush_lock = asyncio.Lock()  # batches are stored whole and in order
+
+        async def flush() -> None:
+            nonlocal last_flush
+            async with flush_lock:
+                # Taken before the writes: the pump keeps appending meanwhile.
+                batch, records = lines[:], metrics[:]
+                lines.clear()
+                metrics.clear()
+                last_flush = time.monotonic()
+                if batch:
+                    await self.port.append_logs(run_id, batch)
+                if records:
+                    await self.port.record_metrics(run_id, records)
+
+        async def flush_when_quiet() -> None:
+            while True:
+                await asyncio.sleep(LOG_FLUSH_S)
+                if (lines or metrics) and time.monotonic() - last_flush >= LOG_FLUSH_S:
+                    # Shielded: a stop never abandons a batch half-stored.
+                    await asyncio.shield(flush())
+
+        ticker = asyncio.create_task(flush_when_quiet())
+        try:
+            async for chunk in backend.logs(handle, follow=True):
+                if skip:
+                    skip -= 1  # already stored before an agent restart
+                    continue
+                record = sdk.parse_line(chunk.text) if chunk.stream == LogStream.STDOUT else None
+                if record is not None:
+                    metrics.append((int(record.get("step", 0)), float(record.get("ts", chunk.ts)),
+                                    record["values"]))
+                else:
+                    lines.append((chunk.ts, chunk.stream, chunk.text))
+                    active.tail.append(chunk.text)
+                if len(lines) >= LOG_FLUSH_LINES or time.monotonic() - last_flush > LOG_FLUSH_S:
+                    await flush()
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await flush()
+
+    async def cancel(self, active: ActiveRun) -> None:
+        active.cancel_requested.set()
+        if active.handle is None or active.backend is None:
+            return  # not submitted yet: execute() sees the flag before submitting
+        await self._log(f"stopping run {active.run_id} (grace {self.cancel_grace_s:g}s)",
+                        run_id=active.run_id)
+        try:
+            await active.backend.cancel(active.handle, self.cancel_grace_s)
+        except LaunchError as exc:
+            await self._log(f"could not stop run {active.run_id}: {exc}", level="error",
+                            run_id=active.run_id)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Fire-and-forget, but keep a reference so the task is not garbage-collected."""
+        task = asyncio.ensure_future(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
