@@ -24,6 +24,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check core backends tui tests benchmarks scripts
+	$(BIN)/lint-imports
 
 ## Regenerate screenshots/ from the real app on a seeded demo store.
 screenshots: install
