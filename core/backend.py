@@ -9,6 +9,7 @@ the optional hooks no-op defaults, so the agent never asks which backend it has.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,15 @@ class Backend(Protocol):
 
     async def status(self, handle: RunHandle) -> RunStatus: ...
 
+    def watch(self, handle: RunHandle) -> AsyncIterator[RunStatus]:
+        """The run's status each time it changes, ending with its terminal status.
+
+        Backends that can be told (a supervisor's pipe, Docker's event stream, a
+        Kubernetes watch) push; `BackendBase` polls `status()` with back-off for
+        those that cannot (cloud APIs).
+        """
+        ...
+
     def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
         """Log lines from the start of the run; with follow, until the run ends."""
         ...
@@ -131,6 +141,26 @@ class BackendBase:
 
     name: str
     resource_schema: dict[str, Any]
+    # Polling back-off for `watch` where the target cannot push: start fast so a
+    # short run is seen ending promptly, slow down for long ones.
+    watch_poll_s: tuple[float, float] = (0.1, 5.0)
+
+    async def status(self, handle: RunHandle) -> RunStatus:
+        raise NotImplementedError
+
+    async def watch(self, handle: RunHandle) -> AsyncIterator[RunStatus]:
+        delay, ceiling = self.watch_poll_s
+        last: RunStatus | None = None
+        while True:
+            current = await self.status(handle)
+            if current != last:
+                yield current
+                last = current
+                delay = self.watch_poll_s[0]  # something moved: look again soon
+            if current.state.terminal:
+                return
+            await asyncio.sleep(delay)
+            delay = min(ceiling, delay * 1.5)
 
     async def cleanup(self, handle: RunHandle) -> None:
         return None

@@ -163,7 +163,6 @@ class Lab:
 
     async def agent(self, queues: Sequence[str], **kw: Any) -> LaunchAgent:
         """A started in-process agent, stopped (its runs cancelled) when the test ends."""
-        kw.setdefault("status_interval_s", 0.1)
         kw.setdefault("poll_interval_s", 1.0)
         kw.setdefault("cancel_grace_s", 2.0)
         agent = LaunchAgent(self.service, list(queues), **kw)

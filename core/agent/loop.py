@@ -49,7 +49,6 @@ class LaunchAgent:
         poll_interval_s: float | None = None,
         event_driven: bool = True,
         heartbeat_s: float = 5.0,
-        status_interval_s: float = 0.5,
         cancel_grace_s: float = 10.0,
     ) -> None:
         if not queues:
@@ -66,8 +65,7 @@ class LaunchAgent:
         self.event_driven = event_driven
         self.heartbeat_s = heartbeat_s
         self.status = AgentStatus.STOPPED
-        self._runner = RunRunner(port, self._log, status_interval_s=status_interval_s,
-                                 cancel_grace_s=cancel_grace_s)
+        self._runner = RunRunner(port, self._log, cancel_grace_s=cancel_grace_s)
         self._active: dict[str, ActiveRun] = {}
         self._wake = asyncio.Event()
         self._stopping = False

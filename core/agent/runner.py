@@ -64,12 +64,10 @@ class RunRunner:
         port: AgentPort,
         log: AgentLogFn,
         *,
-        status_interval_s: float,
         cancel_grace_s: float,
     ) -> None:
         self.port = port
         self._log = log
-        self.status_interval_s = status_interval_s
         self.cancel_grace_s = cancel_grace_s
         self._backends: dict[str, Backend] = {}
         self._builders: dict[str, Builder] = {}
@@ -215,19 +213,18 @@ class RunRunner:
         skip = await self.port.output_line_count(run.id)
         pump = asyncio.create_task(self._pump_logs(run.id, active, backend, handle, skip))
         state = run.state
-        status: RunStatus
+        status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")
         try:
-            while True:
-                status = await backend.status(handle)
-                if status.state.terminal:
-                    break
+            # The backend says when something changes (pushed where it can be).
+            async for status in backend.watch(handle):
                 if status.state == RunState.RUNNING and state in (
                     RunState.QUEUED, RunState.BUILDING, RunState.STARTING
                 ):
                     if await self._advance(run.id, RunState.RUNNING, reason=status.reason):
                         state = RunState.RUNNING
                         await self._log(f"run {run.id} is running", run_id=run.id)
-                await asyncio.sleep(self.status_interval_s)
+            if not status.state.terminal:
+                status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")
             # Let the log pump drain what the run wrote before it ended.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(pump), timeout=DRAIN_S)

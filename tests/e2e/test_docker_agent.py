@@ -135,7 +135,7 @@ class World:
 
     async def agent(self, name: str = AGENT) -> LaunchAgent:
         agent = LaunchAgent(self.service, ["dq"], name=name, poll_interval_s=1.0,
-                            status_interval_s=0.2, cancel_grace_s=5.0)
+                            cancel_grace_s=5.0)
         self.agents.append(agent)
         await agent.start()
         return agent
