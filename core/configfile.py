@@ -1,4 +1,9 @@
-"""Reading config files (JSON, YAML or TOML) and `key=value` assignments."""
+"""Reading config files (JSON, YAML or TOML) and `key=value` assignments.
+
+YAML is read with a bound on how far aliases expand: a 1 KB document of nested
+`*` references ("billion laughs") would otherwise become billions of values the
+moment anything walks it, and take minutes and all memory before failing.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,69 @@ import yaml
 
 from launch_tui.core.errors import ValidationError
 
+# How many values a YAML document may expand to, aliases followed. Real configs
+# have hundreds; the bound only stops documents built to explode.
+MAX_YAML_VALUES = 100_000
+MAX_FILE_BYTES = 16 * 2**20
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Values in `node` with every alias expanded; shared nodes are counted once per use."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    if size > MAX_YAML_VALUES:
+        raise _TooLarge
+    memo[id(node)] = size
+    return size
+
+
+def safe_load_yaml(text: str, what: str, where: str) -> Any:
+    """yaml.safe_load, refusing documents whose aliases expand beyond MAX_YAML_VALUES."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            _expanded_size(node, {})
+        except (_TooLarge, RecursionError):
+            raise ValidationError(
+                f"{what}: {where} expands to more than {MAX_YAML_VALUES:,} values through "
+                "YAML aliases (*refs); write the values out instead.",
+                field=what,
+            ) from None
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
 
 def load_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Load a JSON, YAML or TOML file whose top level is a mapping."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise ValidationError(f"{what}: {p} does not exist or is not a file.", field=what)
-    text = p.read_text(encoding="utf-8", errors="replace")
+    try:
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise ValidationError(
+                f"{what}: {p} is larger than {MAX_FILE_BYTES // 2**20} MiB; a config file "
+                "is not that big.",
+                field=what,
+            )
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ValidationError(
+            f"{what}: cannot read {p} ({exc.strerror or exc}).", field=what
+        ) from exc
     suffix = p.suffix.lower()
     try:
         if suffix == ".json":
@@ -25,7 +86,7 @@ def load_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
         elif suffix == ".toml":
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+            data = safe_load_yaml(text, what, str(p))
         else:
             data = parse_mapping_text(text, what, str(p))
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
@@ -53,7 +114,7 @@ def parse_mapping_text(text: str, what: str, where: str = "text") -> dict[str, A
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError:
             try:
-                data = yaml.safe_load(text)
+                data = safe_load_yaml(text, what, where)
             except yaml.YAMLError as exc:
                 detail = str(exc).splitlines()[0]
                 raise ValidationError(
@@ -69,7 +130,7 @@ def parse_mapping_text(text: str, what: str, where: str = "text") -> dict[str, A
 def parse_value(text: str) -> Any:
     """`5` -> 5, `0.1` -> 0.1, `true` -> True, `[1,2]` -> [1, 2], otherwise the string."""
     try:
-        value = yaml.safe_load(text)
+        value = safe_load_yaml(text, "value", repr(text))
     except yaml.YAMLError:
         return text
     if isinstance(value, (dict, list, int, float, bool)) or value is None:

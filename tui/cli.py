@@ -52,9 +52,10 @@ def emit_json(value: Any) -> None:
 
 
 class Ctx:
-    def __init__(self, store: str | None, home: str | None) -> None:
+    def __init__(self, store: str | None, home: str | None, project: str | None = None) -> None:
         self.store = store
         self.home = home
+        self.project = project  # `launch-tui --project P <command>`: the command's default
 
     async def open(self) -> LaunchService:
         return await LaunchService.open(store=self.store, home=self.home)
@@ -66,6 +67,9 @@ def run_with_service(fn: Callable[..., Awaitable[T]]) -> Callable[..., T | None]
     @click.pass_obj
     @wraps(fn)
     def wrapper(ctx: Ctx, *args: Any, **kwargs: Any) -> T | None:
+        if "project" in kwargs and kwargs["project"] is None:
+            kwargs["project"] = ctx.project
+
         async def main() -> T:
             service = await ctx.open()
             try:
@@ -153,7 +157,7 @@ def cli(ctx: click.Context, store: str | None, home: str | None, agent_queues: t
 
     With no command, opens the terminal UI.
     """
-    ctx.obj = Ctx(store, home)
+    ctx.obj = Ctx(store, home, project)
     if ctx.invoked_subcommand is None:
         open_app(ctx.obj, list(agent_queues), project)
 
