@@ -78,6 +78,7 @@ class AgentStatus(StrEnum):
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    ERROR = "error"  # stopped by a fault it could not recover from; the reason is in its log
 
 
 class LogStream(StrEnum):

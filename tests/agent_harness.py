@@ -129,7 +129,6 @@ class Lab:
         env = dict(os.environ)
         env["LAUNCH_TUI_HOME"] = str(self.home)
         env.pop("LAUNCH_TUI_STORE", None)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         return env
 
     # -------------------------------------------------------------- world

@@ -602,8 +602,13 @@ async def agent(service: LaunchService, queues: tuple[str, ...], max_jobs: int, 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await runner.start()
-    await stop.wait()
-    await runner.stop()
+    signalled = asyncio.create_task(stop.wait())
+    ended = asyncio.create_task(runner.wait())  # raises AgentFailed if it stopped itself
+    await asyncio.wait({signalled, ended}, return_when=asyncio.FIRST_COMPLETED)
+    if not ended.done():
+        await runner.stop()
+    signalled.cancel()
+    await ended
 
 
 def main() -> None:

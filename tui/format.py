@@ -47,6 +47,7 @@ AGENT_STATUS_STYLE: dict[str, str] = {
     AgentStatus.RUNNING: "bold cyan",
     AgentStatus.STOPPING: "magenta",
     AgentStatus.STOPPED: "dim",
+    AgentStatus.ERROR: "bold red",
     "stale": "bold red",
 }
 

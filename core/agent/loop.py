@@ -19,7 +19,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 from launch_tui.core.agent.port import AgentPort
 from launch_tui.core.agent.runner import ActiveRun, RunRunner
@@ -29,6 +30,18 @@ from launch_tui.core.events import ItemEnqueued, ItemStateChanged, RunStateChang
 from launch_tui.core.model import AgentStatus, ErrorStage, ItemState, QueueItem, Run, RunState
 
 log = logging.getLogger("launch_tui.agent")
+
+# A background loop that fails is restarted after a back-off that doubles up to
+# RESTART_MAX_S; one that fails RESTART_LIMIT times within RESTART_WINDOW_S stops
+# the agent with status `error` rather than let it run half-alive.
+RESTART_FIRST_S = 0.5
+RESTART_MAX_S = 30.0
+RESTART_LIMIT = 5
+RESTART_WINDOW_S = 120.0
+
+
+class AgentFailed(LaunchError):
+    """The agent stopped itself because one of its loops kept failing."""
 
 
 def default_agent_name(queues: Sequence[str]) -> str:
@@ -72,6 +85,7 @@ class LaunchAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._next_queue = 0
         self._stopped = asyncio.Event()
+        self.failure: str | None = None  # why the agent stopped itself, if it did
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -89,15 +103,50 @@ class LaunchAgent:
         )
         await self._reattach()
         self._tasks = [
-            asyncio.create_task(self._claim_loop(), name=f"agent-{self.name}-claim"),
-            asyncio.create_task(self._heartbeat_loop(), name=f"agent-{self.name}-heartbeat"),
-            asyncio.create_task(self._watch_feed(), name=f"agent-{self.name}-feed"),
+            asyncio.create_task(self._supervised("claim", self._claim_loop),
+                                name=f"agent-{self.name}-claim"),
+            asyncio.create_task(self._supervised("heartbeat", self._heartbeat_loop),
+                                name=f"agent-{self.name}-heartbeat"),
+            asyncio.create_task(self._supervised("change feed", self._watch_feed),
+                                name=f"agent-{self.name}-feed"),
         ]
 
     async def run(self) -> None:
-        """Start and serve until `stop()` is called."""
+        """Start and serve until `stop()` is called; raise AgentFailed if it stopped itself."""
         await self.start()
+        await self.wait()
+
+    async def wait(self) -> None:
+        """Until the agent has stopped; AgentFailed if it stopped because of a fault."""
         await self._stopped.wait()
+        if self.failure is not None:
+            raise AgentFailed(f"agent: {self.name} stopped: {self.failure}")
+
+    async def _supervised(self, what: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the agent's loops; restart it with back-off when it fails."""
+        delay = RESTART_FIRST_S
+        failures: list[float] = []
+        while not self._stopping:
+            try:
+                await loop()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                now = time.monotonic()
+                failures = [t for t in failures if now - t < RESTART_WINDOW_S] + [now]
+                log.exception("agent %s: the %s loop failed", self.name, what)
+                if len(failures) >= RESTART_LIMIT:
+                    self.failure = (f"the {what} loop failed {len(failures)} times in "
+                                    f"{RESTART_WINDOW_S:g}s; last error: {exc!r}")
+                    await self._log(self.failure, level="error")
+                    # Not awaited here: stop() cancels this very task.
+                    asyncio.get_running_loop().create_task(self.stop())
+                    return
+                await self._log(f"the {what} loop failed ({exc!r}); restarting it in "
+                                f"{delay:g}s", level="error")
+                await asyncio.sleep(delay)
+                delay = min(RESTART_MAX_S, delay * 2)
 
     async def stop(self, *, cancel_runs: bool = False) -> None:
         """Stop claiming and supervising. Runs keep going on their backend unless
@@ -126,8 +175,8 @@ class LaunchAgent:
         await asyncio.gather(
             *(a.task for a in self._active.values() if a.task), return_exceptions=True
         )
-        self.status = AgentStatus.STOPPED
-        with contextlib.suppress(LaunchError):
+        self.status = AgentStatus.STOPPED if self.failure is None else AgentStatus.ERROR
+        with contextlib.suppress(Exception):  # the store may be what failed
             await self._log("stopped" + ("" if cancel_runs else
                                          f" ({len(self._active)} run(s) left running)"))
             await self.port.agent_heartbeat(self.name, self.status, 0)
@@ -179,6 +228,11 @@ class LaunchAgent:
             return
         except ConflictError as exc:
             await self._log(f"lost the lease on item #{item.id}: {exc}", level="warning")
+            return
+        except Exception as exc:  # the store failed: the lease runs out and the item returns
+            log.exception("acknowledging item %s failed", item.id)
+            await self._log(f"could not acknowledge item #{item.id} ({exc!r}); it returns to "
+                            "its queue when the lease expires", level="error")
             return
         self._start_run(run, resume=False)
 

@@ -144,7 +144,6 @@ class World:
         env = dict(os.environ)
         env["LAUNCH_TUI_HOME"] = str(self.home)
         env.pop("LAUNCH_TUI_STORE", None)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         return env
 
     def spawn_agent(self, name: str = AGENT) -> tuple[subprocess.Popen[bytes], Path]:
