@@ -1,0 +1,77 @@
+"""How long a headless CLI command takes to start and answer, against bare Python.
+
+Runs `launch-tui items --json` on an empty embedded store (created once, before
+timing) and, as the baseline in the same run, `python -c pass` with the same
+interpreter. Also lists the heavy modules the command loaded, which should be
+none of textual, rich or any backend SDK.
+
+    .venv/bin/python benchmarks/cli_startup.py [--runs 15]
+
+Goal (issue 9): the command within 300 ms of the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+HEAVY = ("textual", "rich", "docker", "kubernetes", "boto3", "google.cloud.aiplatform",
+         "jsonschema", "yaml", "sqlalchemy.orm", "sqlalchemy.ext.asyncio")
+
+
+def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def loaded_modules(home: Path, env: dict[str, str]) -> list[str]:
+    code = (
+        "import atexit, sys\n"
+        f"heavy = {HEAVY!r}\n"
+        "atexit.register(lambda: print(json.dumps([m for m in heavy if m in sys.modules]),"
+        " file=sys.stderr))\n"
+        "import json\n"
+        f"sys.argv = ['launch-tui', '--home', {str(home)!r}, 'items', '--json']\n"
+        "from launch_tui.tui.cli import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        env = {**os.environ, "LAUNCH_TUI_HOME": str(home)}
+        env.pop("LAUNCH_TUI_STORE", None)
+        command = [str(BIN / "launch-tui"), "items", "--json"]
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)  # make the store
+        base = timed([sys.executable, "-c", "pass"], env, runs)
+        cli = timed(command, env, runs)
+        heavy = loaded_modules(home, env)
+    b, c = statistics.median(base), statistics.median(cli)
+    print(f"headless CLI start-up, median of {runs} runs")
+    print(f"  baseline: python -c pass          {b * 1000:7.1f} ms")
+    print(f"  launch-tui items --json (empty)   {c * 1000:7.1f} ms   (+{(c - b) * 1000:.0f} ms)")
+    print(f"  heavy modules loaded: {', '.join(heavy) or 'none'}")
+    print(json.dumps({"baseline_ms": round(b * 1000, 1), "items_ms": round(c * 1000, 1),
+                      "over_baseline_ms": round((c - b) * 1000, 1), "heavy": heavy}))
+
+
+if __name__ == "__main__":
+    main()
