@@ -1,1 +1,3 @@
-"""Persistence: SQLAlchemy Core tables and engine set-up for SQLite and PostgreSQL."""
+"""Persistence: the schema, engine set-up for SQLite and PostgreSQL, and every SQL
+statement the core runs, as named queries in one module per table family
+(projects, jobs, queues, items, runs, output, agents, eventlog)."""
