@@ -17,7 +17,7 @@ import jsonschema
 from launch_tui.core import registry
 from launch_tui.core.configfile import deep_merge
 from launch_tui.core.errors import ValidationError
-from launch_tui.core.model import QueueConfig
+from launch_tui.core.model import JobVersion, Queue, QueueConfig, QueueItem, RunSpec
 
 TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 MACRO_RE = re.compile(r"\$\{([a-z_]+)\}")
@@ -303,3 +303,37 @@ def job_environment(
         }
     )
     return env
+
+
+def run_spec(run_id: str, item: QueueItem, version: JobVersion, queue: Queue) -> RunSpec:
+    """What a claimed item runs: its config and resource args resolved against the job
+    version and the queue as they are now, with the run's macros filled in."""
+    config = effective_config(version.config_defaults, item.config_overrides,
+                              version.input_schema)
+    macros = {"run_id": run_id, "project_name": item.project, "queue_name": item.queue}
+    args, _ = effective_resource_args(
+        queue.resource, queue.name, queue.config, item.resource_overrides, item.template_values,
+        macros,
+    )
+    env = job_environment(
+        run_id=run_id, project=item.project, job=item.job, version=item.version, config=config,
+        queue_config=queue.config,
+    )
+    return RunSpec(
+        run_id=run_id,
+        project=item.project,
+        queue=item.queue,
+        resource=queue.resource,
+        job=item.job,
+        version=item.version,
+        kind=version.kind,
+        entrypoint=version.entrypoint,
+        config=config,
+        resource_args=args,
+        env=env,
+        source=version.source,
+        environment=version.environment,
+        job_digest=version.digest,
+        queue_config=queue.config.to_dict(),
+        image=version.source.get("image"),
+    )
