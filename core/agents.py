@@ -1,0 +1,112 @@
+"""Agents as the control plane sees them: registration, heartbeats, and their log lines.
+
+An agent's name is held by one live process at a time: registering a name whose
+holder still heartbeats (and, on this host, still exists) is refused. Agent log
+lines are events, so every watcher sees them live.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from launch_tui.core import jobs as jobrules
+from launch_tui.core.catalog import project_or_default
+from launch_tui.core.errors import ConflictError, ValidationError
+from launch_tui.core.events import AgentHeartbeat, AgentLog
+from launch_tui.core.model import Agent, AgentStatus, ItemState
+from launch_tui.core.queues import require_queue
+from launch_tui.core.settings import Settings
+from launch_tui.core.store import agents as agents_db
+from launch_tui.core.store import eventlog
+from launch_tui.core.store import items as items_db
+from launch_tui.core.store.session import Row, Store
+from launch_tui.core.transitions import change_item
+
+# An agent whose heartbeat is older than this is considered gone.
+AGENT_STALE_S = 30.0
+
+
+class Agents:
+    def __init__(self, store: Store, settings: Settings, *, hostname: Callable[[], str],
+                 pid: Callable[[], int]) -> None:
+        self._store = store
+        self._settings = settings
+        self._hostname = hostname
+        self._pid = pid
+
+    async def register_agent(self, name: str, queue_names: Sequence[str], *,
+                             project: str | None, max_jobs: int) -> Agent:
+        """Record an agent as started. A name already used by a live agent is refused."""
+        jobrules.check_name(name, "agent")
+        if max_jobs < 1:
+            raise ValidationError("max_jobs: must be at least 1.", field="max_jobs")
+        if not queue_names:
+            raise ValidationError("queues: an agent needs at least one queue (-q).", field="queues")
+        project = project_or_default(self._settings, project)
+        now = self._store.now()
+        host = self._hostname()
+        pid = self._pid()
+        async with self._store.tx() as conn:
+            for q in queue_names:
+                await require_queue(conn, project, q)
+            row = await agents_db.find(conn, name)
+            if row is not None and _alive(row, now, host, pid):
+                raise ConflictError(
+                    f"agent: '{name}' is already running (pid {row.pid} on {row.host}); "
+                    "choose another --name."
+                )
+            # Leases this agent took in a previous life and never acknowledged go back.
+            for item in await items_db.leased(conn, by=name):
+                await change_item(
+                    self._store, conn, item, ItemState.PENDING, agent=name,
+                    reason=f"{name} restarted before acknowledging it", held_by=name,
+                    leased_by=None, lease_expires=None,
+                )
+            values = dict(
+                project=project, queues=list(queue_names), status=AgentStatus.POLLING,
+                max_jobs=max_jobs, running=0, heartbeat_at=now, started_at=now, host=host,
+                pid=pid,
+            )
+            await agents_db.put(conn, name, values, exists=row is not None)
+            await self._store.emit(
+                conn, AgentHeartbeat(agent=name, status=str(AgentStatus.POLLING), running=0)
+            )
+            return await agents_db.load(conn, name)
+
+    async def agent_heartbeat(self, name: str, status: AgentStatus, running: int) -> None:
+        async with self._store.tx() as conn:
+            await agents_db.heartbeat(conn, name, status, running, self._store.now())
+            await self._store.emit(conn, AgentHeartbeat(agent=name, status=str(status),
+                                                        running=running))
+
+    async def agent_log(self, name: str, message: str, *, level: str, run_id: str | None
+                        ) -> None:
+        async with self._store.tx() as conn:
+            await self._store.emit(conn, AgentLog(agent=name, level=level, message=message,
+                                                  run_id=run_id))
+
+    async def list_agents(self) -> list[Agent]:
+        async with self._store.read() as conn:
+            return await agents_db.every(conn)
+
+    async def agent_logs(self, agent: str | None, limit: int) -> list[AgentLog]:
+        """The newest `limit` log lines (of one agent, or of all), oldest first."""
+        async with self._store.read() as conn:
+            return await eventlog.agent_logs(conn, agent, limit)
+
+
+def _alive(row: Row, now: float, host: str, pid: int) -> bool:
+    """Whether the agent a row describes still runs, seen from process `pid` on `host`."""
+    if row.status == AgentStatus.STOPPED or now - row.heartbeat_at > AGENT_STALE_S:
+        return False
+    if row.host == host:
+        if row.pid == pid:
+            return False  # this process restarting its own agent
+        try:
+            os.kill(row.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
