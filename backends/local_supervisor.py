@@ -43,6 +43,7 @@ READ_CHUNK = 64 * 1024
 # process nor a log reader ever holds an unbounded line in memory.
 MAX_LINE_CHARS = 64 * 1024
 FLUSH_EVERY_S = 0.1
+POLL_S = 0.1  # where pidfds are missing, how often the pump looks for the job's exit
 # After the job's main process exits, how long its leftover children may keep
 # the output pipes open before the whole process group is killed.
 LEFTOVER_GRACE_S = 2.0
@@ -137,6 +138,8 @@ class Supervisor:
         self.launch: dict[str, Any] = json.loads((run_dir / LAUNCH).read_text())
         self.proc: subprocess.Popen[bytes] | None = None
         self.terminate_requested = False
+        # Read end of the signal wakeup pipe: a SIGTERM interrupts the pump's wait.
+        self.wake_fd: int | None = None
 
     def signal_job(self, sig: int) -> None:
         if self.proc is None:
@@ -211,7 +214,13 @@ class Supervisor:
             self.write_exit(exit_code=code, timed_out=timed_out)
 
     def _pump(self, out: BinaryIO) -> bool:
-        """Copy the job's output until both pipes close; enforce the timeout. True if it hit."""
+        """Copy the job's output until both pipes close; enforce the timeout. True if it hit.
+
+        Woken only by output, the job's exit (its pidfd), a signal (through the
+        wakeup fd) or the next deadline: an idle job costs this process nothing.
+        A line after a quiet spell is written at once (a reader sees it live);
+        a burst is written in batches at most FLUSH_EVERY_S apart.
+        """
         assert self.proc is not None and self.proc.stdout and self.proc.stderr
         timeout_s = self.launch.get("timeout_s")
         kill_grace_s = float(self.launch.get("timeout_grace_s", 10.0))
@@ -220,30 +229,61 @@ class Supervisor:
         kill_at: float | None = None
         leader_gone_at: float | None = None
         group_killed_at: float | None = None
-        last_flush = started
+        last_flush = float("-inf")
+        unflushed = False
 
         sel = selectors.DefaultSelector()
+        open_pipes = 0
         for pipe, name in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr")):
             os.set_blocking(pipe.fileno(), False)
             sel.register(pipe.fileno(), selectors.EVENT_READ, (pipe, _LineSink(name, out)))
+            open_pipes += 1
+        pidfd = _pidfd(self.proc.pid)
+        if pidfd is not None:
+            sel.register(pidfd, selectors.EVENT_READ, "exited")
+        if self.wake_fd is not None:
+            sel.register(self.wake_fd, selectors.EVENT_READ, "signal")
 
-        while sel.get_map():
-            for key, _ in sel.select(FLUSH_EVERY_S):
-                pipe, sink = key.data
-                try:
-                    data = os.read(key.fd, READ_CHUNK)
-                except BlockingIOError:
-                    continue
-                if data:
-                    sink.feed(data)
-                else:
-                    sink.close()
-                    sel.unregister(key.fd)
-                    pipe.close()
+        while open_pipes:
             now = time.monotonic()
-            if now - last_flush >= FLUSH_EVERY_S:
+            deadlines = []
+            if unflushed:
+                deadlines.append(last_flush + FLUSH_EVERY_S)
+            if timeout_s and not timed_out:
+                deadlines.append(started + timeout_s)
+            if kill_at is not None:
+                deadlines.append(kill_at)
+            if leader_gone_at is not None and group_killed_at is None:
+                deadlines.append(leader_gone_at + LEFTOVER_GRACE_S)
+            if group_killed_at is not None:
+                deadlines.append(group_killed_at + DRAIN_AFTER_KILL_S)
+            if pidfd is None and leader_gone_at is None:
+                deadlines.append(now + POLL_S)  # no pidfd here: look for the exit now and then
+            wait = max(0.0, min(deadlines) - now) if deadlines else None
+            for key, _ in sel.select(wait):
+                if key.data == "exited":
+                    sel.unregister(key.fd)  # stays readable; poll() below sees the exit
+                elif key.data == "signal":
+                    _drain(key.fd)
+                else:
+                    pipe, sink = key.data
+                    try:
+                        data = os.read(key.fd, READ_CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if data:
+                        sink.feed(data)
+                        unflushed = True
+                    else:
+                        sink.close()
+                        sel.unregister(key.fd)
+                        pipe.close()
+                        open_pipes -= 1
+            now = time.monotonic()
+            if unflushed and now - last_flush >= FLUSH_EVERY_S:
                 out.flush()
                 last_flush = now
+                unflushed = False
 
             if self.terminate_requested:
                 self.terminate_requested = False
@@ -267,12 +307,31 @@ class Supervisor:
             if group_killed_at is not None and now - group_killed_at >= DRAIN_AFTER_KILL_S:
                 break  # something escaped the group and holds the pipe; stop waiting
         for key in list(sel.get_map().values()):
-            pipe, sink = key.data
-            sink.close()
-            pipe.close()
+            if isinstance(key.data, tuple):
+                pipe, sink = key.data
+                sink.close()
+                pipe.close()
         sel.close()
+        if pidfd is not None:
+            os.close(pidfd)
         out.flush()
         return timed_out
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when the child exits (Linux 5.3+), else None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def main(argv: list[str]) -> int:
@@ -300,6 +359,10 @@ def main(argv: list[str]) -> int:
     def on_term(signum: int, frame: object) -> None:
         sup.terminate_requested = True  # forwarded to the job from the pump loop
 
+    sup.wake_fd, wake_w = os.pipe()  # not inherited by the job (PEP 446)
+    for fd in (sup.wake_fd, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGTERM, on_term)
     # Terminal hang-ups and Ctrl-C aimed at the agent are not for the job.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
