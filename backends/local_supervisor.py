@@ -1,8 +1,9 @@
 """Supervisor of one local-process run: `python -m launch_tui.backends.local_supervisor RUN_DIR`.
 
-The agent starts this small process in its own session, so the job outlives an
-agent that is killed (even with SIGKILL): everything the agent later needs is a
-file in RUN_DIR, written here.
+The agent starts this small process in its own session (forked by the home's
+fork server, `local_forkserver`, or as a fresh interpreter), so the job outlives
+an agent that is killed (even with SIGKILL): everything the agent later needs is
+a file in RUN_DIR, written here.
 
     launch.json      what to run (argv, cwd, env, timeout), written by the backend
     supervisor.json  this process's pid and /proc start time, once it owns the run

@@ -17,7 +17,7 @@ def _local_backend(ctx: BackendContext) -> Backend:
 
 
 def _local_builder(ctx: BackendContext) -> Builder:
-    from launch_tui.backends.local_process import LocalEnvBuilder
+    from launch_tui.backends.local_build import LocalEnvBuilder
 
     return LocalEnvBuilder(ctx)
 

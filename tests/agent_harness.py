@@ -2,9 +2,9 @@
 code jobs made from real files, agents in this process or in their own OS
 process, bounded waiting, and cleanup of every process a test started.
 
-Cleanup is by pid only: agent processes the harness spawned, and the
+Cleanup is by pid only: agent processes the harness spawned, the
 supervisors and job process groups recorded in the home's run directories
-(the local-process backend writes them there).
+(the local-process backend writes them there), and the home's fork server.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Run, RunState
 from launch_tui.core.service import LaunchService
@@ -269,5 +270,8 @@ class Lab:
         if work.is_dir():
             for run_dir in work.iterdir():
                 self.kill_run_processes(run_dir.name)
+        for pid, _ in running_servers(self.home):  # the home's local-process fork server
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         await self.service.close()
 

@@ -9,8 +9,10 @@ dependency versions from the index.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from launch_tui.backends.local_forkserver import running_servers
 from tests.core.conftest import REPO
 
 
@@ -126,3 +129,6 @@ def test_the_installed_app_runs_a_local_job(wheel_venv: Path, tmp_path: Path) ->
     finally:
         agent.terminate()
         agent.wait(timeout=30)
+        for pid, _ in running_servers(home):  # the local-process fork server it started
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -1,7 +1,8 @@
 """Test harness for the local-process target: a throwaway home, snapshots, specs, real processes.
 
 Every process a test starts is a supervisor or a job recorded in the test's own
-run directories; the `lp` fixture kills whatever is still alive afterwards, by pid.
+run directories, or the home's fork server (recorded under <home>/forkserver);
+the `lp` fixture kills whatever is still alive afterwards, by pid.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.backends.local_process import LocalEnvBuilder, LocalProcessBackend
 from launch_tui.core.backend import BackendContext, BuildResult, LogChunk, RunHandle, RunStatus
 from launch_tui.core.model import JobKind, RunSpec
@@ -67,6 +69,7 @@ class Harness:
         env: dict[str, str] | None = None,
         resource_args: dict[str, Any] | None = None,
         run_id: str | None = None,
+        queue_config: dict[str, Any] | None = None,
     ) -> RunSpec:
         self._runs += 1
         argv = entrypoint.split() if isinstance(entrypoint, str) else entrypoint
@@ -85,7 +88,7 @@ class Harness:
             source=source or {},
             environment={"requirements": requirements},
             job_digest="0" * 64,
-            queue_config={},
+            queue_config=queue_config or {},
         )
 
     async def log(self, line: str) -> None:
@@ -154,10 +157,20 @@ class Harness:
     def run_dir(self, run_id: str) -> Path:
         return self.ctx.work_dir / run_id
 
+    def output_texts(self, run_id: str) -> list[str]:
+        """The lines the job printed so far, as the supervisor recorded them."""
+        path = self.run_dir(run_id) / sv.OUTPUT
+        return [json.loads(line)["text"] for line in path.read_text().splitlines() if line]
+
     def record(self, run_id: str, name: str) -> dict[str, Any]:
         return json.loads((self.run_dir(run_id) / name).read_text())
 
     def kill_leftovers(self) -> None:
+        for pid, _ in running_servers(self.ctx.home):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if not self.ctx.work_dir.exists():
             return
         for run_dir in self.ctx.work_dir.iterdir():

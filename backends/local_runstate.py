@@ -1,0 +1,164 @@
+"""What a local-process run is doing, read from its run directory, and how to wait for a change.
+
+`read_state` turns the supervisor's files (and /proc) into a RunStatus, plus the
+process whose end would be the next change that no file reports.
+`Waiter` is what one `watch`, `logs`, `cancel` or `submit` waits on: the run
+directory's inotify watch and that process's pidfd (see `local_watch`), or a
+back-off poll where neither is available. `OutputReader` reads output.jsonl.
+
+Every read here is a few hundred bytes from the page cache, made when the
+kernel said the file changed; it runs in the event loop, since a hop to a
+thread would cost more than the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.local_build import read_json
+from launch_tui.backends.local_watch import EVERYTHING, Backoff, RunEvents, Subscription
+from launch_tui.core.backend import LogChunk, RunStatus
+from launch_tui.core.model import LogStream, RunState
+
+_READ_CHUNK = 64 * 1024
+
+Process = tuple[int, int | None]  # pid and /proc start time
+
+
+def exit_status(record: dict[str, Any]) -> RunStatus:
+    code = record.get("exit_code")
+    if record.get("cancelled"):
+        return RunStatus(RunState.STOPPED, "cancelled", code)
+    if record.get("error"):
+        return RunStatus(RunState.FAILED, str(record["error"]), code)
+    if record.get("timed_out"):
+        return RunStatus(RunState.FAILED, f"timed out after {record.get('timeout_s')} s", code)
+    if record.get("signal"):
+        try:
+            name = signal.Signals(int(record["signal"])).name
+        except ValueError:
+            name = str(record["signal"])
+        return RunStatus(RunState.FAILED, f"killed by signal {name}", code)
+    if code == 0:
+        return RunStatus(RunState.FINISHED, None, 0)
+    return RunStatus(RunState.FAILED, f"exit code {code}", code)
+
+
+_VANISHED = "the job's process vanished without recording an exit status"
+
+
+def alive(record: dict[str, Any] | None) -> Process | None:
+    if record is None:
+        return None
+    process = (int(record["pid"]), record.get("start_time"))
+    return process if sv.is_alive(*process) else None
+
+
+def read_state(run_dir: Path) -> tuple[RunStatus, Process | None]:
+    """The run's state from its files and /proc, and the process to follow until it changes.
+
+    That process is the supervisor while it lives (its files report the rest),
+    else an orphaned job; None once the run has ended.
+    """
+    record = read_json(run_dir / sv.EXIT)
+    if record is not None:
+        return exit_status(record), None
+    sup = read_json(run_dir / sv.SUPERVISOR)
+    if sup is None:
+        return RunStatus(RunState.CRASHED, "no supervisor was started for this run"), None
+    job = read_json(run_dir / sv.JOB)
+    supervisor = alive(sup)
+    job_process = alive(job)
+    if job_process is not None:
+        return RunStatus(RunState.RUNNING), supervisor or job_process
+    if supervisor is not None:
+        # Before the job starts, or while the supervisor records its exit.
+        return RunStatus(RunState.STARTING if job is None else RunState.RUNNING), supervisor
+    record = read_json(run_dir / sv.EXIT)  # it may have been written meanwhile
+    if record is not None:
+        return exit_status(record), None
+    if (run_dir / sv.CANCEL).exists():
+        return RunStatus(RunState.STOPPED, f"cancelled; {_VANISHED}"), None
+    return RunStatus(RunState.CRASHED, _VANISHED), None
+
+
+class Waiter:
+    """What one watch, logs, cancel or submit waits on: its run directory and one process."""
+
+    def __init__(self, run_dir: Path, names: frozenset[str]) -> None:
+        self.run_dir = run_dir
+        events = RunEvents.current()
+        self.sub: Subscription | None = events.subscribe(run_dir, names) if events else None
+        self.backoff = Backoff()
+
+    def follow(self, process: Process | None) -> None:
+        if self.sub is not None:
+            self.sub.follow(process)
+
+    def inspect(self) -> RunStatus:
+        status, process = read_state(self.run_dir)
+        self.follow(None if status.state.terminal else process)
+        return status
+
+    async def next(self, at_most_s: float | None = None) -> set[str]:
+        """What changed, once something did; an empty set after at_most_s."""
+        if self.sub is not None and not self.sub.degraded:
+            return await self.sub.wait(at_most_s)
+        # Nothing pushes here: look again after a back-off delay.
+        delay = self.backoff.next()
+        if at_most_s is not None:
+            delay = min(delay, at_most_s)
+        if self.sub is None:
+            await asyncio.sleep(delay)
+            return {EVERYTHING}
+        return await self.sub.wait(delay) or {EVERYTHING}
+
+    def __enter__(self) -> Waiter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sub is not None:
+            self.sub.close()
+
+
+class OutputReader:
+    """Reads output.jsonl in bounded chunks, remembering where it stopped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: Any = None
+        self.partial = b""
+
+    def read_batch(self) -> list[LogChunk]:
+        """The next complete lines (at most about one chunk's worth); [] at the current end."""
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb", buffering=0)
+            except FileNotFoundError:
+                return []
+        while True:
+            data = self.file.read(_READ_CHUNK)
+            if not data:
+                return []
+            *lines, self.partial = (self.partial + data).split(b"\n")
+            if lines:
+                return [_parse_line(line) for line in lines if line]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _parse_line(line: bytes) -> LogChunk:
+    try:
+        rec = json.loads(line)
+        return LogChunk(LogStream(rec["stream"]), str(rec["text"]), float(rec["ts"]))
+    except (ValueError, KeyError, TypeError):
+        return LogChunk(LogStream.STDOUT, line.decode("utf-8", "replace"), time.time())
