@@ -14,6 +14,11 @@ the few small files concerned in the event loop itself, without a thread.
 Where inotify or pidfds are missing they poll with back-off.
 
 Supervisors start through the home's fork server, else directly (`local_spawn`).
+The job's environment is explicit (`core.jobenv`): the agent's variables that
+the allow-list lets through (extended by the queue's `inherit_env`), the run's
+and the queue's variables, the resource args' `env`, and what this backend
+adds. Never the agent's whole environment, which holds the store URL and
+database passwords.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from launch_tui.backends.local_spawn import SupervisorStarter
 from launch_tui.backends.local_watch import EVERYTHING
 from launch_tui.backends.schemas import LOCAL_PROCESS
 from launch_tui.backends.venv_cache import FileLock
-from launch_tui.core import sdk
+from launch_tui.core import jobenv, sdk
 from launch_tui.core.backend import (
     NOTHING_BUILT,
     BackendBase,
@@ -178,15 +183,17 @@ class LocalProcessBackend(BackendBase):
         }
 
     def _job_env(self, spec: RunSpec, build: dict[str, Any]) -> dict[str, str]:
-        """The job's whole environment."""
-        env = dict(os.environ)
+        """The job's whole environment, name by name (see the module docstring)."""
+        inherit = spec.queue_config.get("inherit_env") or ()
+        if isinstance(inherit, str):
+            inherit = (inherit,)
+        env = jobenv.inherited(os.environ, [str(name) for name in inherit])
         # Piped output is block-buffered by default; live logs need it unbuffered.
         env["PYTHONUNBUFFERED"] = "1"
         if build.get("venv"):
             venv = str(build["venv"])
             env["VIRTUAL_ENV"] = venv
             env["PATH"] = os.pathsep.join(filter(None, [f"{venv}/bin", env.get("PATH")]))
-            env.pop("PYTHONHOME", None)
         env.update({k: str(v) for k, v in spec.env.items()})
         env.update({k: str(v) for k, v in (spec.resource_args.get("env") or {}).items()})
         # The in-job helper (`import launch_tui_sdk`) comes first on the job's path;

@@ -9,7 +9,9 @@ but the first. If the server cannot be reached the supervisor is spawned as
 through its pidfd (no thread per run); the server is then tried again a
 minute later.
 
-The job's environment is the one in launch.json.
+Neither the server nor a supervisor gets the agent's environment: only what
+starting this interpreter needs (`process_env`). The job's environment is the
+explicit one in launch.json.
 """
 
 from __future__ import annotations
@@ -34,14 +36,18 @@ from launch_tui.backends.local_forkserver import (
 )
 from launch_tui.backends.local_watch import RunEvents
 from launch_tui.backends.venv_cache import FileLock
+from launch_tui.core import jobenv
 
 START_TIMEOUT_S = 10.0  # how long an agent waits for a fork server it started
 RETRY_AFTER_S = 60.0  # after the fork server failed, how long to spawn directly
+# What the server and the supervisors inherit of the agent's environment:
+# enough to start this interpreter, none of the agent's secrets.
+_OWN_ENV = ("PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH")
 
 
 def process_env() -> dict[str, str]:
     """The environment of the fork server and of directly spawned supervisors."""
-    return dict(os.environ)
+    return jobenv.inherited(os.environ, _OWN_ENV)
 
 
 class ForkServerClient:
