@@ -1,0 +1,312 @@
+"""The local-process target pushes: status and output arrive when they happen, not on a timer.
+
+Real supervisors, jobs and fork servers in a temporary home. What a user of the
+backend (the agent) sees: watch() tells the end of a run without anyone asking
+status(), output shows up while the job still runs, a run started through the
+fork server outlives the agent process that asked for it, and many idle runs
+cost no thread each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from lp_harness import Harness
+
+from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.local_forkserver import running_servers
+from launch_tui.backends.local_process import LocalProcessBackend
+from launch_tui.core.backend import RunHandle, RunStatus
+from launch_tui.core.model import RunState
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def script(body: str) -> dict[str, str | bytes]:
+    return {"main.py": textwrap.dedent(body)}
+
+
+def count_status_calls(backend: LocalProcessBackend) -> list[RunHandle]:
+    """Record every status() call on this backend object (it still answers them)."""
+    calls: list[RunHandle] = []
+    real = backend.status
+
+    async def counting(handle: RunHandle) -> RunStatus:
+        calls.append(handle)
+        return await real(handle)
+
+    backend.status = counting  # type: ignore[method-assign]
+    return calls
+
+
+def parent_of(pid: int) -> int:
+    raw = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(raw[raw.rfind(b")") + 2 :].split()[1])
+
+
+async def timed(statuses: AsyncIterator[RunStatus]) -> list[tuple[RunStatus, float]]:
+    return [(status, time.time()) async for status in statuses]
+
+
+async def test_watch_tells_the_start_and_the_end_without_a_status_call(lp: Harness) -> None:
+    calls = count_status_calls(lp.backend)
+    handle = await lp.start(
+        script(
+            """
+            import time
+            print("ready", flush=True)
+            time.sleep(1.5)
+            print(f"exiting {time.time():.6f}", flush=True)
+            """
+        ),
+        "python main.py",
+    )
+    seen = await asyncio.wait_for(timed(lp.backend.watch(handle)), 30)
+
+    states = [status.state for status, _ in seen]
+    assert states[-1] == RunState.FINISHED and seen[-1][0].exit_code == 0
+    assert RunState.RUNNING in states
+    assert calls == []  # told, never asked
+    exited_at = float(lp.output_texts(handle.run_id)[-1].split()[1])
+    running_at = next(at for status, at in seen if status.state == RunState.RUNNING)
+    # RUNNING came while the job slept, the end within a second of the job's last act.
+    assert running_at < exited_at
+    assert seen[-1][1] - exited_at < 1.0, f"end seen {seen[-1][1] - exited_at:.2f} s late"
+
+
+async def test_watch_tells_a_crash_when_the_supervisor_and_then_the_job_die(
+    lp: Harness,
+) -> None:
+    calls = count_status_calls(lp.backend)
+    handle = await lp.start(script("import time\nprint('ready')\ntime.sleep(60)"), "python main.py")
+    await lp.wait_for_output(handle, "ready")
+    seen: list[RunStatus] = []
+
+    async def follow() -> None:
+        async for status in lp.backend.watch(handle):
+            seen.append(status)
+
+    watcher = asyncio.create_task(follow())
+    sup = lp.record(handle.run_id, sv.SUPERVISOR)
+    job = lp.record(handle.run_id, sv.JOB)
+    os.kill(sup["pid"], signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    # The job outlives its supervisor for now: the run is still running.
+    assert not watcher.done() and [s.state for s in seen] == [RunState.RUNNING]
+    os.killpg(job["pgid"], signal.SIGKILL)
+    await asyncio.wait_for(watcher, 5)
+    assert seen[-1] == RunStatus(
+        RunState.CRASHED, "the job's process vanished without recording an exit status"
+    )
+    assert calls == []
+
+
+async def test_output_arrives_while_the_job_is_still_running(lp: Harness) -> None:
+    handle = await lp.start(
+        script("import time\nprint('first line', flush=True)\ntime.sleep(60)"), "python main.py"
+    )
+    logs = lp.backend.logs(handle, follow=True)
+    chunk = await asyncio.wait_for(anext(logs), 15)
+    arrived = time.time()
+    assert chunk.text == "first line"
+    assert arrived - chunk.ts < 1.0  # chunk.ts: when the supervisor read it from the job
+    assert (await lp.backend.status(handle)).state == RunState.RUNNING
+
+    await lp.backend.cancel(handle, grace_s=1)
+    rest = await asyncio.wait_for(_drain(logs), 10)  # following ends with the run
+    assert rest == []
+
+
+async def _drain(logs: AsyncIterator[object]) -> list[object]:
+    return [chunk async for chunk in logs]
+
+
+AGENT = """
+import asyncio, json, sys
+from pathlib import Path
+from launch_tui.backends.local_process import LocalProcessBackend
+from launch_tui.core.backend import BackendContext, BuildResult
+from launch_tui.core.model import RunSpec
+ctx = BackendContext(home=Path(sys.argv[1]), artifacts=Path(sys.argv[2]))
+spec = RunSpec.from_dict(json.loads(sys.stdin.read()))
+build = BuildResult(details=spec.environment["build"])
+asyncio.run(LocalProcessBackend(ctx).submit(spec, build))
+print("submitted", flush=True)
+import time; time.sleep(120)
+"""
+
+TICKS = """
+import time
+for i in range(30):
+    print(f"tick {i}", flush=True)
+    time.sleep(0.1)
+"""
+
+
+async def test_the_fork_server_is_shared_and_its_runs_outlive_the_agent(lp: Harness) -> None:
+    spec = lp.spec("python main.py", source={"snapshot": lp.snapshot(script(TICKS))})
+    built, _ = await lp.build(spec)
+    # A separate agent process submits the run (starting the home's fork
+    # server), then dies without any cleanup.
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AGENT, str(lp.ctx.home), str(lp.ctx.artifacts),
+        cwd=PROJECT_ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert agent.stdin and agent.stdout
+        agent.stdin.write(json.dumps(built.to_dict()).encode())
+        agent.stdin.close()
+        assert (await asyncio.wait_for(agent.stdout.readline(), 30)).strip() == b"submitted"
+        [(server, _)] = running_servers(lp.ctx.home)
+        first = lp.record(spec.run_id, sv.SUPERVISOR)
+        assert parent_of(first["pid"]) == server  # forked by the server, not the agent
+        await lp.wait_for_output(lp.backend._handle(spec.run_id), "tick 2")
+    finally:
+        agent.kill()
+        await agent.wait()
+
+    # Another backend object (a restarted agent) uses the same server.
+    fresh = LocalProcessBackend(lp.ctx)
+    handle = await fresh.find(spec.run_id)
+    assert handle is not None
+    assert (await fresh.status(handle)).state == RunState.RUNNING
+    second = lp.spec("python main.py", source={"snapshot": lp.snapshot(script(TICKS))})
+    built2, result2 = await lp.build(second)
+    handle2 = await fresh.submit(built2, result2)
+    assert running_servers(lp.ctx.home) == [(server, sv.proc_start_time(server))]
+    assert parent_of(lp.record(second.run_id, sv.SUPERVISOR)["pid"]) == server
+
+    for h in (handle, handle2):
+        chunks = await lp.logs(h)
+        assert [c.text for c in chunks] == [f"tick {i}" for i in range(30)]
+        assert (await fresh.status(h)).state == RunState.FINISHED
+
+
+async def test_a_dead_fork_server_is_replaced_and_racing_backends_start_one(
+    lp: Harness,
+) -> None:
+    gate = lp.ctx.home.parent / "gate"
+    gated = lp.snapshot(script(
+        """
+        import os, time
+        while not os.path.exists(os.environ["GATE"]):
+            time.sleep(0.05)
+        print("done")
+        """
+    ))
+    specs = [lp.spec("python main.py", source={"snapshot": gated}, env={"GATE": str(gate)})
+             for _ in range(4)]
+    built = [await lp.build(spec) for spec in specs]
+    # Two backend objects (two agents of one home) start at once: one server.
+    other = LocalProcessBackend(lp.ctx)
+    handles = await asyncio.gather(
+        lp.backend.submit(*built[0]), other.submit(*built[1])
+    )
+    [(server, start)] = running_servers(lp.ctx.home)
+    for spec in specs[:2]:
+        assert parent_of(lp.record(spec.run_id, sv.SUPERVISOR)["pid"]) == server
+
+    os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while sv.is_alive(server, start) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.02)  # until init has reaped it
+    handles += [await lp.backend.submit(*built[2]), await other.submit(*built[3])]
+    [(replacement, _)] = running_servers(lp.ctx.home)
+    assert replacement != server
+    for spec in specs[2:]:
+        assert parent_of(lp.record(spec.run_id, sv.SUPERVISOR)["pid"]) == replacement
+    gate.touch()
+    for handle in handles:
+        assert (await lp.wait(handle)).state == RunState.FINISHED
+        assert [c.text for c in await lp.logs(handle)] == ["done"]
+
+
+PRINT_ENV = "import json, os\nprint(json.dumps(dict(os.environ)))\n"
+
+
+async def test_the_job_gets_an_explicit_environment_without_the_agents_secrets(
+    lp: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAUNCH_TUI_STORE", "postgresql://u:secret@h/db")
+    monkeypatch.setenv("PGPASSWORD", "secret-pg")
+    monkeypatch.setenv("MY_TOKEN", "x")
+    monkeypatch.setenv("HOME", str(lp.ctx.home.parent))
+    files = {"main.py": PRINT_ENV}
+
+    async def job_env(**kw: object) -> tuple[dict[str, str], RunHandle]:
+        handle = await lp.start(files, "python main.py", **kw)  # type: ignore[arg-type]
+        assert (await lp.wait(handle)).state == RunState.FINISHED
+        [line] = [c.text for c in await lp.logs(handle)]
+        return json.loads(line), handle
+
+    plain, handle = await job_env()
+    assert {"LAUNCH_TUI_STORE", "PGPASSWORD", "MY_TOKEN"}.isdisjoint(plain)
+    assert plain["PATH"] == os.environ["PATH"]
+    assert plain["HOME"] == str(lp.ctx.home.parent)
+    assert plain["PYTHONUNBUFFERED"] == "1"
+    launch = (lp.run_dir(handle.run_id) / sv.LAUNCH).read_text()
+    assert "secret" not in launch and "MY_TOKEN" not in launch
+
+    # The queue lets one more name through; the store's own never passes.
+    allowed, handle = await job_env(
+        queue_config={"inherit_env": ["MY_TOKEN", "LAUNCH_TUI_*", "PG*"]},
+        env={"FROM_QUEUE": "q"},
+    )
+    assert allowed["MY_TOKEN"] == "x" and allowed["FROM_QUEUE"] == "q"
+    assert {"LAUNCH_TUI_STORE", "PGPASSWORD"}.isdisjoint(allowed)
+    assert "secret" not in (lp.run_dir(handle.run_id) / sv.LAUNCH).read_text()
+
+    # Nor do the fork server and the supervisors it forks carry them.
+    [(server, _)] = running_servers(lp.ctx.home)
+    environ = Path(f"/proc/{server}/environ").read_bytes()
+    assert b"secret" not in environ and b"MY_TOKEN" not in environ
+
+
+async def test_a_hundred_idle_runs_cost_no_thread_and_no_status_call_each(
+    lp: Harness,
+) -> None:
+    runs = 100
+    digest = lp.snapshot({"README": "sleeps\n"})
+    specs = [lp.spec("sleep 60", source={"snapshot": digest}) for _ in range(runs)]
+    built = await asyncio.gather(*(lp.build(spec) for spec in specs))
+    calls = count_status_calls(lp.backend)
+    threads_before = threading.active_count()
+
+    handles = await asyncio.gather(*(lp.backend.submit(*b) for b in built))
+    running = {h.run_id: asyncio.Event() for h in handles}
+    final: dict[str, RunStatus] = {}
+
+    async def supervise(handle: RunHandle) -> None:
+        # What the agent does per run: follow its status and its output.
+        logs = asyncio.create_task(_drain(lp.backend.logs(handle, follow=True)))
+        async for status in lp.backend.watch(handle):
+            if status.state == RunState.RUNNING:
+                running[handle.run_id].set()
+            final[handle.run_id] = status
+        await asyncio.wait_for(logs, 10)
+
+    supervisors = [asyncio.create_task(supervise(h)) for h in handles]
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in running.values())), 30)
+
+    threads_during = threading.active_count()
+    cpu_before = time.process_time()
+    await asyncio.sleep(2.0)
+    idle_cpu = time.process_time() - cpu_before
+    # Not one thread per run (the executor's few shared workers at most).
+    assert threads_during - threads_before < 10, (threads_before, threads_during)
+    assert idle_cpu < 0.2, f"{runs} idle runs took {idle_cpu:.2f} s of CPU in 2 s"
+
+    await asyncio.gather(*(lp.backend.cancel(h, grace_s=5) for h in handles))
+    await asyncio.wait_for(asyncio.gather(*supervisors), 20)
+    assert {s.state for s in final.values()} == {RunState.STOPPED}
+    assert calls == []
