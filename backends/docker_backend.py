@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launch_tui.backends.docker_build import connect, iterate_in_thread
+from launch_tui.backends.docker_policy import check_docker_args
 from launch_tui.backends.schemas import DOCKER
 from launch_tui.core.backend import (
     NOTHING_BUILT,
@@ -35,7 +36,7 @@ from launch_tui.core.backend import (
     RunHandle,
     RunStatus,
 )
-from launch_tui.core.errors import BackendError, ValidationError
+from launch_tui.core.errors import BackendError
 from launch_tui.core.model import JobKind, LogStream, RunSpec, RunState
 
 if TYPE_CHECKING:
@@ -139,12 +140,8 @@ class DockerBackend(BackendBase):
             raise BackendError(
                 "image: the run has no image to start; the docker builder must run first."
             )
-        if args.get("volumes") and not spec.queue_config.get("allow_volumes"):
-            raise ValidationError(
-                f"resource_args.volumes: mounting host paths is not allowed by queue "
-                f"'{spec.queue}' (set allow_volumes in its config).",
-                field="resource_args.volumes",
-            )
+        # Core refuses these at enqueue already; checked again for specs made elsewhere.
+        check_docker_args(args, spec.queue_config, queue=spec.queue)
         labels = {
             LABEL_RUN: spec.run_id,
             "launch-tui.project": spec.project,

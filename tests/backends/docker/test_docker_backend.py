@@ -232,7 +232,7 @@ async def test_volumes_need_the_queue_to_allow_them(
     assert err.value.field == "resource_args.volumes"
     assert str(err.value) == (
         "resource_args.volumes: mounting host paths is not allowed by queue 'docker-q' "
-        "(set allow_volumes in its config)."
+        "(set allow_volumes: true in its config)."
     )
     assert await backend.find(rid) is None  # refused before anything was created
 
@@ -246,6 +246,21 @@ async def test_volumes_need_the_queue_to_allow_them(
     handle = await backend.submit(allowed)
     assert (await wait_done(backend, handle)).state is RunState.FINISHED
     assert [c.text for c in await all_logs(backend, handle)] == ["mounted"]
+
+
+async def test_host_network_needs_the_queue_to_allow_it(
+    backend: DockerBackend, janitor: Janitor
+) -> None:
+    """Core refuses it at enqueue; submit refuses it again for a spec made elsewhere."""
+    rid = janitor.run_id()
+    with pytest.raises(ValidationError) as err:
+        await backend.submit(py(rid, "print(1)", resource_args={"network": "host"}))
+    assert err.value.field == "resource_args.network"
+    assert str(err.value) == (
+        "resource_args.network: 'host' shares the agent's host network, which is not allowed "
+        "by queue 'docker-q' (set allow_host_network: true in its config)."
+    )
+    assert await backend.find(rid) is None  # refused before anything was created
 
 
 async def test_an_unstartable_command_fails_with_a_clear_reason(
