@@ -6,25 +6,25 @@ when the job ends, so the exit code, the OOM flag and the logs survive until
 the agent calls `cleanup()`. Whether a run was cancelled is the one fact
 Docker does not keep, so `cancel()` leaves a marker file in the run's work dir.
 
-The docker SDK is blocking: every call runs in a thread, and log streams are
-read by a dedicated thread into a bounded queue (see `iterate_in_thread`).
+The docker SDK is blocking: every call runs in a thread; log streams
+(`docker_logs`) are read by a dedicated thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import shutil
 import signal
-import struct
 import time
-from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launch_tui.backends.docker_build import connect, iterate_in_thread
+from launch_tui.backends.docker_build import connect
+from launch_tui.backends.docker_logs import container_log, parse_ts
 from launch_tui.backends.docker_policy import check_docker_args
 from launch_tui.backends.schemas import DOCKER
 from launch_tui.core.backend import (
@@ -37,7 +37,7 @@ from launch_tui.core.backend import (
     RunStatus,
 )
 from launch_tui.core.errors import BackendError
-from launch_tui.core.model import JobKind, LogStream, RunSpec, RunState
+from launch_tui.core.model import JobKind, RunSpec, RunState
 
 if TYPE_CHECKING:
     import docker
@@ -48,7 +48,6 @@ LABEL_MEMORY = "launch-tui.memory"  # the limit as the user wrote it, for the OO
 LABEL_TIMEOUT = "launch-tui.timeout_s"  # resource_args.timeout_s, enforced by status()
 TIMEOUT_KILL_GRACE_S = 10.0  # SIGTERM on timeout, SIGKILL this much later
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
-_STREAMS = {1: LogStream.STDOUT, 2: LogStream.STDERR}
 _ACTIVE = {"created", "running", "paused", "restarting"}
 
 
@@ -76,13 +75,6 @@ def _exit_reason(code: int, error: str, command: list[str]) -> str:
     else:
         why = f"exit code {code}"
     return f"{why}: {error}" if error else why
-
-
-def _parse_ts(stamp: str) -> float:
-    try:
-        return datetime.fromisoformat(stamp).timestamp()
-    except ValueError:
-        return 0.0
 
 
 class DockerBackend(BackendBase):
@@ -260,7 +252,7 @@ class DockerBackend(BackendBase):
         import docker
 
         limit = int(container.labels[LABEL_TIMEOUT])
-        started = _parse_ts(str(state.get("StartedAt") or ""))
+        started = parse_ts(str(state.get("StartedAt") or ""))
         now = time.time()
         if not started or now - started < limit:
             return RunStatus(RunState.RUNNING)
@@ -290,34 +282,11 @@ class DockerBackend(BackendBase):
     async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
         """Lines from the start of the run; with follow, until the container exits."""
         name = handle.data.get("container") or container_name(handle.run_id)
-        client = await self.client()
-        partial: dict[int, str] = {}
-        try:
-            async for stream_id, data in iterate_in_thread(
-                lambda: _open_log_frames(client, name, follow), name=f"docker-logs-{name}"
-            ):
-                stamp, _, text = data.decode("utf-8", "replace").partition(" ")
-                # Docker splits lines over 16 KiB into frames without a newline.
-                text = partial.pop(stream_id, "") + text
-                if not text.endswith("\n"):
-                    partial[stream_id] = text
-                    continue
-                stream = _STREAMS.get(stream_id, LogStream.STDERR)
-                ts = _parse_ts(stamp)
-                for line in text[:-1].split("\n"):
-                    yield LogChunk(stream=stream, text=line.rstrip("\r"), ts=ts)
-        except BackendError:
-            raise
-        except Exception as exc:
-            import docker
-
-            if isinstance(exc, docker.errors.NotFound):
-                return  # no container, no lines; status() says why
-            if isinstance(exc, docker.errors.DockerException):
-                raise BackendError(f"docker: cannot read the logs of {name}: {_why(exc)}.") from exc
-            raise
-        for stream_id, text in partial.items():
-            yield LogChunk(stream=_STREAMS.get(stream_id, LogStream.STDERR), text=text, ts=0.0)
+        # aclosing: a consumer that stops early closes the daemon stream now, not at GC.
+        lines = container_log(await self.client(), name, follow)
+        async with contextlib.aclosing(lines):
+            async for chunk in lines:
+                yield chunk
 
     # ---------------------------------------------------------------- cancel, find, cleanup
 
@@ -373,36 +342,3 @@ def _mtime(path: Path) -> float | None:
 
 def _why(exc: Exception) -> str:
     return str(getattr(exc, "explanation", None) or exc).rstrip(".")
-
-
-def _open_log_frames(
-    client: docker.DockerClient, name: str, follow: bool
-) -> Iterator[tuple[int, bytes]]:
-    """(stream id, payload) frames of a container's log, from its first line.
-
-    docker-py's `logs()` strips the frame headers that say whether a line came
-    from stdout or stderr, so this reads the multiplexed stream itself: each
-    frame is an 8-byte header (stream id, payload size) then the payload.
-    Wrapped in CancellableStream so closing it from another thread unblocks a
-    follow that is waiting for output.
-    """
-    from docker.types import CancellableStream
-
-    api = client.api
-    params = {"stdout": 1, "stderr": 1, "timestamps": 1, "follow": int(follow), "tail": "all"}
-    # timeout=None: a followed job may print nothing for hours.
-    res = api._get(api._url("/containers/{0}/logs", name), params=params, stream=True, timeout=None)
-    api._raise_for_status(res)
-
-    def frames() -> Iterator[tuple[int, bytes]]:
-        while True:
-            header = res.raw.read(8)
-            if len(header) < 8:
-                return
-            stream_id, size = struct.unpack(">BxxxL", header)
-            data = res.raw.read(size) if size else b""
-            if size and len(data) < size:
-                return
-            yield stream_id, data
-
-    return CancellableStream(frames(), res)
