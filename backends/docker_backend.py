@@ -6,8 +6,12 @@ when the job ends, so the exit code, the OOM flag and the logs survive until
 the agent calls `cleanup()`. Whether a run was cancelled is the one fact
 Docker does not keep, so `cancel()` leaves a marker file in the run's work dir.
 
-The docker SDK is blocking: every call runs in a thread; log streams
-(`docker_logs`) are read by a dedicated thread.
+Status is pushed: `watch()` follows the daemon's event stream (one per backend,
+see `docker_events`) and reads the container only when it starts following,
+when the container dies and when a timeout is due.
+
+The docker SDK is blocking: every call runs in a thread; the event stream and
+log streams (`docker_logs`) are each read by a dedicated thread.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launch_tui.backends.docker_build import connect
+from launch_tui.backends.docker_events import ContainerEvents
 from launch_tui.backends.docker_logs import container_log, parse_ts
 from launch_tui.backends.docker_policy import check_docker_args
 from launch_tui.backends.schemas import DOCKER
@@ -45,7 +50,7 @@ if TYPE_CHECKING:
 
 LABEL_RUN = "launch-tui.run_id"
 LABEL_MEMORY = "launch-tui.memory"  # the limit as the user wrote it, for the OOM message
-LABEL_TIMEOUT = "launch-tui.timeout_s"  # resource_args.timeout_s, enforced by status()
+LABEL_TIMEOUT = "launch-tui.timeout_s"  # resource_args.timeout_s, enforced by _look()
 TIMEOUT_KILL_GRACE_S = 10.0  # SIGTERM on timeout, SIGKILL this much later
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_.-]")
 _ACTIVE = {"created", "running", "paused", "restarting"}
@@ -53,6 +58,10 @@ _ACTIVE = {"created", "running", "paused", "restarting"}
 
 def container_name(run_id: str) -> str:
     return "launch-tui-" + _NAME_BAD.sub("-", run_id)
+
+
+def _name(handle: RunHandle) -> str:
+    return str(handle.data.get("container") or container_name(handle.run_id))
 
 
 def _human_bytes(n: int) -> str:
@@ -87,6 +96,8 @@ class DockerBackend(BackendBase):
         self.ctx = ctx
         self._client: docker.DockerClient | None = None
         self._client_lock = asyncio.Lock()
+        # One event stream for all of this backend's runs, opened while any is watched.
+        self.events = ContainerEvents(self.client, LABEL_RUN)
 
     async def client(self) -> docker.DockerClient:
         async with self._client_lock:
@@ -206,27 +217,50 @@ class DockerBackend(BackendBase):
     # ---------------------------------------------------------------- status
 
     async def status(self, handle: RunHandle) -> RunStatus:
-        name = handle.data.get("container") or container_name(handle.run_id)
+        return (await self._look(handle.run_id, _name(handle)))[0]
+
+    async def watch(self, handle: RunHandle) -> AsyncIterator[RunStatus]:
+        """Follows the daemon's events instead of polling: the container is read once
+        here, then again only when it dies (exit code, OOM flag, markers), when its
+        timeout is due, or when the event stream reconnected (events may be lost)."""
+        name = _name(handle)
+        async with self.events.subscribe(name) as events:
+            # Subscribed before reading: an end in between still arrives as an event.
+            current, due = await self._look(handle.run_id, name)
+            yield current
+            while not current.state.terminal:
+                event = await events.next(None if due is None else max(0.0, due - time.time()))
+                if event and event.action == "start" and LABEL_TIMEOUT not in event.attributes:
+                    new = RunStatus(RunState.RUNNING)
+                else:  # it died or was removed, its timeout is due, or events were missed
+                    new, due = await self._look(handle.run_id, name)
+                if new != current:
+                    current = new
+                    yield current
+
+    async def _look(self, run_id: str, name: str) -> tuple[RunStatus, float | None]:
+        """The run's status, and when (epoch seconds) its timeout next needs acting on."""
         container = await self._get(name)
         if container is None:
-            return RunStatus(
-                RunState.CRASHED,
-                reason=f"container {name} is gone (removed outside launch-tui?)",
-            )
+            gone = f"container {name} is gone (removed outside launch-tui?)"
+            return RunStatus(RunState.CRASHED, reason=gone), None
         state: dict[str, Any] = container.attrs.get("State", {})
         status = state.get("Status", "")
         if status == "created":
-            return RunStatus(RunState.STARTING, reason="container created, not started yet")
+            return RunStatus(RunState.STARTING, reason="container created, not started yet"), None
         if status in _ACTIVE:
             if status == "running" and container.labels.get(LABEL_TIMEOUT):
-                return await self._enforce_timeout(handle.run_id, container, state)
-            return RunStatus(RunState.RUNNING)
+                return await self._enforce_timeout(run_id, container, state)
+            return RunStatus(RunState.RUNNING), None
+        return await self._ended(run_id, container, state), None
+
+    async def _ended(self, run_id: str, container: Container, state: dict[str, Any]) -> RunStatus:
         code = int(state.get("ExitCode", -1))
         error = str(state.get("Error") or "")
-        cancelled = await asyncio.to_thread(self._marker(handle.run_id).exists)
+        cancelled = await asyncio.to_thread(self._marker(run_id).exists)
         if cancelled:
             return RunStatus(RunState.STOPPED, reason="stopped on request", exit_code=code)
-        timed_out = await asyncio.to_thread(self._timeout_marker(handle.run_id).exists)
+        timed_out = await asyncio.to_thread(self._timeout_marker(run_id).exists)
         if timed_out:
             limit = container.labels.get(LABEL_TIMEOUT)
             return RunStatus(RunState.FAILED, reason=f"timed out after {limit} s", exit_code=code)
@@ -245,25 +279,27 @@ class DockerBackend(BackendBase):
 
     async def _enforce_timeout(
         self, run_id: str, container: Container, state: dict[str, Any]
-    ) -> RunStatus:
+    ) -> tuple[RunStatus, float | None]:
         """resource_args.timeout_s: SIGTERM once the container has run that long,
         SIGKILL TIMEOUT_KILL_GRACE_S later. Enforced while an agent supervises the
-        run (it polls status); the label and the marker file survive an agent restart."""
+        run (`watch` wakes when it is due); the label and the marker file survive
+        an agent restart. Also returns when to act next."""
         import docker
 
         limit = int(container.labels[LABEL_TIMEOUT])
         started = parse_ts(str(state.get("StartedAt") or ""))
         now = time.time()
         if not started or now - started < limit:
-            return RunStatus(RunState.RUNNING)
+            # No start time to count from (should not happen): look again in a second.
+            return RunStatus(RunState.RUNNING), (started + limit if started else now + 1.0)
         marker = self._timeout_marker(run_id)
         since = await asyncio.to_thread(_mtime, marker)
-        sig = None
+        sig, due = None, (since or now) + TIMEOUT_KILL_GRACE_S
         if since is None:
             await asyncio.to_thread(_touch, marker)
             sig = "SIGTERM"
-        elif now - since >= TIMEOUT_KILL_GRACE_S:
-            sig = "SIGKILL"
+        elif now >= due:
+            sig, due = "SIGKILL", now + TIMEOUT_KILL_GRACE_S  # look again if it survives
         if sig is not None:
             try:
                 await asyncio.to_thread(container.kill, signal=sig)
@@ -275,15 +311,14 @@ class DockerBackend(BackendBase):
                         f"docker: cannot stop container {container.name} after its timeout: "
                         f"{_why(exc)}."
                     ) from exc
-        return RunStatus(RunState.RUNNING, reason=f"timed out after {limit} s; stopping")
+        return RunStatus(RunState.RUNNING, reason=f"timed out after {limit} s; stopping"), due
 
     # ---------------------------------------------------------------- logs
 
     async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
         """Lines from the start of the run; with follow, until the container exits."""
-        name = handle.data.get("container") or container_name(handle.run_id)
         # aclosing: a consumer that stops early closes the daemon stream now, not at GC.
-        lines = container_log(await self.client(), name, follow)
+        lines = container_log(await self.client(), _name(handle), follow)
         async with contextlib.aclosing(lines):
             async for chunk in lines:
                 yield chunk
@@ -294,7 +329,7 @@ class DockerBackend(BackendBase):
         """SIGTERM to the job (through docker-init), SIGKILL after grace_s."""
         import docker
 
-        name = handle.data.get("container") or container_name(handle.run_id)
+        name = _name(handle)
         container = await self._get(name)
         if container is None or container.status not in _ACTIVE:
             return  # already over: its own exit status stands
@@ -317,7 +352,7 @@ class DockerBackend(BackendBase):
         """Remove the run's container and marker, once the agent has recorded the result."""
         import docker
 
-        name = handle.data.get("container") or container_name(handle.run_id)
+        name = _name(handle)
         client = await self.client()
         try:
             await asyncio.to_thread(client.api.remove_container, name, force=True)
