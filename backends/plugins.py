@@ -7,6 +7,7 @@ use, so a machine without the `docker` extra can still validate docker queues.
 from __future__ import annotations
 
 from launch_tui.backends import schemas
+from launch_tui.backends.docker_policy import check_docker_args
 from launch_tui.core.backend import Backend, BackendContext, BackendPlugin, Builder
 
 
@@ -38,7 +39,8 @@ LOCAL_PROCESS = BackendPlugin(
     "local-process", schemas.LOCAL_PROCESS, _local_backend, _local_builder, order=0
 )
 DOCKER = BackendPlugin(
-    "docker", schemas.DOCKER, _docker_backend, _docker_builder, extra="docker", order=1
+    "docker", schemas.DOCKER, _docker_backend, _docker_builder, extra="docker",
+    check_args=check_docker_args, queue_keys=("allow_volumes", "allow_host_network"), order=1,
 )
 # Known targets whose runners are not in this version yet: queues can be made and
 # checked against their schema, and a run says plainly that it cannot start.

@@ -167,6 +167,10 @@ class BackendBase:
 
 
 BackendFactory = Callable[[BackendContext], Backend]
+# (effective resource args, queue config dict, queue name) -> None, or ValidationError
+# naming the field: refuses what the queue does not allow (host networking, host
+# paths, privileged pods). SDK-free; run at queue create/update and at enqueue.
+ArgsPolicy = Callable[[dict[str, Any], dict[str, Any], str | None], None]
 BuilderFactory = Callable[[BackendContext], Builder]
 
 
@@ -186,4 +190,7 @@ class BackendPlugin:
     backend: BackendFactory | None = None
     builder: BuilderFactory | None = None
     extra: str | None = None  # the pip extra that brings its SDK
+    check_args: ArgsPolicy | None = None
+    # Queue-config keys this target reads beyond the common ones (allow_volumes, …).
+    queue_keys: tuple[str, ...] = ()
     order: int = 100  # where it appears in menus; built-ins first
