@@ -43,7 +43,7 @@ from launch_tui.backends.local_runstate import (
     read_state,
 )
 from launch_tui.backends.local_spawn import SupervisorStarter
-from launch_tui.backends.local_watch import EVERYTHING
+from launch_tui.backends.local_watch import EVERYTHING, Backoff
 from launch_tui.backends.schemas import LOCAL_PROCESS
 from launch_tui.backends.venv_cache import FileLock
 from launch_tui.core import jobenv, sdk
@@ -141,16 +141,22 @@ class LocalProcessBackend(BackendBase):
         try:
             if (run_dir / sv.SUPERVISOR).exists():
                 return self._handle(spec.run_id)
-            launch = await asyncio.to_thread(self._launch_record, spec, build)
+            # In the loop's thread: submits of different runs in worker threads
+            # would race on the file _sdk_dir() renames into place.
+            sdk_dir = self._sdk_dir()
+            launch = await asyncio.to_thread(self._launch_record, spec, build, sdk_dir)
             await asyncio.to_thread(sv.write_json_atomic, run_dir / sv.LAUNCH, launch)
-            with Waiter(run_dir, _START_FILES) as waiter:
+            # Degraded (no inotify), a submit looks often: it is on the dispatch path.
+            with Waiter(run_dir, _START_FILES, Backoff(0.02, 0.5)) as waiter:
                 pid = await self._starter.start(run_dir)
                 await self._wait_supervised(waiter, (pid, sv.proc_start_time(pid)))
             return self._handle(spec.run_id)
         finally:
             lock.release()
 
-    def _launch_record(self, spec: RunSpec, result: BuildResult) -> dict[str, Any]:
+    def _launch_record(
+        self, spec: RunSpec, result: BuildResult, sdk_dir: Path
+    ) -> dict[str, Any]:
         build = result.details
         if not build.get("python") or not build.get("workdir"):
             raise BackendError(
@@ -168,7 +174,7 @@ class LocalProcessBackend(BackendBase):
             raise BackendError(
                 f"environment: the working copy {cwd} of run {spec.run_id} does not exist."
             )
-        env = self._job_env(spec, build)
+        env = self._job_env(spec, build, sdk_dir)
         _check_entrypoint(argv, entrypoint, cwd, env.get("PATH", os.defpath))
         timeout_s = spec.resource_args.get("timeout_s")
         return {
@@ -182,7 +188,7 @@ class LocalProcessBackend(BackendBase):
             "submitted_at": time.time(),
         }
 
-    def _job_env(self, spec: RunSpec, build: dict[str, Any]) -> dict[str, str]:
+    def _job_env(self, spec: RunSpec, build: dict[str, Any], sdk_dir: Path) -> dict[str, str]:
         """The job's whole environment, name by name (see the module docstring)."""
         inherit = spec.queue_config.get("inherit_env") or ()
         if isinstance(inherit, str):
@@ -199,7 +205,7 @@ class LocalProcessBackend(BackendBase):
         # The in-job helper (`import launch_tui_sdk`) comes first on the job's path;
         # a PYTHONPATH the job itself sets follows it, the agent's own does not.
         job_path = spec.resource_args.get("env", {}).get("PYTHONPATH") or spec.env.get("PYTHONPATH")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self._sdk_dir()), job_path]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(sdk_dir), job_path]))
         return env
 
     def _sdk_dir(self) -> Path:

@@ -91,11 +91,13 @@ def read_state(run_dir: Path) -> tuple[RunStatus, Process | None]:
 class Waiter:
     """What one watch, logs, cancel or submit waits on: its run directory and one process."""
 
-    def __init__(self, run_dir: Path, names: frozenset[str]) -> None:
+    def __init__(
+        self, run_dir: Path, names: frozenset[str], backoff: Backoff | None = None
+    ) -> None:
         self.run_dir = run_dir
         events = RunEvents.current()
         self.sub: Subscription | None = events.subscribe(run_dir, names) if events else None
-        self.backoff = Backoff()
+        self.backoff = backoff or Backoff()
 
     def follow(self, process: Process | None) -> None:
         if self.sub is not None:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -71,6 +72,11 @@ class ForkServerClient:
         except BaseException:
             sock.close()
             raise
+        # Anyone may bind an abstract name: only a server of our own user is trusted.
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] != os.getuid():
+            sock.close()
+            raise OSError(f"the fork server's address {self.address[1:]!r} belongs to another user")
         return sock
 
     async def connect(self) -> socket.socket:
@@ -127,13 +133,22 @@ class ForkServerClient:
 
     async def spawn(self, run_dir: Path) -> int:
         """Have the server fork a supervisor for `run_dir`; its pid."""
+        try:
+            return await self._request(run_dir)
+        except _ServerGone:
+            # It was leaving (idle) as we connected: once more, with a new one if
+            # need be. Safe even if it did fork: a second supervisor of a run
+            # finds the first one's lock and leaves.
+            return await self._request(run_dir)
+
+    async def _request(self, run_dir: Path) -> int:
         loop = asyncio.get_running_loop()
         sock = await self.connect()
+        data = b""
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT_S * 2):
                 await loop.sock_sendall(sock, json.dumps({"run_dir": str(run_dir)}).encode()
                                         + b"\n")
-                data = b""
                 while not data.endswith(b"\n"):
                     chunk = await loop.sock_recv(sock, 4096)
                     if not chunk:
@@ -141,15 +156,21 @@ class ForkServerClient:
                     data += chunk
         except TimeoutError as exc:
             raise OSError("the fork server did not answer") from exc
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise _ServerGone("the fork server closed the connection") from exc
         finally:
             sock.close()
         try:
             reply = json.loads(data)
         except ValueError as exc:
-            raise OSError("the fork server closed the connection without an answer") from exc
+            raise _ServerGone("the fork server closed the connection without an answer") from exc
         if "pid" not in reply:
             raise OSError(f"the fork server refused: {reply.get('error')}")
         return int(reply["pid"])
+
+
+class _ServerGone(OSError):
+    """The connection ended without an answer: the server is gone or going."""
 
 
 def spawn_direct(run_dir: Path) -> subprocess.Popen[bytes]:
