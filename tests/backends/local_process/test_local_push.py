@@ -10,6 +10,7 @@ cost no thread each.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -310,3 +311,53 @@ async def test_a_hundred_idle_runs_cost_no_thread_and_no_status_call_each(
     await asyncio.wait_for(asyncio.gather(*supervisors), 20)
     assert {s.state for s in final.values()} == {RunState.STOPPED}
     assert calls == []
+
+
+async def test_a_child_left_holding_the_output_is_killed_and_the_run_ends(lp: Harness) -> None:
+    handle = await lp.start(
+        script(
+            """
+            import subprocess, sys
+            # Inherits stdout and outlives its parent: the pipes stay open.
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            print("child", child.pid, flush=True)
+            """
+        ),
+        "python main.py",
+    )
+    started = time.monotonic()
+    seen = await asyncio.wait_for(timed(lp.backend.watch(handle)), 20)
+    # The run ends with its main process, after the leftover grace (2 s), not in 60 s.
+    assert time.monotonic() - started < 10
+    assert seen[-1][0] == RunStatus(RunState.FINISHED, None, 0)
+    child = int(lp.output_texts(handle.run_id)[0].split()[1])
+    assert sv.proc_start_time(child) is None
+
+
+async def test_sigterm_to_the_supervisor_reaches_the_job(lp: Harness) -> None:
+    handle = await lp.start(script("import time\nprint('ready')\ntime.sleep(60)"), "python main.py")
+    await lp.wait_for_output(handle, "ready")
+    os.kill(lp.record(handle.run_id, sv.SUPERVISOR)["pid"], signal.SIGTERM)
+    seen = await asyncio.wait_for(timed(lp.backend.watch(handle)), 10)
+    assert seen[-1][0] == RunStatus(RunState.FAILED, "killed by signal SIGTERM", 143)
+
+
+async def test_an_idle_fork_server_exits_and_the_next_submit_starts_another(
+    lp: Harness,
+) -> None:
+    ctx = dataclasses.replace(lp.ctx, settings={**lp.ctx.settings, "forkserver_idle_s": 0.5})
+    backend = LocalProcessBackend(ctx)
+    quick = lp.snapshot(script("print('done')"))
+    first = await backend.submit(*await lp.build(lp.spec("python main.py",
+                                                         source={"snapshot": quick})))
+    [(server, start)] = running_servers(lp.ctx.home)
+    assert (await lp.wait(first)).state == RunState.FINISHED
+    deadline = time.monotonic() + 10
+    while sv.is_alive(server, start):
+        assert time.monotonic() < deadline, "the idle fork server did not exit"
+        await asyncio.sleep(0.1)
+    second = await backend.submit(*await lp.build(lp.spec("python main.py",
+                                                          source={"snapshot": quick})))
+    [(replacement, _)] = running_servers(lp.ctx.home)
+    assert replacement != server
+    assert (await lp.wait(second)).state == RunState.FINISHED
