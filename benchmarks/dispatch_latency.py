@@ -1,4 +1,4 @@
-"""Dispatch latency: from enqueue to the job's process starting, event-driven vs 10 s polling.
+"""Dispatch latency: from enqueue to the job's first line, beside spawning the job directly.
 
     .venv/bin/python benchmarks/dispatch_latency.py [--items 200] [--poll-items 200]
 
@@ -15,12 +15,17 @@ Two variants of the same agent, measured in the same run:
   polling 10 s   LaunchAgent(..., event_driven=False, poll_interval_s=10): the
                  baseline, W&B Launch's agent default interval
 
+  baseline: subprocess   the same job started with subprocess.Popen from this
+                 process, --items times one after another: what starting the
+                 process costs with no agent, queue, build or supervisor at all
+
 The agent also claims as soon as one of its runs ends (a slot is free). So that
 the polling baseline really waits for its polls, every job holds its slot
 until its variant's last item has started; both variants run the same job
 under the same arrival process, so they see the same load (up to --items runs
 supervised at once). A third row runs the event-driven agent again with jobs
-that end at once, i.e. without that load.
+that end at once, i.e. without that load. `--poll-items 0` skips the slow
+polling variant.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -129,8 +135,23 @@ async def measure(
     )
 
 
+def spawn_directly(src: Path, items: int) -> list[float]:
+    """The baseline: Popen the same job, time from just before Popen to its first line."""
+    env = {**os.environ, "LAUNCH_TUI_CONFIG": '{"hold": ""}', "PYTHONUNBUFFERED": "1"}
+    latencies = []
+    for _ in range(items):
+        before = time.time()
+        proc = subprocess.Popen([sys.executable, "job.py"], cwd=src, env=env,
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        proc.wait()
+        latencies.append(float(first) - before)
+    return latencies
+
+
 def row(label: str, latencies: list[float]) -> str:
-    return (f"{label:<34} {len(latencies):>5}  {percentile(latencies, 50):>7.3f}  "
+    return (f"{label:<38} {len(latencies):>5}  {percentile(latencies, 50):>7.3f}  "
             f"{percentile(latencies, 90):>7.3f}  {percentile(latencies, 99):>7.3f}  "
             f"{max(latencies):>7.3f}  {statistics.fmean(latencies):>7.3f}")
 
@@ -159,11 +180,14 @@ async def main() -> None:
         print(f"dispatch latency benchmark in {root} ({os.cpu_count()} cores)", file=sys.stderr)
         event = await measure(service, root, "events", items=args.items,
                               mean_interval_s=args.mean_interval, seed=1)
-        polling = await measure(service, root, "polling", items=args.poll_items,
-                                mean_interval_s=args.mean_interval, seed=2,
-                                event_driven=False, poll_interval_s=args.poll_interval)
+        polling = None
+        if args.poll_items:
+            polling = await measure(service, root, "polling", items=args.poll_items,
+                                    mean_interval_s=args.mean_interval, seed=2,
+                                    event_driven=False, poll_interval_s=args.poll_interval)
         light = await measure(service, root, "events-light", items=args.items,
                               mean_interval_s=args.mean_interval, seed=1, hold=False)
+        direct = spawn_directly(src, args.items)
     finally:
         await service.close()
         if not args.keep:
@@ -171,32 +195,42 @@ async def main() -> None:
 
     fallback = service.settings.poll_interval_s
     print()
-    print("Enqueue -> job process start (the job's own first timestamp), seconds; "
-          "local-process target,")
-    print(f"one agent, one enqueue every {args.mean_interval:g} s on average (exponential), "
-          f"{os.cpu_count()} cores")
-    print(f"{'variant':<34} {'items':>5}  {'p50':>7}  {'p90':>7}  {'p99':>7}  {'max':>7}  "
+    print("Enqueue -> the job's first line (a timestamp the job prints as the very first "
+          "thing it does),")
+    print(f"seconds; local-process target, one agent, one enqueue every {args.mean_interval:g} s "
+          f"on average (exponential), {os.cpu_count()} cores")
+    print(f"{'variant':<38} {'items':>5}  {'p50':>7}  {'p90':>7}  {'p99':>7}  {'max':>7}  "
           f"{'mean':>7}")
     event_label = f"event-driven ({fallback:g} s fallback poll)"
-    poll_label = f"baseline: polling every {args.poll_interval:g} s"
+    poll_label = f"polling every {args.poll_interval:g} s"
     light_label = "event-driven, jobs end at once"
+    direct_label = "baseline: subprocess.Popen, no agent"
     print(row(event_label, event.start))
-    print(row(poll_label, polling.start))
+    if polling:
+        print(row(poll_label, polling.start))
     print(row(light_label, light.start))
+    print(row(direct_label, direct))
     print("of which enqueue -> item leased by the agent:")
     print(row(event_label, event.claim))
-    print(row(poll_label, polling.claim))
+    if polling:
+        print(row(poll_label, polling.claim))
     print(row(light_label, light.claim))
-    print("(the first two rows: every job holds its slot until its variant's last job has "
-          "started, so up to")
-    print(f" {max(args.items, args.poll_items)} runs are supervised at once; the last row: "
-          "each job ends at once, a few runs at a time)")
-    if args.poll_items < args.items:
-        print(f"(the polling baseline used {args.poll_items} items, fewer than "
-              f"{args.items}, to keep the run short)")
-    ratio = percentile(polling.start, 50) / percentile(event.start, 50)
-    print(f"p50: event-driven is {ratio:.0f}x lower than the {args.poll_interval:g} s "
-          f"polling baseline; total benchmark time {time.monotonic() - started:.0f} s")
+    print("(event-driven: every job holds its slot until the variant's last job has started, so "
+          f"up to {args.items}")
+    print(" runs are supervised at once; 'jobs end at once': a few runs at a time; the "
+          "baseline: one process at a time)")
+    overhead = percentile(light.start, 50) - percentile(direct, 50)
+    print(f"p50 above the baseline: {percentile(event.start, 50) - percentile(direct, 50):.3f} s "
+          f"under load, {overhead:.3f} s with jobs that end at once")
+    if polling:
+        if args.poll_items < args.items:
+            print(f"(the polling variant used {args.poll_items} items, fewer than "
+                  f"{args.items}, to keep the run short)")
+        ratio = percentile(polling.start, 50) / percentile(event.start, 50)
+        print(f"p50: event-driven is {ratio:.0f}x lower than polling every "
+              f"{args.poll_interval:g} s")
+    print(f"total benchmark time {time.monotonic() - started:.0f} s")
+
 
 if __name__ == "__main__":
     asyncio.run(main())
