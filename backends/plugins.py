@@ -36,7 +36,9 @@ def _docker_builder(ctx: BackendContext) -> Builder:
 
 
 LOCAL_PROCESS = BackendPlugin(
-    "local-process", schemas.LOCAL_PROCESS, _local_backend, _local_builder, order=0
+    "local-process", schemas.LOCAL_PROCESS, _local_backend, _local_builder,
+    # Names of the agent's environment the queue lets its jobs inherit (core.jobenv).
+    queue_keys=("inherit_env",), order=0,
 )
 DOCKER = BackendPlugin(
     "docker", schemas.DOCKER, _docker_backend, _docker_builder, extra="docker",
