@@ -361,3 +361,25 @@ async def test_an_idle_fork_server_exits_and_the_next_submit_starts_another(
     [(replacement, _)] = running_servers(lp.ctx.home)
     assert replacement != server
     assert (await lp.wait(second)).state == RunState.FINISHED
+
+
+async def test_without_the_fork_server_supervisors_start_directly_and_are_reaped(
+    lp: Harness,
+) -> None:
+    ctx = dataclasses.replace(lp.ctx, settings={**lp.ctx.settings, "forkserver": False})
+    backend = LocalProcessBackend(ctx)
+    threads_before = {t.name for t in threading.enumerate()}
+    quick = lp.snapshot(script("print('done')"))
+    handle = await backend.submit(*await lp.build(lp.spec("python main.py",
+                                                          source={"snapshot": quick})))
+    supervisor = lp.record(handle.run_id, sv.SUPERVISOR)["pid"]
+    assert parent_of(supervisor) == os.getpid() and running_servers(lp.ctx.home) == []
+    assert [s.state async for s in backend.watch(handle)][-1] == RunState.FINISHED
+    # Reaped through its pidfd, by no thread: no zombie is left behind.
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{supervisor}").exists():
+        assert time.monotonic() < deadline, "the supervisor was not reaped"
+        await asyncio.sleep(0.05)
+    # No thread of its own: at most workers of the loop's shared executor (file copies).
+    started = {t.name for t in threading.enumerate()} - threads_before
+    assert all(name.startswith("asyncio_") for name in started), started
