@@ -20,7 +20,7 @@ from launch_tui.core.settings import Settings
 from launch_tui.core.store import agents as agents_db
 from launch_tui.core.store import eventlog
 from launch_tui.core.store import items as items_db
-from launch_tui.core.store.session import Row, Store
+from launch_tui.core.store.session import Conn, Row, Store
 from launch_tui.core.transitions import change_item
 
 # An agent whose heartbeat is older than this is considered gone.
@@ -47,19 +47,21 @@ class Agents:
         now = self._store.now()
         host = self._hostname()
         pid = self._pid()
-        async with self._store.tx() as conn:
+        store = self._store
+
+        def tx(conn: Conn) -> Agent:
             for q in queue_names:
-                await require_queue(conn, project, q)
-            row = await agents_db.find(conn, name)
+                require_queue(conn, project, q)
+            row = agents_db.find(conn, name)
             if row is not None and _alive(row, now, host, pid):
                 raise ConflictError(
                     f"agent: '{name}' is already running (pid {row.pid} on {row.host}); "
                     "choose another --name."
                 )
             # Leases this agent took in a previous life and never acknowledged go back.
-            for item in await items_db.leased(conn, by=name):
-                await change_item(
-                    self._store, conn, item, ItemState.PENDING, agent=name,
+            for item in items_db.leased(conn, by=name):
+                change_item(
+                    store, conn, item, ItemState.PENDING, agent=name,
                     reason=f"{name} restarted before acknowledging it", held_by=name,
                     leased_by=None, lease_expires=None,
                 )
@@ -68,32 +70,32 @@ class Agents:
                 max_jobs=max_jobs, running=0, heartbeat_at=now, started_at=now, host=host,
                 pid=pid,
             )
-            await agents_db.put(conn, name, values, exists=row is not None)
-            await self._store.emit(
-                conn, AgentHeartbeat(agent=name, status=str(AgentStatus.POLLING), running=0)
-            )
-            return await agents_db.load(conn, name)
+            agents_db.put(conn, name, values, exists=row is not None)
+            store.emit(conn, AgentHeartbeat(agent=name, status=str(AgentStatus.POLLING),
+                                            running=0))
+            return agents_db.load(conn, name)
+
+        return await store.write(tx)
 
     async def agent_heartbeat(self, name: str, status: AgentStatus, running: int) -> None:
-        async with self._store.tx() as conn:
-            await agents_db.heartbeat(conn, name, status, running, self._store.now())
-            await self._store.emit(conn, AgentHeartbeat(agent=name, status=str(status),
-                                                        running=running))
+        def tx(conn: Conn) -> None:
+            agents_db.heartbeat(conn, name, status, running, self._store.now())
+            self._store.emit(conn, AgentHeartbeat(agent=name, status=str(status),
+                                                  running=running))
+
+        await self._store.write(tx)
 
     async def agent_log(self, name: str, message: str, *, level: str, run_id: str | None
                         ) -> None:
-        async with self._store.tx() as conn:
-            await self._store.emit(conn, AgentLog(agent=name, level=level, message=message,
-                                                  run_id=run_id))
+        await self._store.write(self._store.emit, AgentLog(agent=name, level=level,
+                                                           message=message, run_id=run_id))
 
     async def list_agents(self) -> list[Agent]:
-        async with self._store.read() as conn:
-            return await agents_db.every(conn)
+        return await self._store.read(agents_db.every)
 
     async def agent_logs(self, agent: str | None, limit: int) -> list[AgentLog]:
         """The newest `limit` log lines (of one agent, or of all), oldest first."""
-        async with self._store.read() as conn:
-            return await eventlog.agent_logs(conn, agent, limit)
+        return await self._store.read(eventlog.agent_logs, agent, limit)
 
 
 def _alive(row: Row, now: float, host: str, pid: int) -> bool:

@@ -38,41 +38,95 @@ def project_or_default(settings: Settings, project: str | None) -> str:
     return project or settings.default_project
 
 
-async def require_project(conn: Conn, project: str) -> None:
-    if not await projects_db.exists(conn, project):
+def require_project(conn: Conn, project: str) -> None:
+    if not projects_db.exists(conn, project):
         raise NotFound(
             f"project: '{project}' does not exist (create it with "
             f"`launch-tui project create {project}`)."
         )
 
 
-async def require_job(conn: Conn, project: str, name: str) -> Row:
-    row = await jobs_db.find(conn, project, name)
+def require_job(conn: Conn, project: str, name: str) -> Row:
+    row = jobs_db.find(conn, project, name)
     if row is None:
-        await require_project(conn, project)
+        require_project(conn, project)
         raise NotFound(f"job: '{name}' does not exist in project '{project}'.")
     return row
 
 
-async def require_version(conn: Conn, job: Row, tag: str | None) -> Row:
-    """Resolve `None`/alias/`vN` to a job_versions row."""
+def version_number(conn: Conn, job: Row, tag: str | None) -> int:
+    """Resolve `None`/alias/`vN` to a version number (not checked to exist)."""
     tag = tag or "latest"
     m = jobrules.VERSION_ALIAS_RE.match(tag)
     if m:
-        number = int(m.group(1))
-    else:
-        aliases = await jobs_db.aliases(conn, job.id)
-        if tag not in aliases:
-            raise NotFound(
-                f"job: '{job.name}' has no alias '{tag}' "
-                f"(aliases: {', '.join(sorted(aliases))})."
-            )
-        number = aliases[tag]
-    row = await jobs_db.version(conn, job.id, number)
+        return int(m.group(1))
+    number = jobs_db.alias(conn, job.id, tag)
+    if number is None:
+        aliases = jobs_db.aliases(conn, job.id)
+        raise NotFound(
+            f"job: '{job.name}' has no alias '{tag}' "
+            f"(aliases: {', '.join(sorted(aliases))})."
+        )
+    return number
+
+
+def require_version(conn: Conn, job: Row, tag: str | None) -> Row:
+    """Resolve `None`/alias/`vN` to a job_versions row."""
+    number = version_number(conn, job, tag)
+    row = jobs_db.version(conn, job.id, number)
     if row is None:
-        latest = await jobs_db.latest_version(conn, job.id)
-        raise NotFound(f"job: '{job.name}' has no version v{number} (versions v0 to v{latest}).")
+        raise _no_version(conn, job, number)
     return row
+
+
+def pinned_version(store: Store, conn: Conn, job: Row, tag: str | None) -> JobVersion:
+    """The version `tag` names, as a snapshot without aliases; versions never change
+    once written, so each is read from the database once per store."""
+    number = version_number(conn, job, tag)
+    version = version_by_id(store, conn, job.id, number)
+    if version is None:
+        raise _no_version(conn, job, number)
+    return version
+
+
+def pinned_ref(store: Store, conn: Conn, project: str, name: str, tag: str | None
+               ) -> tuple[int, JobVersion]:
+    """(job id, version) that `name[:tag]` names now, as `pinned_version` gives it, in
+    as few statements as may be: none for `vN` of a job seen before, else one."""
+    tag = tag or "latest"
+    m = jobrules.VERSION_ALIAS_RE.match(tag)
+    job = store.cached_job(project, name)
+    if job is not None:
+        number = int(m.group(1)) if m else jobs_db.alias(conn, job.id, tag)
+    else:
+        job = jobs_db.find_with_alias(conn, project, name, "" if m else tag)
+        if job is None:
+            require_job(conn, project, name)  # raises, naming what is missing
+        store.cache_job(job)
+        number = int(m.group(1)) if m else job.alias_version
+    if number is None:
+        version_number(conn, job, tag)  # raises, listing the job's aliases
+    version = version_by_id(store, conn, job.id, number)
+    if version is None:
+        raise _no_version(conn, job, number)
+    return job.id, version
+
+
+def version_by_id(store: Store, conn: Conn, job_id: int, number: int) -> JobVersion | None:
+    """A version snapshot without aliases, from the store's cache when it has it."""
+    version = store.cached_version(job_id, number)
+    if version is None:
+        row = jobs_db.version_with_job(conn, job_id, number)
+        if row is None:
+            return None
+        version = rows.to_version(row.project, row.job_name, row, ())
+        store.cache_version(job_id, version)
+    return version
+
+
+def _no_version(conn: Conn, job: Row, number: int) -> NotFound:
+    latest = jobs_db.latest_version(conn, job.id)
+    return NotFound(f"job: '{job.name}' has no version v{number} (versions v0 to v{latest}).")
 
 
 class Catalog:
@@ -85,15 +139,17 @@ class Catalog:
     async def create_project(self, name: str) -> Project:
         jobrules.check_name(name, "project")
         now = self._store.now()
-        async with self._store.tx() as conn:
-            if not await projects_db.add(conn, name, now):
+
+        def tx(conn: Conn) -> None:
+            if not projects_db.add(conn, name, now):
                 raise ConflictError(f"project: '{name}' already exists.")
-            await self._store.emit(conn, ProjectCreated(project=name))
+            self._store.emit(conn, ProjectCreated(project=name))
+
+        await self._store.write(tx)
         return Project(name=name, created_at=now)
 
     async def list_projects(self) -> list[Project]:
-        async with self._store.read() as conn:
-            return await projects_db.every(conn)
+        return await self._store.read(projects_db.every)
 
     # ------------------------------------------------------------------ creating versions
 
@@ -109,8 +165,7 @@ class Catalog:
         if base_image:
             jobrules.check_image(base_image)
         defaults, schema, inferred = _config_and_schema(config_defaults, input_schema)
-        async with self._store.read() as conn:
-            await require_project(conn, project_or_default(self._settings, project))
+        await self._store.read(require_project, project_or_default(self._settings, project))
         snap = await asyncio.to_thread(
             create_snapshot, root, self._settings.artifacts, self._settings.snapshot_max_bytes
         )
@@ -195,14 +250,16 @@ class Catalog:
         aliases: Iterable[str],
     ) -> JobVersionResult:
         project = project_or_default(self._settings, project)
-        alias_list = [jobrules.check_alias(a) for a in aliases if a != "latest"]
+        alias_list: list[str] = [jobrules.check_alias(a) for a in aliases if a != "latest"]
         digest = spec.digest()
         now = self._store.now()
-        async with self._store.tx() as conn:
-            await require_project(conn, project)
-            job = await jobs_db.find(conn, project, name)
+        store = self._store
+
+        def tx(conn: Conn) -> tuple[JobVersion, bool]:
+            require_project(conn, project)
+            job = jobs_db.find(conn, project, name)
             if job is None:
-                job_id = await jobs_db.add(conn, project, name, str(kind), now)
+                job_id = jobs_db.add(conn, project, name, str(kind), now)
             else:
                 if job.kind != str(kind):
                     raise ValidationError(
@@ -211,27 +268,26 @@ class Catalog:
                         field="name",
                     )
                 job_id = job.id
-            existing = await jobs_db.version_with_digest(conn, job_id, digest)
-            created = existing is None
+            aliases = alias_list
+            existing = jobs_db.version_with_digest(conn, job_id, digest)
             if existing is None:
-                latest = await jobs_db.latest_version(conn, job_id)
+                latest = jobs_db.latest_version(conn, job_id)
                 number = 0 if latest is None else latest + 1
-                await jobs_db.add_version(conn, job_id, number, digest, spec.to_dict(), now)
-                await self._store.emit(
-                    conn, JobVersionCreated(project=project, job=name, version=number)
-                )
-                alias_list = ["latest", *alias_list]
+                jobs_db.add_version(conn, job_id, number, digest, spec.to_dict(), now)
+                store.emit(conn, JobVersionCreated(project=project, job=name, version=number))
+                aliases = ["latest", *aliases]
             else:
                 number = existing.version
-            for alias in alias_list:
-                await jobs_db.set_alias(conn, job_id, alias, number)
-                await self._store.emit(
+            for alias in aliases:
+                jobs_db.set_alias(conn, job_id, alias, number)
+                store.emit(
                     conn, JobAliasSet(project=project, job=name, alias=alias, version=number)
                 )
-            row = await jobs_db.version(conn, job_id, number)
+            row = jobs_db.version(conn, job_id, number)
             assert row is not None  # written or found above, in this transaction
-            job_row = await jobs_db.by_id(conn, job_id)
-            version = await _version_snapshot(conn, job_row, row)
+            return _version_snapshot(conn, jobs_db.by_id(conn, job_id), row), existing is None
+
+        version, created = await store.write(tx)
         return JobVersionResult(version=version, created=created)
 
     # ------------------------------------------------------------------ aliases and reading
@@ -240,50 +296,58 @@ class Catalog:
         jobrules.check_alias(alias)
         project = project_or_default(self._settings, project)
         name, tag = jobrules.parse_job_ref(job_ref)
-        async with self._store.tx() as conn:
-            job = await require_job(conn, project, name)
-            row = await require_version(conn, job, tag)
-            await jobs_db.set_alias(conn, job.id, alias, row.version)
-            await self._store.emit(
+
+        def tx(conn: Conn) -> JobVersion:
+            job = require_job(conn, project, name)
+            row = require_version(conn, job, tag)
+            jobs_db.set_alias(conn, job.id, alias, row.version)
+            self._store.emit(
                 conn, JobAliasSet(project=project, job=name, alias=alias, version=row.version)
             )
-            return await _version_snapshot(conn, job, row)
+            return _version_snapshot(conn, job, row)
+
+        return await self._store.write(tx)
 
     async def list_jobs(self, project: str | None) -> list[Job]:
         project = project_or_default(self._settings, project)
-        async with self._store.read() as conn:
-            await require_project(conn, project)
-            return [await _job_snapshot(conn, j) for j in await jobs_db.in_project(conn, project)]
+
+        def query(conn: Conn) -> list[Job]:
+            require_project(conn, project)
+            return [_job_snapshot(conn, j) for j in jobs_db.in_project(conn, project)]
+
+        return await self._store.read(query)
 
     async def get_job(self, name: str, *, project: str | None) -> Job:
         project = project_or_default(self._settings, project)
         job_name, _ = jobrules.parse_job_ref(name)
-        async with self._store.read() as conn:
-            return await _job_snapshot(conn, await require_job(conn, project, job_name))
+        return await self._store.read(
+            lambda conn: _job_snapshot(conn, require_job(conn, project, job_name)))
 
     async def job_version(self, job_ref: str, *, project: str | None) -> JobVersion:
         project = project_or_default(self._settings, project)
         name, tag = jobrules.parse_job_ref(job_ref)
-        async with self._store.read() as conn:
-            job = await require_job(conn, project, name)
-            row = await require_version(conn, job, tag)
-            return await _version_snapshot(conn, job, row)
+
+        def query(conn: Conn) -> JobVersion:
+            job = require_job(conn, project, name)
+            return _version_snapshot(conn, job, require_version(conn, job, tag))
+
+        return await self._store.read(query)
 
 
-async def _version_snapshot(conn: Conn, job: Row, row: Row) -> JobVersion:
-    aliases = await jobs_db.aliases(conn, job.id)
+def _version_snapshot(conn: Conn, job: Row, row: Row) -> JobVersion:
+    aliases = jobs_db.aliases(conn, job.id)
     mine = tuple(sorted(a for a, v in aliases.items() if v == row.version))
     return rows.to_version(job.project, job.name, row, mine)
 
 
-async def _job_snapshot(conn: Conn, job: Row) -> Job:
-    aliases = await jobs_db.aliases(conn, job.id)
+def _job_snapshot(conn: Conn, job: Row) -> Job:
+    aliases = jobs_db.aliases(conn, job.id)
     by_version: dict[int, list[str]] = {}
     for a, v in aliases.items():
         by_version.setdefault(v, []).append(a)
     versions = tuple(
         rows.to_version(job.project, job.name, r, tuple(sorted(by_version.get(r.version, []))))
-        for r in await jobs_db.versions(conn, job.id)
+        for r in jobs_db.versions(conn, job.id)
     )
     return Job(
         project=job.project,

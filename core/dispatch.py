@@ -1,9 +1,13 @@
 """Dispatch: handing queue items to agents and turning them into runs.
 
-An agent claims an item (a lease that runs out unless renewed), then either
-gives it back, fails it, or acknowledges it, which resolves the item's spec for
-real and creates its run. From then on the agent moves the run through its
-states (see `transitions`) and records what it learns about it.
+`claim_run` is the fast path: in one write transaction it takes the first
+pending item of the agent's queues, resolves its spec and creates its run. The
+older two-step protocol remains: an agent claims an item (a lease that runs out
+unless renewed), then either gives it back, fails it, or acknowledges it, which
+resolves the item's spec for real and creates its run. From then on the agent
+moves the run through its states (see `transitions`) and records what it learns
+about it. Each command is one function of a connection, run by the store's
+writer thread as one transaction.
 """
 
 from __future__ import annotations
@@ -11,30 +15,64 @@ from __future__ import annotations
 import secrets
 import string
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from launch_tui.core import resolve
-from launch_tui.core.catalog import project_or_default, require_job
-from launch_tui.core.catalog import require_version as require_job_version
+from launch_tui.core.catalog import pinned_version, project_or_default, require_job, version_by_id
 from launch_tui.core.errors import ConflictError, NotFound, ValidationError
 from launch_tui.core.events import RunStateChanged
-from launch_tui.core.model import ErrorStage, ItemState, QueueItem, Run, RunSpec, RunState
+from launch_tui.core.model import (
+    ErrorStage,
+    ItemState,
+    Queue,
+    QueueItem,
+    Run,
+    RunSpec,
+    RunState,
+)
 from launch_tui.core.queues import require_queue, scope
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import items as items_db
 from launch_tui.core.store import rows
 from launch_tui.core.store import runs as runs_db
 from launch_tui.core.store.session import Conn, Store
-from launch_tui.core.transitions import change_item, change_run, require_item, require_run
+from launch_tui.core.transitions import (
+    change_item,
+    change_run,
+    require_item,
+    require_run,
+    require_run_head,
+)
+
+# Items a single claim_run fails for no longer resolving before it gives up and
+# returns (bounding the transaction); the agent claims again at once when some were.
+MAX_REFUSED_PER_CLAIM = 100
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """What `claim_run` did: the run it created (None: nothing to run), and the items
+    it failed on the way because they no longer resolve, as (item id, message)."""
+
+    run: Run | None
+    refused: tuple[tuple[int, str], ...] = ()
+
 
 _RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
 def new_run_id() -> str:
     """8 characters, starting with a letter so it never looks like an item number."""
-    return secrets.choice(string.ascii_lowercase) + "".join(
-        secrets.choice(_RUN_ID_ALPHABET) for _ in range(7)
-    )
+    # One draw from the OS's randomness, spelled in base 36 (a letter, then 7 letters
+    # or digits): as unguessable as eight draws, at an eighth of the cost.
+    n = secrets.randbelow(26 * 36**7)
+    head, n = divmod(n, 36**7)
+    tail = []
+    for _ in range(7):
+        n, d = divmod(n, 36)
+        tail.append(_RUN_ID_ALPHABET[d])
+    return string.ascii_lowercase[head] + "".join(tail)
 
 
 class Dispatch:
@@ -45,62 +83,121 @@ class Dispatch:
 
     # ------------------------------------------------------------------ leases
 
+    async def claim_run(self, agent: str, queue_names: Sequence[str], *,
+                        project: str | None) -> ClaimResult:
+        """Take the first pending item of the first queue (in the given order) that has
+        one and turn it into a queued run owned by `agent`, in one transaction. Items
+        whose spec no longer resolves fail at stage `agent` and the next is tried."""
+        project = project_or_default(self._settings, project)
+        names = list(dict.fromkeys(queue_names))
+        store, skip_locked = self._store, self._store.skip_locked
+
+        def tx(conn: Conn) -> ClaimResult:
+            now = store.now()
+            _expire_leases(store, conn, now)
+            refused: list[tuple[int, str]] = []
+            for name in names:
+                while (row := items_db.next_pending_in(conn, project, name,
+                                                       skip_locked=skip_locked)):
+                    version = version_by_id(store, conn, row.job_id, row.version)
+                    assert version is not None  # items reference versions, never deleted
+                    item = rows.to_item(row, None, (project, name, version.job))
+                    queue = Queue(project=project, name=name, resource=row.q_resource,
+                                  config=rows.queue_config(row.q_config),
+                                  created_at=row.q_created_at, updated_at=row.q_updated_at)
+                    run_id = self._new_run_id()
+                    try:
+                        spec = resolve.run_spec(run_id, item, version, queue)
+                    except ValidationError as exc:
+                        change_item(store, conn, item, ItemState.FAILED, reason=str(exc),
+                                    agent=agent, error_stage=ErrorStage.AGENT,
+                                    error_message=str(exc), from_states=(ItemState.PENDING,))
+                        refused.append((item.id, str(exc)))
+                        if len(refused) >= MAX_REFUSED_PER_CLAIM:
+                            return ClaimResult(None, tuple(refused))
+                        continue
+                    if not change_item(store, conn, item, ItemState.CLAIMED, agent=agent,
+                                       reason=f"run {run_id}", run_id=run_id,
+                                       from_states=(ItemState.PENDING,)):
+                        continue  # cannot happen under the write lock / row lock; be safe
+                    spec_dict = spec.to_dict()
+                    timestamps = {"leased": now, str(RunState.QUEUED): now}
+                    runs_db.add(conn, run_id=run_id, item_id=item.id, queue_id=row.queue_id,
+                                job_id=row.job_id, version=item.version, agent=agent,
+                                spec=spec_dict, timestamps=timestamps, now=now)
+                    store.emit(conn, RunStateChanged(
+                        project=project, queue=name, run_id=run_id, item_id=item.id,
+                        state=str(RunState.QUEUED)))
+                    run = Run(
+                        id=run_id, item_id=item.id, project=project, queue=name,
+                        job=item.job, version=item.version, agent=agent,
+                        state=RunState.QUEUED, spec=rows.json_copy(spec_dict),
+                        handle=None, timestamps=timestamps, exit_code=None, error_stage=None,
+                        error_message=None, reason=None, created_at=now, updated_at=now,
+                    )
+                    return ClaimResult(run, tuple(refused))
+                require_queue(conn, project, name)  # none pending: NotFound if no queue
+            return ClaimResult(None, tuple(refused))
+
+        return await store.write(tx)
+
     async def claim(self, agent: str, queue_names: Sequence[str], *, project: str | None,
                     lease_s: float | None) -> QueueItem | None:
         """Lease the next pending item of the first queue (in the given order) that has one."""
         project = project_or_default(self._settings, project)
         lease_s = lease_s if lease_s is not None else self._settings.lease_s
         now = self._store.now()
-        async with self._store.tx() as conn:
-            await self._expire_leases(conn, now)
+        store = self._store
+
+        def tx(conn: Conn) -> QueueItem | None:
+            _expire_leases(store, conn, now)
             for name in queue_names:
-                qrow = await require_queue(conn, project, name)
-                item_id = await items_db.claim_next_pending(
-                    conn, qrow.id, skip_locked=self._store.skip_locked
-                )
+                qrow = require_queue(conn, project, name)
+                item_id = items_db.claim_next_pending(conn, qrow.id,
+                                                      skip_locked=store.skip_locked)
                 if item_id is None:
                     continue
-                item = await require_item(conn, item_id)
-                if await change_item(self._store, conn, item, ItemState.LEASED, agent=agent,
-                                     reason=f"leased by {agent}", leased_by=agent,
-                                     lease_expires=now + lease_s):
-                    return await require_item(conn, item_id)
-        return None
+                item = require_item(conn, item_id)
+                if change_item(store, conn, item, ItemState.LEASED, agent=agent,
+                               reason=f"leased by {agent}", leased_by=agent,
+                               lease_expires=now + lease_s):
+                    return require_item(conn, item_id)
+            return None
+
+        return await store.write(tx)
 
     async def expire_leases(self) -> None:
-        async with self._store.tx() as conn:
-            await self._expire_leases(conn, self._store.now())
-
-    async def _expire_leases(self, conn: Conn, now: float) -> None:
-        for item in await items_db.leased(conn, expired_before=now):
-            await change_item(
-                self._store, conn, item, ItemState.PENDING,
-                reason=f"lease of {item.leased_by} expired unacknowledged",
-                lease_expired_before=now, leased_by=None, lease_expires=None,
-            )
+        await self._store.write(lambda conn: _expire_leases(self._store, conn,
+                                                            self._store.now()))
 
     async def renew_lease(self, item_id: int, agent: str, lease_s: float | None) -> None:
         lease_s = lease_s if lease_s is not None else self._settings.lease_s
-        async with self._store.tx() as conn:
-            await _held(conn, item_id, agent)
-            if not await items_db.renew_lease(conn, item_id, agent, self._store.now() + lease_s):
-                raise _not_held(await require_item(conn, item_id), agent)
+
+        def tx(conn: Conn) -> None:
+            _held(conn, item_id, agent)
+            if not items_db.renew_lease(conn, item_id, agent, self._store.now() + lease_s):
+                raise _not_held(require_item(conn, item_id), agent)
+
+        await self._store.write(tx)
 
     async def release(self, item_id: int, agent: str, reason: str) -> None:
-        async with self._store.tx() as conn:
-            item = await _held(conn, item_id, agent)
-            if not await change_item(self._store, conn, item, ItemState.PENDING, reason=reason,
-                                     agent=agent, held_by=agent, leased_by=None,
-                                     lease_expires=None):
-                raise _not_held(await require_item(conn, item_id), agent)
+        def tx(conn: Conn) -> None:
+            item = _held(conn, item_id, agent)
+            if not change_item(self._store, conn, item, ItemState.PENDING, reason=reason,
+                               agent=agent, held_by=agent, leased_by=None, lease_expires=None):
+                raise _not_held(require_item(conn, item_id), agent)
+
+        await self._store.write(tx)
 
     async def fail_item(self, item_id: int, agent: str, stage: ErrorStage, message: str) -> None:
-        async with self._store.tx() as conn:
-            item = await _held(conn, item_id, agent)
-            if not await change_item(self._store, conn, item, ItemState.FAILED, reason=message,
-                                     agent=agent, error_stage=stage, error_message=message,
-                                     held_by=agent):
-                raise _not_held(await require_item(conn, item_id), agent)
+        def tx(conn: Conn) -> None:
+            item = _held(conn, item_id, agent)
+            if not change_item(self._store, conn, item, ItemState.FAILED, reason=message,
+                               agent=agent, error_stage=stage, error_message=message,
+                               held_by=agent):
+                raise _not_held(require_item(conn, item_id), agent)
+
+        await self._store.write(tx)
 
     async def acknowledge(self, item_id: int, agent: str) -> Run:
         """Turn a lease into a run: resolve the spec for real and record it.
@@ -110,33 +207,34 @@ class Dispatch:
         """
         run_id = self._new_run_id()
         now = self._store.now()
-        failed: ValidationError | None = None
-        async with self._store.tx() as conn:
-            item = await _held(conn, item_id, agent)
-            qrow = await require_queue(conn, item.project, item.queue)
-            job = await require_job(conn, item.project, item.job)
-            vrow = await require_job_version(conn, job, f"v{item.version}")
-            version = rows.to_version(item.project, item.job, vrow, ())
+        store = self._store
+
+        def tx(conn: Conn) -> ValidationError | None:
+            item = _held(conn, item_id, agent)
+            qrow = require_queue(conn, item.project, item.queue)
+            job = require_job(conn, item.project, item.job)
+            version = pinned_version(store, conn, job, f"v{item.version}")
             try:
                 spec = resolve.run_spec(run_id, item, version, rows.to_queue(qrow))
             except ValidationError as exc:
-                failed = exc
-                changed = await change_item(
-                    self._store, conn, item, ItemState.FAILED, reason=str(exc), agent=agent,
+                failed: ValidationError | None = exc
+                changed = change_item(
+                    store, conn, item, ItemState.FAILED, reason=str(exc), agent=agent,
                     error_stage=ErrorStage.AGENT, error_message=str(exc), held_by=agent,
                 )
             else:
-                await runs_db.add(
+                failed = None
+                runs_db.add(
                     conn, run_id=run_id, item_id=item.id, queue_id=qrow.id, job_id=job.id,
                     version=item.version, agent=agent, spec=spec.to_dict(),
                     timestamps={"leased": item.updated_at, str(RunState.QUEUED): now}, now=now,
                 )
-                changed = await change_item(
-                    self._store, conn, item, ItemState.CLAIMED, agent=agent,
+                changed = change_item(
+                    store, conn, item, ItemState.CLAIMED, agent=agent,
                     reason=f"run {run_id}", held_by=agent, run_id=run_id, lease_expires=None,
                 )
                 if changed:
-                    await self._store.emit(
+                    store.emit(
                         conn,
                         RunStateChanged(project=item.project, queue=item.queue, run_id=run_id,
                                         item_id=item.id, state=str(RunState.QUEUED)),
@@ -144,7 +242,10 @@ class Dispatch:
             if not changed:
                 # The lease went to another process after `_held` looked; raising also
                 # rolls back the run added above.
-                raise _not_held(await require_item(conn, item_id), agent)
+                raise _not_held(require_item(conn, item_id), agent)
+            return failed
+
+        failed = await store.write(tx)
         if failed is not None:
             raise failed
         return await self.get_run(run_id)
@@ -152,35 +253,35 @@ class Dispatch:
     # ------------------------------------------------------------------ runs
 
     async def get_run(self, run_id: str) -> Run:
-        async with self._store.read() as conn:
-            return await require_run(conn, run_id)
+        return await self._store.read(require_run, run_id)
 
     async def list_runs(self, queue: str | None, *, project: str | None,
                         states: Iterable[RunState | str] | None, agent: str | None,
                         limit: int | None) -> list[Run]:
         """Newest first."""
         project = project_or_default(self._settings, project)
-        async with self._store.read() as conn:
-            queue_id = await scope(conn, project, queue)
-            wanted = None if states is None else [RunState(s) for s in states]
-            return await runs_db.listing(conn, project, queue_id, wanted, agent, limit)
+        wanted = None if states is None else [RunState(s) for s in states]
+        return await self._store.read(
+            lambda conn: runs_db.listing(conn, project, scope(conn, project, queue), wanted,
+                                         agent, limit))
 
     async def agent_runs(self, agent: str) -> list[Run]:
         """Runs an agent owns that have not ended (what it must re-attach to)."""
-        async with self._store.read() as conn:
-            return await runs_db.unfinished_of(conn, agent)
+        return await self._store.read(runs_db.unfinished_of, agent)
 
     async def set_run_state(
         self, run_id: str, state: RunState, *, reason: str | None, exit_code: int | None,
         error_stage: ErrorStage | None, error_message: str | None,
         handle: dict[str, Any] | None, spec: RunSpec | None,
     ) -> Run:
-        async with self._store.tx() as conn:
-            run = await require_run(conn, run_id)
-            return await change_run(
-                self._store, conn, run, state, reason=reason, exit_code=exit_code,
-                error_stage=error_stage, error_message=error_message, handle=handle, spec=spec,
+        def tx(conn: Conn) -> Run:
+            return change_run(
+                self._store, conn, require_run_head(conn, run_id), state, reason=reason,
+                exit_code=exit_code, error_stage=error_stage, error_message=error_message,
+                handle=handle, spec=spec,
             )
+
+        return await self._store.write(tx)
 
     async def update_run(self, run_id: str, *, handle: dict[str, Any] | None,
                          spec: RunSpec | None, reason: str | None) -> None:
@@ -192,14 +293,30 @@ class Dispatch:
             values["spec"] = spec.to_dict()
         if reason is not None:
             values["reason"] = reason
-        async with self._store.tx() as conn:
-            if not await runs_db.set_details(conn, run_id, values):
+
+        def tx(conn: Conn) -> None:
+            if not runs_db.set_details(conn, run_id, values):
                 raise NotFound(f"run: '{run_id}' does not exist.")
 
+        await self._store.write(tx)
 
-async def _held(conn: Conn, item_id: int, agent: str) -> QueueItem:
+
+def _expire_leases(store: Store, conn: Conn, now: float) -> None:
+    """Return to their queues the leased items whose lease ran out unacknowledged.
+    One probe of ix_items_lease when there are none, so every claim can afford it."""
+    if not items_db.any_lease_expired(conn, now):
+        return
+    for item in items_db.leased(conn, expired_before=now):
+        change_item(
+            store, conn, item, ItemState.PENDING,
+            reason=f"lease of {item.leased_by} expired unacknowledged",
+            lease_expired_before=now, leased_by=None, lease_expires=None,
+        )
+
+
+def _held(conn: Conn, item_id: int, agent: str) -> QueueItem:
     """The item, if `agent` holds its lease; else ConflictError saying who does."""
-    item = await require_item(conn, item_id)
+    item = require_item(conn, item_id)
     if item.state != ItemState.LEASED or item.leased_by != agent:
         raise _not_held(item, agent)
     return item

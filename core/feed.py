@@ -34,12 +34,10 @@ class Feed:
         self.wake()
 
     async def last_event_seq(self) -> int:
-        async with self._store.read() as conn:
-            return await eventlog.last_seq(conn)
+        return await self._store.read(eventlog.last_seq)
 
     async def events_after(self, seq: int, limit: int = _BATCH) -> list[Event]:
-        async with self._store.read() as conn:
-            return await eventlog.after(conn, seq, limit)
+        return await self._store.read(eventlog.after, seq, limit)
 
     async def subscribe(self, after: int | None, poll_s: float) -> AsyncIterator[Event]:
         """Every event after `after` (default: from now on), as it is written by any process.

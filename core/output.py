@@ -1,61 +1,76 @@
 """A run's output: its log lines (stdout, stderr, build and agent lines) and the
-metric records it reported. Each stored batch is announced by one event, so
-watchers fetch new lines instead of receiving them one by one."""
+metric records it reported. Each stored batch is announced by one event per run,
+so watchers fetch new lines instead of receiving them one by one.
+
+Output is written as bulk work: the store runs it after waiting control writes
+(claims, state changes, heartbeats), so a log flood never delays them. The
+agent's collector sends many runs' output as one `append_output` call, bounded
+in size, which is one transaction.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from launch_tui.core.events import RunLogAppended, RunMetricsLogged
-from launch_tui.core.model import LogLine, LogStream, MetricRecord
+from launch_tui.core.events import Event, RunLogAppended, RunMetricsLogged
+from launch_tui.core.model import LogLine, LogStream, MetricRecord, OutputBatch
 from launch_tui.core.store import output as output_db
-from launch_tui.core.store.session import Store
+from launch_tui.core.store.session import Conn, Store
 
 
 class Output:
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    async def append_output(self, batches: Sequence[OutputBatch]) -> None:
+        """Store what many runs produced in one transaction: one RunLogAppended per run
+        that got lines, one RunMetricsLogged per run that got metric records."""
+        batches = [b for b in batches if b.lines or b.metrics]
+        if not batches:
+            return
+        store = self._store
+
+        def tx(conn: Conn) -> None:
+            evs: list[Event] = [
+                RunLogAppended(run_id=run_id, first_id=first, last_id=last, lines=n)
+                for run_id, first, last, n in output_db.add_lines(
+                    conn, [(b.run_id, b.lines) for b in batches])
+            ]
+            output_db.add_metrics(conn, [(b.run_id, b.metrics) for b in batches if b.metrics])
+            for b in batches:
+                if b.metrics:
+                    step, _, values = b.metrics[-1]
+                    evs.append(RunMetricsLogged(run_id=b.run_id, step=step, values=values))
+            store.emit(conn, *evs)
+
+        await store.write(tx, bulk=True)
+
     async def append_logs(self, run_id: str,
                           lines: Sequence[tuple[float, LogStream | str, str]]) -> None:
         """Store a batch of (timestamp, stream, text) lines and announce it with one event."""
-        if not lines:
-            return
-        async with self._store.tx() as conn:
-            ids = await output_db.add_logs(conn, run_id, lines)
-            await self._store.emit(
-                conn,
-                RunLogAppended(run_id=run_id, first_id=min(ids), last_id=max(ids),
-                               lines=len(ids)),
-            )
-
-    async def run_logs(self, run_id: str, *, after: int, limit: int,
-                       streams: Iterable[LogStream | str] | None) -> list[LogLine]:
-        async with self._store.read() as conn:
-            return await output_db.logs(conn, run_id, after=after, limit=limit, streams=streams)
-
-    async def output_line_count(self, run_id: str) -> int:
-        """How many lines of the run's own output are stored (log lines plus metric records).
-
-        An agent re-attaching after a restart skips this many lines of the backend's replay.
-        """
-        async with self._store.read() as conn:
-            return await output_db.count_output(conn, run_id)
-
-    async def tail_logs(self, run_id: str, lines: int) -> list[LogLine]:
-        async with self._store.read() as conn:
-            return await output_db.tail(conn, run_id, lines)
+        if lines:
+            await self.append_output([OutputBatch(run_id, tuple(lines))])
 
     async def record_metrics(self, run_id: str,
                              records: Sequence[tuple[int, float, dict[str, float]]]) -> None:
-        if not records:
-            return
-        async with self._store.tx() as conn:
-            await output_db.add_metrics(conn, run_id, records)
-            step, _, values = records[-1]
-            await self._store.emit(conn, RunMetricsLogged(run_id=run_id, step=step,
-                                                          values=values))
+        if records:
+            await self.append_output([OutputBatch(run_id, metrics=tuple(records))])
+
+    async def run_logs(self, run_id: str, *, after: int, limit: int,
+                       streams: Iterable[LogStream | str] | None) -> list[LogLine]:
+        return await self._store.read(
+            lambda conn: output_db.logs(conn, run_id, after=after, limit=limit, streams=streams))
+
+    async def output_line_count(self, run_id: str) -> int:
+        """How many lines of the run's own output there were: stored log lines, metric
+        records, and the lines gap markers say were not stored.
+
+        An agent re-attaching after a restart skips this many lines of the backend's replay.
+        """
+        return await self._store.read(output_db.count_output, run_id)
+
+    async def tail_logs(self, run_id: str, lines: int) -> list[LogLine]:
+        return await self._store.read(output_db.tail, run_id, lines)
 
     async def run_metrics(self, run_id: str) -> list[MetricRecord]:
-        async with self._store.read() as conn:
-            return await output_db.metrics(conn, run_id)
+        return await self._store.read(output_db.metrics, run_id)

@@ -3,7 +3,9 @@ cancelling, and listing items.
 
 Everything is validated when it is enqueued (job config against the job's input
 schema, resource args and template values against the queue and the backend), so
-nothing waits on a queue that would fail to resolve.
+nothing waits on a queue that would fail to resolve. What needs no database (names,
+priority) is checked before the write; the rest inside it, against the job version
+and queue config the same transaction reads.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from typing import Any
 
 from launch_tui.core import jobs as jobrules
 from launch_tui.core import registry, resolve
-from launch_tui.core.catalog import Catalog, project_or_default, require_job, require_project
-from launch_tui.core.catalog import require_version as require_job_version
+from launch_tui.core.catalog import Catalog, pinned_ref, project_or_default, require_project
 from launch_tui.core.errors import ConflictError, NotFound, ValidationError
 from launch_tui.core.events import ItemEnqueued, QueueChanged
-from launch_tui.core.model import ItemState, Priority, Queue, QueueItem, RunState
+from launch_tui.core.model import ItemState, JobVersion, Priority, Queue, QueueItem, RunState
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import items as items_db
 from launch_tui.core.store import queues as queues_db
@@ -26,23 +27,25 @@ from launch_tui.core.store.session import Conn, Row, Store
 from launch_tui.core.transitions import change_item, change_run, require_item, require_run
 
 
-async def require_queue(conn: Conn, project: str, name: str) -> Row:
-    row = await queues_db.find(conn, project, name)
+def require_queue(conn: Conn, project: str, name: str, row: Row | None = None) -> Row:
+    """The queue's row (`row`, when the caller already looked it up), or NotFound
+    naming the project's queues."""
+    row = row if row is not None else queues_db.find(conn, project, name)
     if row is None:
-        await require_project(conn, project)
-        known = await queues_db.names(conn, project)
+        require_project(conn, project)
+        known = queues_db.names(conn, project)
         hint = f" (queues: {', '.join(known)})" if known else " (it has no queues yet)"
         raise NotFound(f"queue: '{name}' does not exist in project '{project}'{hint}.")
     return row
 
 
-async def scope(conn: Conn, project: str, queue: str | None) -> int | None:
+def scope(conn: Conn, project: str, queue: str | None) -> int | None:
     """The queue id an item or run listing is restricted to (None: the whole project);
     an unknown project or queue raises NotFound naming it."""
     if queue is None:
-        await require_project(conn, project)
+        require_project(conn, project)
         return None
-    return int((await require_queue(conn, project, queue)).id)
+    return int(require_queue(conn, project, queue).id)
 
 
 class Queues:
@@ -60,38 +63,48 @@ class Queues:
         registry.plugin(resource)
         parsed = resolve.parse_queue_config(resource, config or {})
         now = self._store.now()
-        async with self._store.tx() as conn:
-            await require_project(conn, project)
-            if not await queues_db.add(conn, project, name, resource, parsed.to_dict(), now):
+
+        def tx(conn: Conn) -> Queue:
+            require_project(conn, project)
+            if not queues_db.add(conn, project, name, resource, parsed.to_dict(), now):
                 raise ConflictError(f"queue: '{name}' already exists in project '{project}'.")
-            await self._store.emit(conn, QueueChanged(project=project, queue=name))
-        return await self.get_queue(name, project=project)
+            self._store.emit(conn, QueueChanged(project=project, queue=name))
+            return queues_db.snapshot(conn, require_queue(conn, project, name))
+
+        return await self._store.write(tx)
 
     async def update_queue(self, name: str, config: dict[str, Any], *, resource: str | None,
                            project: str | None) -> Queue:
         """Replace a queue's config (and optionally its resource). Pending items keep
         their overrides; they are resolved against the new config when claimed."""
         project = project_or_default(self._settings, project)
-        async with self._store.tx() as conn:
-            row = await require_queue(conn, project, name)
-            new_resource = resource or row.resource
-            registry.plugin(new_resource)
-            parsed = resolve.parse_queue_config(new_resource, config)
-            await queues_db.set_config(conn, row.id, new_resource, parsed.to_dict(),
-                                       self._store.now())
-            await self._store.emit(conn, QueueChanged(project=project, queue=name))
-        return await self.get_queue(name, project=project)
+        row = await self._store.read(require_queue, project, name)
+        new_resource = resource or row.resource
+        registry.plugin(new_resource)
+        parsed = resolve.parse_queue_config(new_resource, config)
+
+        def tx(conn: Conn) -> Queue:
+            current = require_queue(conn, project, name)
+            queues_db.set_config(conn, current.id, new_resource, parsed.to_dict(),
+                                 self._store.now())
+            self._store.emit(conn, QueueChanged(project=project, queue=name))
+            return queues_db.snapshot(conn, require_queue(conn, project, name))
+
+        return await self._store.write(tx)
 
     async def list_queues(self, project: str | None) -> list[Queue]:
         project = project_or_default(self._settings, project)
-        async with self._store.read() as conn:
-            await require_project(conn, project)
-            return await queues_db.in_project(conn, project)
+
+        def query(conn: Conn) -> list[Queue]:
+            require_project(conn, project)
+            return queues_db.in_project(conn, project)
+
+        return await self._store.read(query)
 
     async def get_queue(self, name: str, *, project: str | None) -> Queue:
         project = project_or_default(self._settings, project)
-        async with self._store.read() as conn:
-            return await queues_db.snapshot(conn, await require_queue(conn, project, name))
+        return await self._store.read(
+            lambda conn: queues_db.snapshot(conn, require_queue(conn, project, name)))
 
     # ------------------------------------------------------------------ enqueueing
 
@@ -128,36 +141,42 @@ class Queues:
         project = project_or_default(self._settings, project)
         priority = _priority(priority)
         name, tag = jobrules.parse_job_ref(job_ref)
-        now = self._store.now()
-        async with self._store.tx() as conn:
-            job = await require_job(conn, project, name)
-            vrow = await require_job_version(conn, job, tag)
-            version = rows.to_version(project, name, vrow, ())
-            qrow = await require_queue(conn, project, queue)
-            qconfig = rows.queue_config(qrow.config)
-            # Validate everything now: nothing is enqueued that would fail later.
-            resolve.effective_config(version.config_defaults, config or {}, version.input_schema)
-            _, values = resolve.effective_resource_args(
-                qrow.resource, qrow.name, qconfig, resource_args or {}, template_values or {}
-            )
-            item_id = await items_db.add(
-                conn, queue_id=qrow.id, job_id=job.id, version=vrow.version,
-                config_overrides=config or {}, resource_overrides=resource_args or {},
+        config, resource_args = rows.json_copy(config or {}), rows.json_copy(resource_args or {})
+        store = self._store
+
+        # One transaction: what the item refers to is read, the item checked against
+        # it (so nothing is enqueued that would fail later) and added.
+        def tx(conn: Conn) -> QueueItem:
+            job_id, version = pinned_ref(store, conn, project, name, tag)
+            qrow = require_queue(conn, project, queue)
+            values = _check_item(version, qrow, config, resource_args, template_values)
+            now = store.now()
+            item_id = items_db.add(
+                conn, queue_id=qrow.id, job_id=job_id, version=version.version,
+                config_overrides=config, resource_overrides=resource_args,
                 template_values=values, priority=priority.rank, now=now,
             )
-            await self._store.emit(
-                conn,
-                ItemEnqueued(project=project, queue=queue, item_id=item_id,
-                             priority=str(priority)),
+            store.emit(conn, ItemEnqueued(project=project, queue=queue, item_id=item_id,
+                                          priority=str(priority)))
+            return QueueItem(
+                id=item_id, project=project, queue=qrow.name, job=name,
+                version=version.version, config_overrides=config,
+                resource_overrides=resource_args, template_values=rows.json_copy(values),
+                priority=priority, state=ItemState.PENDING, created_at=now, updated_at=now,
+                position=items_db.position(conn, qrow.id, priority.rank, item_id),
             )
-            return await require_item(conn, item_id)
+
+        return await store.write(tx)
 
     async def requeue(self, target: str | int, *, priority: Priority | str | None) -> QueueItem:
         """Enqueue again what a run or item ran, with the same overrides."""
         text = str(target).lstrip("#")
-        async with self._store.read() as conn:
-            item_id = int(text) if text.isdigit() else (await require_run(conn, text)).item_id
-            item = await require_item(conn, item_id)
+
+        def query(conn: Conn) -> QueueItem:
+            item_id = int(text) if text.isdigit() else require_run(conn, text).item_id
+            return require_item(conn, item_id)
+
+        item = await self._store.read(query)
         return await self.enqueue(
             f"{item.job}:v{item.version}",
             item.queue,
@@ -171,8 +190,7 @@ class Queues:
     # ------------------------------------------------------------------ items
 
     async def get_item(self, item_id: int) -> QueueItem:
-        async with self._store.read() as conn:
-            return await require_item(conn, item_id)
+        return await self._store.read(require_item, item_id)
 
     async def list_items(
         self, queue: str | None, *, project: str | None,
@@ -180,30 +198,49 @@ class Queues:
     ) -> list[QueueItem]:
         """Items in the order they will be taken (priority, then first in first out)."""
         project = project_or_default(self._settings, project)
-        async with self._store.read() as conn:
-            queue_id = await scope(conn, project, queue)
-            return await items_db.listing(conn, project, queue_id, states, limit)
+
+        def query(conn: Conn) -> list[QueueItem]:
+            return items_db.listing(conn, project, scope(conn, project, queue), states, limit)
+
+        return await self._store.read(query)
 
     async def cancel(self, target: str | int, *, reason: str) -> str:
         """Cancel a pending item, or ask the agent to stop a run. Returns what was done."""
         text = str(target).lstrip("#")
-        if text.isdigit():
-            async with self._store.tx() as conn:
-                item = await require_item(conn, int(text))
+        store = self._store
+
+        def tx(conn: Conn) -> str:
+            run_id = text
+            if text.isdigit():
+                item = require_item(conn, int(text))
                 if item.state in (ItemState.PENDING, ItemState.LEASED):
-                    if await change_item(self._store, conn, item, ItemState.CANCELLED,
-                                         reason=reason, error_message=reason):
+                    if change_item(store, conn, item, ItemState.CANCELLED, reason=reason,
+                                   error_message=reason):
                         return f"item #{item.id} cancelled"
-                    item = await require_item(conn, item.id)  # it moved on meanwhile
+                    item = require_item(conn, item.id)  # it moved on meanwhile
                 if item.state != ItemState.CLAIMED or item.run_id is None:
                     raise ConflictError(f"item: #{item.id} is already {item.state}.")
-                text = item.run_id
-        async with self._store.tx() as conn:
-            run = await require_run(conn, text)
+                run_id = item.run_id
+            run = require_run(conn, run_id)
             if run.state.terminal or run.state == RunState.STOPPING:
                 raise ConflictError(f"run: {run.id} is already {run.state}.")
-            await change_run(self._store, conn, run, RunState.STOPPING, reason=reason)
-        return f"run {run.id} stopping"
+            change_run(store, conn, run, RunState.STOPPING, reason=reason)
+            return f"run {run.id} stopping"
+
+        return await store.write(tx)
+
+
+def _check_item(version: JobVersion, qrow: Row, config: dict[str, Any] | None,
+                resource_args: dict[str, Any] | None, template_values: dict[str, Any] | None
+                ) -> dict[str, Any]:
+    """Validate an item against its job version and queue; return its template values
+    (the given ones, checked, plus the defaults of the others)."""
+    resolve.effective_config(version.config_defaults, config or {}, version.input_schema)
+    _, values = resolve.effective_resource_args(
+        qrow.resource, qrow.name, rows.queue_config(qrow.config), resource_args or {},
+        template_values or {},
+    )
+    return values
 
 
 def _priority(value: Priority | str) -> Priority:

@@ -18,7 +18,7 @@ from typing import Any
 
 from launch_tui.core.agents import AGENT_STALE_S, Agents
 from launch_tui.core.catalog import Catalog, JobVersionResult
-from launch_tui.core.dispatch import Dispatch, new_run_id
+from launch_tui.core.dispatch import ClaimResult, Dispatch, new_run_id
 from launch_tui.core.events import AgentLog, Event
 from launch_tui.core.feed import Feed
 from launch_tui.core.model import (
@@ -31,6 +31,7 @@ from launch_tui.core.model import (
     LogLine,
     LogStream,
     MetricRecord,
+    OutputBatch,
     Priority,
     Project,
     Queue,
@@ -44,7 +45,7 @@ from launch_tui.core.queues import Queues
 from launch_tui.core.settings import Settings, load_settings
 from launch_tui.core.store.session import Store
 
-__all__ = ["AGENT_STALE_S", "JobVersionResult", "LaunchService", "new_run_id"]
+__all__ = ["AGENT_STALE_S", "ClaimResult", "JobVersionResult", "LaunchService", "new_run_id"]
 
 _Config = dict[str, Any] | None  # an optional JSON object: config, schema, args or values
 
@@ -209,6 +210,13 @@ class LaunchService:
 
     # ------------------------------------------------------------------ dispatch
 
+    async def claim_run(self, agent: str, queue_names: Sequence[str], *,
+                        project: str | None = None) -> ClaimResult:
+        """In one transaction, turn the next pending item of the first queue (in the given
+        order) that has one into a queued run owned by `agent`. Items that no longer
+        resolve against their queue fail on the way and are listed in `refused`."""
+        return await self._dispatch.claim_run(agent, queue_names, project=project)
+
     async def claim(self, agent: str, queue_names: Sequence[str], *, project: str | None = None,
                     lease_s: float | None = None) -> QueueItem | None:
         """Lease the next pending item of the first queue (in the given order) that has one."""
@@ -266,6 +274,11 @@ class LaunchService:
 
     # ------------------------------------------------------------------ output
 
+    async def append_output(self, batches: Sequence[OutputBatch]) -> None:
+        """Store the lines and metric records of many runs in one (bulk) transaction,
+        announced by one RunLogAppended / RunMetricsLogged per run."""
+        await self._output.append_output(batches)
+
     async def append_logs(self, run_id: str,
                           lines: Sequence[tuple[float, LogStream | str, str]]) -> None:
         """Store a batch of (timestamp, stream, text) lines and announce it with one event."""
@@ -276,7 +289,8 @@ class LaunchService:
         return await self._output.run_logs(run_id, after=after, limit=limit, streams=streams)
 
     async def output_line_count(self, run_id: str) -> int:
-        """Stored lines of the run's own output; a re-attaching agent skips that many."""
+        """Lines of the run's own output the store accounts for (stored lines, metric
+        records, lines gap markers stand for); a re-attaching agent skips that many."""
         return await self._output.output_line_count(run_id)
 
     async def tail_logs(self, run_id: str, lines: int = 200) -> list[LogLine]:

@@ -2,7 +2,7 @@
 
 `$LAUNCH_TUI_HOME/settings.toml` (all keys optional):
 
-    store = "postgresql+asyncpg://…"      # default: sqlite file in the home dir
+    store = "postgresql://…"              # default: sqlite file in the home dir
     default_project = "default"
     snapshot_max_mb = 100
     [agent]
@@ -48,19 +48,29 @@ class Settings:
 
 
 def sqlite_url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
+    return f"sqlite:///{path}"
+
+
+# URL schemes people type, and those older settings named (the store once used
+# asyncio drivers), mapped to the synchronous drivers the store's threads use.
+_SCHEMES = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+asyncpg": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+    "sqlite": "sqlite",
+    "sqlite+aiosqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+}
 
 
 def normalise_store_url(url: str) -> str:
-    """Accept the short forms people type and pick the async driver for them."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    """Accept the short forms people type and pick the driver for them."""
     if "://" not in url:
         # A bare path means an SQLite file.
         return sqlite_url(Path(url).expanduser().resolve())
-    return url
+    scheme, rest = url.split("://", 1)
+    return f"{_SCHEMES.get(scheme.lower(), scheme)}://{rest}"
 
 
 def load_settings(home: Path | None = None, store: str | None = None) -> Settings:

@@ -4,12 +4,13 @@ function through which each changes state.
 Every change is written as a conditional update that names the states it may
 start from, and announced with an event in the same transaction. Terminal run
 states have no successors, which is what guarantees every run ends in exactly
-one terminal state.
+one terminal state. These functions run inside a store transaction (on the
+store's database thread), as parts of a domain command's closure.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from launch_tui.core.errors import ConflictError, NotFound
 from launch_tui.core.events import ItemStateChanged, RunStateChanged
@@ -23,6 +24,7 @@ from launch_tui.core.model import (
     RunState,
 )
 from launch_tui.core.store import items as items_db
+from launch_tui.core.store import rows
 from launch_tui.core.store import runs as runs_db
 from launch_tui.core.store.session import Conn, Store
 
@@ -39,8 +41,11 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 }
 
 # pending -> leased -> claimed; a lease can also go back, fail or be cancelled.
+# claim_run goes from pending straight to claimed (or failed, if it no longer resolves).
 ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
-    ItemState.PENDING: frozenset({ItemState.LEASED, ItemState.CANCELLED}),
+    ItemState.PENDING: frozenset(
+        {ItemState.LEASED, ItemState.CLAIMED, ItemState.FAILED, ItemState.CANCELLED}
+    ),
     ItemState.LEASED: frozenset(
         {ItemState.PENDING, ItemState.CLAIMED, ItemState.FAILED, ItemState.CANCELLED}
     ),
@@ -49,26 +54,54 @@ ITEM_TRANSITIONS: dict[ItemState, frozenset[ItemState]] = {
 S = TypeVar("S", ItemState, RunState)
 
 
+class RunHead(Protocol):
+    """What a state change needs to know of a run: a `Run`, or the lighter row
+    `runs.head` reads (without the spec and handle, which a change does not need)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def item_id(self) -> int: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def job(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def timestamps(self) -> dict[str, float]: ...
+
+
 def _predecessors(table: dict[S, frozenset[S]], state: S) -> frozenset[S]:
     """The states from which `state` may be reached: what a conditional update allows."""
     return frozenset(s for s, following in table.items() if state in following)
 
 
-async def require_item(conn: Conn, item_id: int) -> QueueItem:
-    item = await items_db.load(conn, item_id)
+def require_item(conn: Conn, item_id: int) -> QueueItem:
+    item = items_db.load(conn, item_id)
     if item is None:
         raise NotFound(f"item: #{item_id} does not exist.")
     return item
 
 
-async def require_run(conn: Conn, run_id: str) -> Run:
-    run = await runs_db.load(conn, run_id)
+def require_run(conn: Conn, run_id: str) -> Run:
+    run = runs_db.load(conn, run_id)
     if run is None:
         raise NotFound(f"run: '{run_id}' does not exist.")
     return run
 
 
-async def change_item(
+def require_run_head(conn: Conn, run_id: str) -> RunHead:
+    """The run's state and names, enough for `change_run`; NotFound if there is none."""
+    head = runs_db.head(conn, run_id)
+    if head is None:
+        raise NotFound(f"run: '{run_id}' does not exist.")
+    return head  # type: ignore[no-any-return]
+
+
+def change_item(
     store: Store,
     conn: Conn,
     item: QueueItem,
@@ -80,14 +113,18 @@ async def change_item(
     error_message: str | None = None,
     held_by: str | None = None,
     lease_expired_before: float | None = None,
+    from_states: tuple[ItemState, ...] | None = None,
     **values: Any,
 ) -> bool:
-    """Move an item to `state` from any state that may precede it (and, if given, only
-    while `held_by` holds its lease, or only once that lease ran out), recording
-    `values` too. False, with nothing changed or announced, when it was not so:
-    the caller says what that means."""
-    changed = await items_db.transition(
-        conn, item.id, _predecessors(ITEM_TRANSITIONS, state),
+    """Move an item to `state` from any state that may precede it (or only from
+    `from_states`; and, if given, only while `held_by` holds its lease, or only once
+    that lease ran out), recording `values` too. False, with nothing changed or
+    announced, when it was not so: the caller says what that means."""
+    allowed = _predecessors(ITEM_TRANSITIONS, state)
+    if from_states is not None:
+        allowed = allowed & frozenset(from_states)
+    changed = items_db.transition(
+        conn, item.id, allowed,
         {
             "state": state, "updated_at": store.now(),
             # A change clears the error of an earlier state unless it sets its own.
@@ -97,7 +134,7 @@ async def change_item(
         leased_by=held_by, lease_expired_before=lease_expired_before,
     )
     if changed:
-        await store.emit(
+        store.emit(
             conn,
             ItemStateChanged(project=item.project, queue=item.queue, item_id=item.id,
                              state=str(state), agent=agent, reason=reason),
@@ -105,10 +142,10 @@ async def change_item(
     return changed
 
 
-async def change_run(
+def change_run(
     store: Store,
     conn: Conn,
-    run: Run,
+    run: Run | RunHead,
     state: RunState,
     *,
     reason: str | None = None,
@@ -122,7 +159,7 @@ async def change_run(
     it is already in changes nothing. ConflictError when the table forbids the move,
     also when another process changed the run first."""
     if state == run.state:
-        return run
+        return run if isinstance(run, Run) else require_run(conn, run.id)
     if state not in RUN_TRANSITIONS.get(run.state, frozenset()):
         raise ConflictError(f"run: {run.id} cannot go from {run.state} to {state}.")
     now = store.now()
@@ -141,14 +178,16 @@ async def change_run(
         values["handle"] = handle
     if spec is not None:
         values["spec"] = spec.to_dict()
-    if not await runs_db.transition(conn, run.id, _predecessors(RUN_TRANSITIONS, state), values):
-        current = await require_run(conn, run.id)
+    row = runs_db.transition_returning(conn, run.id, _predecessors(RUN_TRANSITIONS, state),
+                                       values)
+    if row is None:
+        current = require_run(conn, run.id)
         if current.state == state:
             return current  # someone else made the same move first
         raise ConflictError(f"run: {run.id} cannot go from {current.state} to {state}.")
-    await store.emit(
+    store.emit(
         conn,
         RunStateChanged(project=run.project, queue=run.queue, run_id=run.id,
                         item_id=run.item_id, state=str(state), reason=reason),
     )
-    return await require_run(conn, run.id)
+    return rows.to_run(row, (run.project, run.queue, run.job))

@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
+from launch_tui.core.dispatch import ClaimResult
 from launch_tui.core.events import Event
 from launch_tui.core.model import (
     Agent,
     AgentStatus,
     ErrorStage,
     LogStream,
+    OutputBatch,
     QueueItem,
     Run,
     RunSpec,
@@ -41,6 +43,10 @@ class AgentPort(Protocol):
 
     async def acknowledge(self, item_id: int, agent: str) -> Run: ...
 
+    async def claim_run(
+        self, agent: str, queue_names: Sequence[str], *, project: str | None = None,
+    ) -> ClaimResult: ...
+
     async def agent_runs(self, agent: str) -> list[Run]: ...
 
     async def set_run_state(
@@ -62,6 +68,8 @@ class AgentPort(Protocol):
     async def record_metrics(
         self, run_id: str, records: Sequence[tuple[int, float, dict[str, float]]]
     ) -> None: ...
+
+    async def append_output(self, batches: Sequence[OutputBatch]) -> None: ...
 
     async def output_line_count(self, run_id: str) -> int: ...
 

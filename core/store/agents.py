@@ -4,39 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy.engine import Connection
 
 from launch_tui.core.model import Agent, AgentStatus
 from launch_tui.core.store import rows
+from launch_tui.core.store.prepared import Prepared
 from launch_tui.core.store.schema import agents
 
-
-async def find(conn: AsyncConnection, name: str) -> Row[Any] | None:
-    return (await conn.execute(select(agents).where(agents.c.name == name))).first()
-
-
-async def load(conn: AsyncConnection, name: str) -> Agent:
-    return rows.to_agent((await conn.execute(select(agents).where(agents.c.name == name))).one())
+_HEARTBEAT = Prepared(update(agents).where(agents.c.name == bindparam("agent")).values(
+    status=bindparam("status"), running=bindparam("running"), heartbeat_at=bindparam("at")))
 
 
-async def put(conn: AsyncConnection, name: str, values: dict[str, Any], *, exists: bool
-              ) -> None:
+def find(conn: Connection, name: str) -> Row[Any] | None:
+    return conn.execute(select(agents).where(agents.c.name == name)).first()
+
+
+def load(conn: Connection, name: str) -> Agent:
+    return rows.to_agent(conn.execute(select(agents).where(agents.c.name == name)).one())
+
+
+def put(conn: Connection, name: str, values: dict[str, Any], *, exists: bool) -> None:
     """Write an agent's row: insert it, or replace the one a previous life left."""
     if exists:
-        await conn.execute(update(agents).where(agents.c.name == name).values(**values))
+        conn.execute(update(agents).where(agents.c.name == name).values(**values))
     else:
-        await conn.execute(agents.insert().values(name=name, **values))
+        conn.execute(agents.insert().values(name=name, **values))
 
 
-async def heartbeat(conn: AsyncConnection, name: str, status: AgentStatus, running: int,
-                    at: float) -> None:
-    await conn.execute(
-        update(agents).where(agents.c.name == name)
-        .values(status=status, running=running, heartbeat_at=at)
-    )
+def heartbeat(conn: Connection, name: str, status: AgentStatus, running: int, at: float
+              ) -> None:
+    _HEARTBEAT.execute(conn, agent=name, status=str(status), running=running, at=at)
 
 
-async def every(conn: AsyncConnection) -> list[Agent]:
-    result = await conn.execute(select(agents).order_by(agents.c.name))
+def every(conn: Connection) -> list[Agent]:
+    result = conn.execute(select(agents).order_by(agents.c.name))
     return [rows.to_agent(r) for r in result]

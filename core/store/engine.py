@@ -1,30 +1,45 @@
-"""Engine set-up: SQLite (WAL, 0600, BEGIN IMMEDIATE for writes) or PostgreSQL.
+"""Engine set-up: SQLite (WAL, 0600, BEGIN IMMEDIATE for writes) or PostgreSQL (psycopg),
+and preparing a database: creating the schema, refusing one that is not ours.
 
-Writes go through `write_engine`, whose transactions start with BEGIN IMMEDIATE
-on SQLite so two processes claiming items serialise at BEGIN instead of
-failing at COMMIT with "database is locked".
+The engines are plain synchronous SQLAlchemy Core engines used only from the
+store's own threads (see `threads`), each of which keeps one connection; hence
+no pool. Writes go through `write_engine`, whose transactions start with BEGIN
+IMMEDIATE on SQLite so two processes claiming items serialise at BEGIN instead
+of failing at COMMIT with "database is locked".
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+from sqlalchemy.schema import CreateIndex
 
 from launch_tui.core.errors import StoreError
 from launch_tui.core.settings import DEFAULT_PROJECT
 from launch_tui.core.store import schema
 
 _WRITE = "launch_write"
+BUSY_TIMEOUT_MS = 60_000
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
+def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def begin_sql(engine: Engine) -> str | None:
+    """How the store's threads begin a transaction on this engine's driver (None: the
+    driver begins one itself, as psycopg does)."""
+    if not is_sqlite(engine):
+        return None
+    return "BEGIN IMMEDIATE" if engine.get_execution_options().get(_WRITE) else "BEGIN DEFERRED"
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -34,8 +49,15 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
-def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
-    """Return (read_engine, write_engine) sharing one connection pool."""
+def writer_lock_path(url: str) -> str | None:
+    """The file the writers of all processes lock around each write transaction
+    (SQLite files only; PostgreSQL takes row locks)."""
+    path = _sqlite_path(url)
+    return None if path is None else f"{path}-writer.lock"
+
+
+def create_engines(url: str) -> tuple[Engine, Engine]:
+    """Return (read_engine, write_engine); they differ only in how transactions begin."""
     path = _sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,31 +65,38 @@ def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
             # Create the file ourselves so it is 0600 from the first byte.
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
-        engine = create_async_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(url, poolclass=NullPool,
+                               connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             # Let SQLAlchemy's "begin" event, not the driver, decide how transactions start.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        @event.listens_for(engine.sync_engine, "begin")
-        def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-            mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
-            conn.exec_driver_sql(f"BEGIN {mode}")
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # The store's threads begin transactions on the driver themselves (see
+            # `threads`); SQLAlchemy's own begin, when a statement goes through it,
+            # joins the transaction already open.
+            dbapi_conn = conn.connection.dbapi_connection
+            if dbapi_conn is not None and not dbapi_conn.in_transaction:
+                mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
+                dbapi_conn.execute(f"BEGIN {mode}")
 
     else:
-        engine = create_async_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, poolclass=NullPool)
     return engine, engine.execution_options(**{_WRITE: True})
 
 
-async def prepare(engine: AsyncEngine, write_engine: AsyncEngine, url: str) -> None:
-    """Create the schema on an empty database; refuse one that is not ours or is newer."""
+async def prepare(write: Callable[..., Awaitable[Any]], url: str) -> None:
+    """Create the schema on an empty database; refuse one that is not ours or is newer.
+    `write` is the store's: this runs on its writer thread, under the write lock."""
     path = _sqlite_path(url)
     if path is not None:
         # Tighten permissions on files made by older versions or other tools.
@@ -75,28 +104,7 @@ async def prepare(engine: AsyncEngine, write_engine: AsyncEngine, url: str) -> N
             if p.exists():
                 os.chmod(p, 0o600)
     try:
-        async with write_engine.begin() as conn:
-            names = set(await conn.run_sync(lambda c: c.dialect.get_table_names(c)))
-            if not names:
-                await conn.run_sync(schema.metadata.create_all)
-                now = time.time()
-                await conn.execute(
-                    schema.meta.insert(),
-                    [
-                        {"key": "app", "value": schema.APP_MARKER},
-                        {"key": "schema_version", "value": str(schema.SCHEMA_VERSION)},
-                    ],
-                )
-                await conn.execute(
-                    schema.projects.insert().values(name=DEFAULT_PROJECT, created_at=now)
-                )
-                return
-            if "launch_meta" not in names:
-                raise StoreError(
-                    f"store: {_where(url)} is not a launch-tui database "
-                    "(it has other tables and no launch_meta table)."
-                )
-            rows = dict((await conn.execute(select(schema.meta.c.key, schema.meta.c.value))).all())
+        await write(_prepare, url)
     except DatabaseError as exc:
         if isinstance(exc, OperationalError) and "locked" in str(exc):
             raise StoreError(f"store: {_where(url)} is locked by another program.") from exc
@@ -105,6 +113,27 @@ async def prepare(engine: AsyncEngine, write_engine: AsyncEngine, url: str) -> N
         ) from exc
     except OSError as exc:
         raise StoreError(f"store: cannot open {_where(url)} ({exc}).") from exc
+
+
+def _prepare(conn: Connection, url: str) -> None:
+    names = set(conn.dialect.get_table_names(conn))
+    if not names:
+        schema.metadata.create_all(conn)
+        conn.execute(
+            schema.meta.insert(),
+            [
+                {"key": "app", "value": schema.APP_MARKER},
+                {"key": "schema_version", "value": str(schema.SCHEMA_VERSION)},
+            ],
+        )
+        conn.execute(schema.projects.insert().values(name=DEFAULT_PROJECT, created_at=time.time()))
+        return
+    if "launch_meta" not in names:
+        raise StoreError(
+            f"store: {_where(url)} is not a launch-tui database "
+            "(it has other tables and no launch_meta table)."
+        )
+    rows = dict(conn.execute(select(schema.meta.c.key, schema.meta.c.value)).all())
     if rows.get("app") != schema.APP_MARKER:
         raise StoreError(f"store: {_where(url)} is not a launch-tui database.")
     version = int(rows.get("schema_version", "0"))
@@ -113,6 +142,9 @@ async def prepare(engine: AsyncEngine, write_engine: AsyncEngine, url: str) -> N
             f"store: {_where(url)} has schema version {version}, newer than this "
             f"launch-tui understands ({schema.SCHEMA_VERSION}); upgrade launch-tui."
         )
+    # Indexes added since a database was made; no column changes, so no migration.
+    for index in schema.ADDED_INDEXES:
+        conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def _where(url: str) -> str:

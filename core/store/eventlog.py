@@ -4,26 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Connection
 
 from launch_tui.core.events import AgentLog, Event, decode
+from launch_tui.core.store.prepared import Prepared
 from launch_tui.core.store.schema import events
 
-
-async def append(conn: AsyncConnection, ts: float, evs: Sequence[Event]) -> None:
-    await conn.execute(
-        events.insert(), [{"ts": ts, "kind": e.kind, "payload": e.payload()} for e in evs]
-    )
+_APPEND = Prepared(events.insert().values(ts=bindparam("ts"), kind=bindparam("kind"),
+                                          payload=bindparam("payload")))
 
 
-async def last_seq(conn: AsyncConnection) -> int:
-    return (await conn.scalar(select(func.max(events.c.seq)))) or 0
+def append(conn: Connection, evs: Sequence[tuple[float, Event]]) -> None:
+    """Insert (time, event) pairs, in order."""
+    if evs:
+        _APPEND.executemany(conn, [{"ts": ts, "kind": e.kind, "payload": e.payload()}
+                                   for ts, e in evs])
 
 
-async def after(conn: AsyncConnection, seq: int, limit: int) -> list[Event]:
+def last_seq(conn: Connection) -> int:
+    return conn.scalar(select(func.max(events.c.seq))) or 0
+
+
+def after(conn: Connection, seq: int, limit: int) -> list[Event]:
     """Up to `limit` events with a sequence number above `seq`, oldest first."""
-    result = await conn.execute(
+    result = conn.execute(
         select(events).where(events.c.seq > seq).order_by(events.c.seq).limit(limit)
     )
     out = []
@@ -34,13 +39,13 @@ async def after(conn: AsyncConnection, seq: int, limit: int) -> list[Event]:
     return out
 
 
-async def agent_logs(conn: AsyncConnection, agent: str | None, limit: int) -> list[AgentLog]:
+def agent_logs(conn: Connection, agent: str | None, limit: int) -> list[AgentLog]:
     """The newest `limit` agent log lines (of one agent, or of all), oldest first."""
     query = select(events).where(events.c.kind == AgentLog.kind)
     if agent is not None:
         # Filtered in the query: other agents' lines must not crowd this one's out.
         query = query.where(events.c.payload["agent"].as_string() == agent)
-    result = await conn.execute(query.order_by(events.c.seq.desc()).limit(limit))
+    result = conn.execute(query.order_by(events.c.seq.desc()).limit(limit))
     out = []
     for r in result:
         ev = decode(r.seq, r.ts, r.kind, r.payload)

@@ -10,53 +10,103 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.engine import Connection
 
 from launch_tui.core.model import ItemState, QueueItem
 from launch_tui.core.store import rows
+from launch_tui.core.store.prepared import Prepared
 from launch_tui.core.store.schema import items, queues
 
+_ADD = Prepared(items.insert().values(
+    queue_id=bindparam("queue_id"), job_id=bindparam("job_id"), version=bindparam("version"),
+    config_overrides=bindparam("config_overrides"),
+    resource_overrides=bindparam("resource_overrides"),
+    template_values=bindparam("template_values"), priority=bindparam("priority"),
+    state=str(ItemState.PENDING), created_at=bindparam("now"), updated_at=bindparam("now"),
+).returning(items.c.id))
 
-async def add(conn: AsyncConnection, *, queue_id: int, job_id: int, version: int,
-              config_overrides: dict[str, Any], resource_overrides: dict[str, Any],
-              template_values: dict[str, Any], priority: int, now: float) -> int:
+_POSITION = Prepared(select(func.count()).where(
+    items.c.queue_id == bindparam("queue_id"),
+    items.c.state == str(ItemState.PENDING),
+    or_(items.c.priority < bindparam("priority"),
+        and_(items.c.priority == bindparam("priority"), items.c.id < bindparam("item_id"))),
+))
+
+# ix_items_claim (queue_id, state, priority, id) answers this without sorting.
+_NEXT = (
+    select(items)
+    .where(items.c.queue_id == bindparam("queue_id"), items.c.state == str(ItemState.PENDING))
+    .order_by(items.c.priority, items.c.id)
+    .limit(1)
+)
+_NEXT_PENDING = Prepared(_NEXT)
+# PostgreSQL: the row stays locked until the transaction ends and concurrent claimers
+# pass over it. SQLite needs no lock, as its write transactions already run one at a
+# time (BEGIN IMMEDIATE).
+_NEXT_PENDING_LOCKED = Prepared(_NEXT.with_for_update(skip_locked=True, of=items))
+
+# The same, for a queue named by project and name, with the queue's columns (q_*)
+# beside the item's: one statement for claim_run's common case. The plan: the queue
+# by its unique index, then ix_items_claim, in order, no sort.
+_NEXT_BY_NAME = (
+    select(items, queues.c.resource.label("q_resource"), queues.c.config.label("q_config"),
+           queues.c.created_at.label("q_created_at"),
+           queues.c.updated_at.label("q_updated_at"))
+    .select_from(items.join(queues, items.c.queue_id == queues.c.id))
+    .where(queues.c.project == bindparam("project"), queues.c.name == bindparam("queue"),
+           items.c.state == str(ItemState.PENDING))
+    .order_by(items.c.priority, items.c.id)
+    .limit(1)
+)
+_NEXT_PENDING_BY_NAME = Prepared(_NEXT_BY_NAME)
+_NEXT_PENDING_BY_NAME_LOCKED = Prepared(_NEXT_BY_NAME.with_for_update(skip_locked=True,
+                                                                      of=items))
+
+# ix_items_lease (state, lease_expires): visits only leases that ran out.
+_ANY_EXPIRED = Prepared(select(items.c.id).where(
+    items.c.state == str(ItemState.LEASED), items.c.lease_expires < bindparam("now")).limit(1))
+
+_RENEW = Prepared(update(items).where(
+    items.c.id == bindparam("item_id"), items.c.state == str(ItemState.LEASED),
+    items.c.leased_by == bindparam("agent"),
+).values(lease_expires=bindparam("expires")))
+
+# Conditional updates by shape (columns set, states allowed, extra conditions): a
+# handful of shapes, each prepared once.
+_TRANSITIONS: dict[tuple[Any, ...], Prepared] = {}
+
+
+def add(conn: Connection, *, queue_id: int, job_id: int, version: int,
+        config_overrides: dict[str, Any], resource_overrides: dict[str, Any],
+        template_values: dict[str, Any], priority: int, now: float) -> int:
     """Insert a pending item; return its number."""
-    result = await conn.execute(
-        items.insert().values(
-            queue_id=queue_id, job_id=job_id, version=version,
-            config_overrides=config_overrides, resource_overrides=resource_overrides,
-            template_values=template_values, priority=priority, state=ItemState.PENDING,
-            created_at=now, updated_at=now,
-        )
-    )
-    return int(result.inserted_primary_key[0])
+    return int(_ADD.scalar(
+        conn, queue_id=queue_id, job_id=job_id, version=version,
+        config_overrides=config_overrides, resource_overrides=resource_overrides,
+        template_values=template_values, priority=priority, now=now,
+    ))
 
 
-async def load(conn: AsyncConnection, item_id: int) -> QueueItem | None:
+def position(conn: Connection, queue_id: int, priority: int, item_id: int) -> int:
+    """The 1-based place of a pending item in its queue's take order."""
+    ahead = _POSITION.scalar(conn, queue_id=queue_id, priority=priority, item_id=item_id)
+    return (ahead or 0) + 1
+
+
+def load(conn: Connection, item_id: int) -> QueueItem | None:
     """One item; a pending one carries its 1-based place in its queue's take order."""
-    row = (await conn.execute(rows.item_select().where(items.c.id == item_id))).first()
+    row = conn.execute(rows.item_select().where(items.c.id == item_id)).first()
     if row is None:
         return None
-    position = None
+    place = None
     if row.state == ItemState.PENDING:
-        ahead = await conn.scalar(
-            select(func.count()).where(
-                items.c.queue_id == row.queue_id,
-                items.c.state == ItemState.PENDING,
-                or_(
-                    items.c.priority < row.priority,
-                    and_(items.c.priority == row.priority, items.c.id < row.id),
-                ),
-            )
-        )
-        position = (ahead or 0) + 1
-    return rows.to_item(row, position)
+        place = position(conn, row.queue_id, row.priority, row.id)
+    return rows.to_item(row, place)
 
 
-async def listing(conn: AsyncConnection, project: str, queue_id: int | None,
-                  states: Iterable[ItemState | str] | None, limit: int | None
-                  ) -> list[QueueItem]:
+def listing(conn: Connection, project: str, queue_id: int | None,
+            states: Iterable[ItemState | str] | None, limit: int | None) -> list[QueueItem]:
     """Items by queue name, then in take order (priority, then first in first out);
     pending ones numbered by their place in their queue."""
     query = rows.scoped(rows.item_select(), project, items.c.queue_id, queue_id)
@@ -67,68 +117,80 @@ async def listing(conn: AsyncConnection, project: str, queue_id: int | None,
         query = query.limit(limit)
     out: list[QueueItem] = []
     counters: dict[str, int] = {}
-    for r in (await conn.execute(query)).all():
-        position = None
+    for r in conn.execute(query).all():
+        place = None
         if r.state == ItemState.PENDING:
             counters[r.queue_name] = counters.get(r.queue_name, 0) + 1
-            position = counters[r.queue_name]
-        out.append(rows.to_item(r, position))
+            place = counters[r.queue_name]
+        out.append(rows.to_item(r, place))
     return out
 
 
-async def claim_next_pending(conn: AsyncConnection, queue_id: int, *, skip_locked: bool
-                             ) -> int | None:
-    """The item a queue gives out next: the first pending one by (priority, number).
-
-    With `skip_locked` (PostgreSQL) the row stays locked until the transaction ends
-    and concurrent claimers pass over it; SQLite needs no lock, as its write
-    transactions already run one at a time (BEGIN IMMEDIATE). The caller then
-    leases the item with `transition(... allowed_from={pending} ...)`.
-    """
-    query = (
-        select(items.c.id)
-        .where(items.c.queue_id == queue_id, items.c.state == ItemState.PENDING)
-        .order_by(items.c.priority, items.c.id)
-        .limit(1)
-    )
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True)
-    return await conn.scalar(query)
+def claim_next_pending(conn: Connection, queue_id: int, *, skip_locked: bool) -> int | None:
+    """The number of the item a queue gives out next: the first pending one by
+    (priority, number), locked on PostgreSQL (see `next_pending`). The caller then
+    leases it with `transition(... allowed_from={pending} ...)`."""
+    row = next_pending(conn, queue_id, skip_locked=skip_locked)
+    return None if row is None else int(row.id)
 
 
-async def leased(conn: AsyncConnection, *, by: str | None = None,
-                 expired_before: float | None = None) -> list[QueueItem]:
+def next_pending(conn: Connection, queue_id: int, *, skip_locked: bool) -> Any | None:
+    """The items row a queue gives out next (with `skip_locked`: locked until the
+    transaction ends, and passed over by concurrent claimers)."""
+    query = _NEXT_PENDING_LOCKED if skip_locked else _NEXT_PENDING
+    return query.first(conn, queue_id=queue_id)
+
+
+def next_pending_in(conn: Connection, project: str, queue: str, *, skip_locked: bool
+                    ) -> Any | None:
+    """Like `next_pending`, for a queue given by name; the row also carries the queue's
+    resource, config, created_at and updated_at (as q_resource, q_config, ...)."""
+    query = _NEXT_PENDING_BY_NAME_LOCKED if skip_locked else _NEXT_PENDING_BY_NAME
+    return query.first(conn, project=project, queue=queue)
+
+
+def any_lease_expired(conn: Connection, now: float) -> bool:
+    """Whether some lease ran out before `now` (one index probe)."""
+    return _ANY_EXPIRED.first(conn, now=now) is not None
+
+
+def leased(conn: Connection, *, by: str | None = None, expired_before: float | None = None
+           ) -> list[QueueItem]:
     """Leased items, of one agent and/or with a lease that ran out before a time."""
     query = rows.item_select().where(items.c.state == ItemState.LEASED)
     if by is not None:
         query = query.where(items.c.leased_by == by)
     if expired_before is not None:
+        # ix_items_lease (state, lease_expires): only expired leases are visited.
         query = query.where(items.c.lease_expires < expired_before)
-    return [rows.to_item(r) for r in (await conn.execute(query)).all()]
+    return [rows.to_item(r) for r in conn.execute(query).all()]
 
 
-async def transition(conn: AsyncConnection, item_id: int, allowed_from: Iterable[ItemState],
-                     values: dict[str, Any], *, leased_by: str | None = None,
-                     lease_expired_before: float | None = None) -> bool:
+def transition(conn: Connection, item_id: int, allowed_from: Iterable[ItemState],
+               values: dict[str, Any], *, leased_by: str | None = None,
+               lease_expired_before: float | None = None) -> bool:
     """Set `values` on an item if it is in one of `allowed_from` (and, if given, leased
     by `leased_by`, with a lease that ran out before `lease_expired_before`).
     False when it was not, and nothing changed."""
-    query = update(items).where(
-        items.c.id == item_id, items.c.state.in_([str(s) for s in allowed_from])
-    )
-    if leased_by is not None:
-        query = query.where(items.c.leased_by == leased_by)
-    if lease_expired_before is not None:
-        query = query.where(items.c.lease_expires < lease_expired_before)
-    return (await conn.execute(query.values(**values))).rowcount > 0
+    states = tuple(sorted(str(s) for s in allowed_from))
+    shape = (tuple(sorted(values)), states, leased_by is not None,
+             lease_expired_before is not None)
+    query = _TRANSITIONS.get(shape)
+    if query is None:
+        stmt = update(items).where(
+            items.c.id == bindparam("w_id"), or_(*(items.c.state == s for s in states)))
+        if leased_by is not None:
+            stmt = stmt.where(items.c.leased_by == bindparam("w_leased_by"))
+        if lease_expired_before is not None:
+            stmt = stmt.where(items.c.lease_expires < bindparam("w_expired_before"))
+        stmt = stmt.values({k: bindparam(f"v_{k}", type_=items.c[k].type) for k in values})
+        query = _TRANSITIONS[shape] = Prepared(stmt)
+    return query.execute(
+        conn, w_id=item_id, w_leased_by=leased_by, w_expired_before=lease_expired_before,
+        **{f"v_{k}": v for k, v in values.items()},
+    ) > 0
 
 
-async def renew_lease(conn: AsyncConnection, item_id: int, agent: str, expires: float) -> bool:
+def renew_lease(conn: Connection, item_id: int, agent: str, expires: float) -> bool:
     """Extend a lease `agent` holds; False when it holds none on the item."""
-    result = await conn.execute(
-        update(items)
-        .where(items.c.id == item_id, items.c.state == ItemState.LEASED,
-               items.c.leased_by == agent)
-        .values(lease_expires=expires)
-    )
-    return result.rowcount > 0
+    return _RENEW.execute(conn, item_id=item_id, agent=agent, expires=expires) > 0

@@ -5,64 +5,112 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
+from launch_tui.core.gaps import GAP_PREFIX, gap_count
 from launch_tui.core.model import LogLine, LogStream, MetricRecord
 from launch_tui.core.store import rows
 from launch_tui.core.store.schema import run_logs, run_metrics
 
-
-async def add_logs(conn: AsyncConnection, run_id: str,
-                   lines: Sequence[tuple[float, LogStream | str, str]]) -> list[int]:
-    """Insert (timestamp, stream, text) lines; return their ids."""
-    result = await conn.execute(
-        run_logs.insert().returning(run_logs.c.id),
-        [{"run_id": run_id, "ts": ts, "stream": str(stream), "text": text}
-         for ts, stream, text in lines],
-    )
-    return [r[0] for r in result.all()]
+Line = tuple[float, LogStream | str, str]
+Metric = tuple[int, float, dict[str, float]]
 
 
-async def logs(conn: AsyncConnection, run_id: str, *, after: int, limit: int,
-               streams: Iterable[LogStream | str] | None) -> list[LogLine]:
+def add_lines(conn: Connection, batches: Sequence[tuple[str, Sequence[Line]]]
+              ) -> list[tuple[str, int, int, int]]:
+    """Insert the lines of several runs; return (run id, first id, last id, lines) for
+    each run that had some."""
+    batches = [(run_id, lines) for run_id, lines in batches if lines]
+    if not batches:
+        return []
+    params = [{"run_id": run_id, "ts": ts, "stream": str(stream), "text": text}
+              for run_id, lines in batches for ts, stream, text in lines]
+    if conn.dialect.name != "sqlite":
+        return [_add_returning(conn, run_id, params_of)
+                for run_id, params_of in _by_run(batches, params)]
+    # One executemany for everything. Nothing else inserts while this transaction
+    # holds SQLite's write lock, and a new row's id is the largest id plus one, so
+    # each run's lines get the next contiguous range (checked, not assumed).
+    start = (conn.scalar(select(func.max(run_logs.c.id))) or 0) + 1
+    conn.execute(run_logs.insert(), params)
+    end = conn.scalar(select(func.max(run_logs.c.id))) or 0
+    if end != start + len(params) - 1:
+        result = conn.execute(
+            select(run_logs.c.run_id, func.min(run_logs.c.id), func.max(run_logs.c.id),
+                   func.count()).where(run_logs.c.id >= start).group_by(run_logs.c.run_id)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in result]
+    out = []
+    first = start
+    for run_id, lines in batches:
+        out.append((run_id, first, first + len(lines) - 1, len(lines)))
+        first += len(lines)
+    return out
+
+
+def _by_run(batches: Sequence[tuple[str, Sequence[Line]]], params: list[dict[str, object]]
+            ) -> list[tuple[str, list[dict[str, object]]]]:
+    out, i = [], 0
+    for run_id, lines in batches:
+        out.append((run_id, params[i:i + len(lines)]))
+        i += len(lines)
+    return out
+
+
+def _add_returning(conn: Connection, run_id: str, params: list[dict[str, object]]
+                   ) -> tuple[str, int, int, int]:
+    ids = [r[0] for r in conn.execute(run_logs.insert().returning(run_logs.c.id), params)]
+    return run_id, min(ids), max(ids), len(ids)
+
+
+def add_metrics(conn: Connection, batches: Sequence[tuple[str, Sequence[Metric]]]) -> None:
+    """Insert the metric records of several runs (one executemany)."""
+    params = [{"run_id": run_id, "step": s, "ts": ts, "values": v}
+              for run_id, records in batches for s, ts, v in records]
+    if params:
+        conn.execute(run_metrics.insert(), params)
+
+
+def logs(conn: Connection, run_id: str, *, after: int, limit: int,
+         streams: Iterable[LogStream | str] | None) -> list[LogLine]:
     query = select(run_logs).where(run_logs.c.run_id == run_id, run_logs.c.id > after)
     if streams is not None:
         query = query.where(run_logs.c.stream.in_([str(s) for s in streams]))
-    result = await conn.execute(query.order_by(run_logs.c.id).limit(limit))
+    result = conn.execute(query.order_by(run_logs.c.id).limit(limit))
     return [rows.to_log(r) for r in result]
 
 
-async def tail(conn: AsyncConnection, run_id: str, lines: int) -> list[LogLine]:
+def tail(conn: Connection, run_id: str, lines: int) -> list[LogLine]:
     """The last `lines` log lines, oldest first."""
-    result = await conn.execute(
+    result = conn.execute(
         select(run_logs).where(run_logs.c.run_id == run_id)
         .order_by(run_logs.c.id.desc()).limit(lines)
     )
     return [rows.to_log(r) for r in reversed(result.all())]
 
 
-async def count_output(conn: AsyncConnection, run_id: str) -> int:
-    """Lines the run itself printed (stdout and stderr) plus the metric records it sent."""
-    lines = await conn.scalar(
+def count_output(conn: Connection, run_id: str) -> int:
+    """Lines the run itself printed (stdout and stderr), the metric records it sent, and
+    the lines that gap markers stand for (printed, but not stored)."""
+    lines = conn.scalar(
         select(func.count()).where(
             run_logs.c.run_id == run_id,
             run_logs.c.stream.in_([str(LogStream.STDOUT), str(LogStream.STDERR)]),
         )
     )
-    records = await conn.scalar(select(func.count()).where(run_metrics.c.run_id == run_id))
-    return (lines or 0) + (records or 0)
-
-
-async def add_metrics(conn: AsyncConnection, run_id: str,
-                      records: Sequence[tuple[int, float, dict[str, float]]]) -> None:
-    await conn.execute(
-        run_metrics.insert(),
-        [{"run_id": run_id, "step": s, "ts": ts, "values": v} for s, ts, v in records],
+    records = conn.scalar(select(func.count()).where(run_metrics.c.run_id == run_id))
+    markers = conn.scalars(
+        select(run_logs.c.text).where(
+            run_logs.c.run_id == run_id,
+            run_logs.c.stream == str(LogStream.AGENT),
+            run_logs.c.text.startswith(GAP_PREFIX, autoescape=True),
+        )
     )
+    return (lines or 0) + (records or 0) + sum(gap_count(text) for text in markers)
 
 
-async def metrics(conn: AsyncConnection, run_id: str) -> list[MetricRecord]:
-    result = await conn.execute(
+def metrics(conn: Connection, run_id: str) -> list[MetricRecord]:
+    result = conn.execute(
         select(run_metrics).where(run_metrics.c.run_id == run_id).order_by(run_metrics.c.id)
     )
     return [rows.to_metric(r) for r in result]

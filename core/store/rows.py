@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -24,6 +25,15 @@ from launch_tui.core.model import (
     RunState,
 )
 from launch_tui.core.store.schema import items, jobs, queues, runs
+
+
+def json_copy(value: Any) -> Any:
+    """`value` as it would read back from a JSON column (tuples become lists), sharing
+    no mutable part with the original: snapshots built from what was just written
+    must not change when the caller's objects do."""
+    if not value and isinstance(value, dict):
+        return {}
+    return json.loads(json.dumps(value))  # the C codec beats copying in Python
 
 
 def queue_config(raw: dict[str, Any]) -> QueueConfig:
@@ -85,12 +95,16 @@ def scoped(query: Select[Any], project: str, queue_column: Any, queue_id: int | 
     return query if queue_id is None else query.where(queue_column == queue_id)
 
 
-def to_item(row: Any, position: int | None = None) -> QueueItem:
+def to_item(row: Any, position: int | None = None,
+            names: tuple[str, str, str] | None = None) -> QueueItem:
+    """An item snapshot from an `item_select()` row, or from a bare items row plus its
+    (project, queue, job) names."""
+    project, queue, job = names or (row.project, row.queue_name, row.job_name)
     return QueueItem(
         id=row.id,
-        project=row.project,
-        queue=row.queue_name,
-        job=row.job_name,
+        project=project,
+        queue=queue,
+        job=job,
         version=row.version,
         config_overrides=row.config_overrides,
         resource_overrides=row.resource_overrides,
@@ -118,13 +132,16 @@ def run_select() -> Select[Any]:
         jobs, runs.c.job_id == jobs.c.id))
 
 
-def to_run(row: Any) -> Run:
+def to_run(row: Any, names: tuple[str, str, str] | None = None) -> Run:
+    """A run snapshot from a `run_select()` row, or from a bare runs row plus its
+    (project, queue, job) names."""
+    project, queue, job = names or (row.project, row.queue_name, row.job_name)
     return Run(
         id=row.id,
         item_id=row.item_id,
-        project=row.project,
-        queue=row.queue_name,
-        job=row.job_name,
+        project=project,
+        queue=queue,
+        job=job,
         version=row.version,
         agent=row.agent,
         state=RunState(row.state),

@@ -9,36 +9,56 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.engine import Connection
 
 from launch_tui.core.model import TERMINAL_RUN_STATES, Run, RunState
 from launch_tui.core.store import rows
-from launch_tui.core.store.schema import runs
+from launch_tui.core.store.prepared import Prepared
+from launch_tui.core.store.schema import jobs, queues, runs
+
+_ADD = Prepared(runs.insert().values(
+    id=bindparam("run_id"), item_id=bindparam("item_id"), queue_id=bindparam("queue_id"),
+    job_id=bindparam("job_id"), version=bindparam("version"), agent=bindparam("agent"),
+    state=str(RunState.QUEUED), spec=bindparam("spec"), timestamps=bindparam("timestamps"),
+    created_at=bindparam("now"), updated_at=bindparam("now"),
+))
+_LOAD = Prepared(rows.run_select().where(runs.c.id == bindparam("run_id")))
+_HEAD = Prepared(
+    select(runs.c.id, runs.c.item_id, runs.c.state, runs.c.timestamps, queues.c.project,
+           queues.c.name.label("queue"), jobs.c.name.label("job"))
+    .select_from(runs.join(queues, runs.c.queue_id == queues.c.id)
+                 .join(jobs, runs.c.job_id == jobs.c.id))
+    .where(runs.c.id == bindparam("run_id"))
+)
+
+# Conditional updates by shape (columns set, states allowed), each prepared once.
+_TRANSITIONS: dict[tuple[Any, ...], Prepared] = {}
 
 
-async def add(conn: AsyncConnection, *, run_id: str, item_id: int, queue_id: int, job_id: int,
-              version: int, agent: str, spec: dict[str, Any], timestamps: dict[str, float],
-              now: float) -> None:
+def add(conn: Connection, *, run_id: str, item_id: int, queue_id: int, job_id: int,
+        version: int, agent: str, spec: dict[str, Any], timestamps: dict[str, float],
+        now: float) -> None:
     """Insert a run in state `queued`."""
-    await conn.execute(
-        runs.insert().values(
-            id=run_id, item_id=item_id, queue_id=queue_id, job_id=job_id, version=version,
-            agent=agent, state=RunState.QUEUED, spec=spec, timestamps=timestamps,
-            created_at=now, updated_at=now,
-        )
-    )
+    _ADD.execute(conn, run_id=run_id, item_id=item_id, queue_id=queue_id, job_id=job_id,
+                 version=version, agent=agent, spec=spec, timestamps=timestamps, now=now)
 
 
-async def load(conn: AsyncConnection, run_id: str) -> Run | None:
-    row = (await conn.execute(rows.run_select().where(runs.c.id == run_id))).first()
+def load(conn: Connection, run_id: str) -> Run | None:
+    row = _LOAD.first(conn, run_id=run_id)
     return None if row is None else rows.to_run(row)
 
 
-async def listing(conn: AsyncConnection, project: str, queue_id: int | None,
-                  states: Iterable[RunState] | None, agent: str | None, limit: int | None
-                  ) -> list[Run]:
-    """Newest first."""
+def head(conn: Connection, run_id: str) -> Any | None:
+    """id, item_id, state, timestamps, project, queue and job of a run (None: no such
+    run): what a state change needs, without decoding the spec."""
+    return _HEAD.first(conn, run_id=run_id)
+
+
+def listing(conn: Connection, project: str, queue_id: int | None,
+            states: Iterable[RunState] | None, agent: str | None, limit: int | None
+            ) -> list[Run]:
+    """Newest first (ix_runs_created)."""
     query = rows.scoped(rows.run_select(), project, runs.c.queue_id, queue_id)
     if states is not None:
         query = query.where(runs.c.state.in_([str(s) for s in states]))
@@ -47,31 +67,37 @@ async def listing(conn: AsyncConnection, project: str, queue_id: int | None,
     query = query.order_by(runs.c.created_at.desc(), runs.c.id)
     if limit is not None:
         query = query.limit(limit)
-    return [rows.to_run(r) for r in (await conn.execute(query)).all()]
+    return [rows.to_run(r) for r in conn.execute(query).all()]
 
 
-async def unfinished_of(conn: AsyncConnection, agent: str) -> list[Run]:
+def unfinished_of(conn: Connection, agent: str) -> list[Run]:
     """An agent's runs that have not reached a terminal state, oldest first."""
     query = rows.run_select().where(
         runs.c.agent == agent,
         runs.c.state.not_in([str(s) for s in TERMINAL_RUN_STATES]),
     ).order_by(runs.c.created_at)
-    return [rows.to_run(r) for r in (await conn.execute(query)).all()]
+    return [rows.to_run(r) for r in conn.execute(query).all()]
 
 
-async def transition(conn: AsyncConnection, run_id: str, allowed_from: Iterable[RunState],
-                     values: dict[str, Any]) -> bool:
-    """Set `values` on a run if its state is one of `allowed_from`; False when it was
-    not (or there is no such run), and nothing changed."""
-    result = await conn.execute(
-        update(runs)
-        .where(runs.c.id == run_id, runs.c.state.in_([str(s) for s in allowed_from]))
-        .values(**values)
-    )
-    return result.rowcount > 0
+def transition_returning(conn: Connection, run_id: str, allowed_from: Iterable[RunState],
+                         values: dict[str, Any]) -> Any | None:
+    """Set `values` on a run if its state is one of `allowed_from`, and return its row
+    as the update left it; None when it was not (or there is no such run), and
+    nothing changed. Returning the row spares the caller a second read."""
+    states = tuple(sorted(str(s) for s in allowed_from))
+    shape = (tuple(sorted(values)), states)
+    query = _TRANSITIONS.get(shape)
+    if query is None:
+        query = _TRANSITIONS[shape] = Prepared(
+            update(runs)
+            .where(runs.c.id == bindparam("w_id"), or_(*(runs.c.state == s for s in states)))
+            .values({k: bindparam(f"v_{k}", type_=runs.c[k].type) for k in values})
+            .returning(*runs.c)
+        )
+    return query.first(conn, w_id=run_id, **{f"v_{k}": v for k, v in values.items()})
 
 
-async def set_details(conn: AsyncConnection, run_id: str, values: dict[str, Any]) -> bool:
+def set_details(conn: Connection, run_id: str, values: dict[str, Any]) -> bool:
     """Set columns that are not the state; False when there is no such run."""
-    result = await conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+    result = conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
     return result.rowcount > 0

@@ -1,4 +1,8 @@
-"""The database schema. Bump SCHEMA_VERSION with every change and add a migration."""
+"""The database schema. Bump SCHEMA_VERSION with every change and add a migration.
+
+Indexes alone may be added without either: list them in ADDED_INDEXES too, and
+preparing an existing database creates the ones it lacks.
+"""
 
 from __future__ import annotations
 
@@ -100,6 +104,8 @@ items = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_items_claim", "queue_id", "state", "priority", "id"),
+    # Lease expiry looks only at leased items whose lease ran out, never scans.
+    Index("ix_items_lease", "state", "lease_expires"),
 )
 
 runs = Table(
@@ -123,6 +129,8 @@ runs = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_runs_state", "state"),
     Index("ix_runs_agent", "agent", "state"),
+    # Run listings are newest first.
+    Index("ix_runs_created", "created_at"),
 )
 
 run_logs = Table(
@@ -172,4 +180,11 @@ events = Table(
     Index("ix_events_kind", "kind", "seq"),
     # Sequence numbers must never be reused: subscribers tail by "seq > last seen".
     sqlite_autoincrement=True,
+)
+
+# Indexes added after schema version 1 was first released; `engine.prepare` creates
+# them (IF NOT EXISTS) on databases made before.
+ADDED_INDEXES = tuple(
+    ix for table in (items, runs) for ix in table.indexes
+    if ix.name in ("ix_items_lease", "ix_runs_created")
 )

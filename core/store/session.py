@@ -1,60 +1,165 @@
-"""The store session the domain modules share: engines, transactions, and appending events.
+"""The store session the domain modules share: one writer thread, a few reader threads,
+and appending events.
 
-`tx()` is a write transaction (BEGIN IMMEDIATE on SQLite) and runs the `on_commit`
-hook once it has committed, so in-process subscribers wake at once; `read()` is a
-plain connection for queries. `emit()` appends events inside the caller's
-transaction, which is what makes the events table a faithful change feed.
+`await store.write(fn, *args)` runs `fn(conn, *args)` as one transaction on the
+store's single writer thread (BEGIN IMMEDIATE on SQLite) and returns its result;
+the `on_commit` hook then runs on the event loop, so in-process subscribers wake
+at once. Control writes go before bulk ones (`bulk=True`: run output).
+`await store.read(fn, *args)` runs `fn` in a transaction on a reader thread.
+Every function in `core/store/*.py` is a plain function of a connection, and a
+domain command is one such function (a closure) handed to `write`: one hop to
+the database thread and one back, however many statements it runs.
+`emit()` appends events inside the caller's transaction, which is what makes the
+events table a faithful change feed.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any, TypeAlias, TypeVar
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Row as _Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from launch_tui.core.events import Event
+from launch_tui.core.model import JobVersion
 from launch_tui.core.store import engine, eventlog
+from launch_tui.core.store.threads import DbWorkers
 
 # What domain modules name in their signatures, so none of them imports SQLAlchemy.
-Conn: TypeAlias = AsyncConnection
+Conn: TypeAlias = Connection
 Row: TypeAlias = _Row[Any]
+T = TypeVar("T")
+
+READERS = 4
+WRITE_GROUP = 64  # control writes waiting together commit together (see threads)
+_CACHE_MAX = 4096
 
 
 class Store:
-    """One database: a read engine and a write engine sharing a pool, and a clock."""
+    """One database: a writer thread, reader threads, a clock, and caches of rows that
+    never change."""
 
-    def __init__(self, url: str, *, clock: Callable[[], float]) -> None:
+    def __init__(self, url: str, *, clock: Callable[[], float], readers: int = READERS) -> None:
         self.url = url
         self._clock = clock
-        self._read_engine, self._write_engine = engine.create_engines(url)
+        read_engine, write_engine = engine.create_engines(url)
         # SQLite serialises writers at BEGIN IMMEDIATE; PostgreSQL needs row locks
         # that concurrent claimers skip instead of waiting on.
-        self.skip_locked = not engine.is_sqlite(self._read_engine)
+        self.skip_locked = not engine.is_sqlite(read_engine)
         self.on_commit: Callable[[], None] = lambda: None
+        self._writer = DbWorkers("launch-store-writer", 1, write_engine.connect,
+                                 group=WRITE_GROUP, begin_sql=engine.begin_sql(write_engine),
+                                 lock_path=engine.writer_lock_path(url),
+                                 on_begin=self._begin_events,
+                                 before_commit=self._flush_events)
+        self._readers = DbWorkers("launch-store-reader", readers, read_engine.connect,
+                                  begin_sql=engine.begin_sql(read_engine))
+        # Rows that never change once written: job versions by (job_id, version), and
+        # jobs by (project, name) (jobs are never renamed or deleted).
+        self._versions: dict[tuple[int, int], JobVersion] = {}
+        self._jobs: dict[tuple[str, str], Any] = {}
+        # What the running write emitted and learnt (rows to cache once committed),
+        # and the thread it runs on; events of the transaction's finished jobs.
+        self._events: list[tuple[float, Event]] = []
+        self._learnt: list[Callable[[], None]] = []
+        self._writing: int | None = None
+        self._tx_events: list[tuple[float, Event]] = []
 
     async def prepare(self) -> None:
-        await engine.prepare(self._read_engine, self._write_engine, self.url)
+        """Create the schema on an empty database; refuse one that is not ours or newer."""
+        await engine.prepare(self.write, self.url)
 
     async def dispose(self) -> None:
-        await self._read_engine.dispose()
+        """Finish queued work, close every connection and end the threads."""
+        await asyncio.gather(self._writer.stop(), self._readers.stop())
 
     def now(self) -> float:
         return self._clock()
 
-    @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Conn]:
-        async with self._write_engine.begin() as conn:
-            yield conn
-        self.on_commit()
+    async def write(self, fn: Callable[..., T], *args: Any, bulk: bool = False) -> T:
+        """`fn(conn, *args)` in one write transaction on the writer thread."""
+        return await self._writer.submit(self._in_write, (fn, args), bulk=bulk,
+                                         deliver=self._committed)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[Conn]:
-        async with self._read_engine.connect() as conn:
-            yield conn
+    def _in_write(self, conn: Conn, fn: Callable[..., T], args: tuple[Any, ...]
+                  ) -> tuple[T, list[Callable[[], None]]]:
+        # Only the writer thread runs this, so the buffers need no lock.
+        self._events, self._learnt = [], []
+        self._writing = threading.get_ident()
+        try:
+            result = fn(conn, *args)
+            # The job succeeded: its events are written with the transaction's others
+            # just before it commits (`_flush_events`); a job that failed leaves none.
+            self._tx_events.extend(self._events)
+            return result, self._learnt
+        finally:
+            self._events, self._learnt, self._writing = [], [], None
 
-    async def emit(self, conn: Conn, *evs: Event) -> None:
-        """Append events in the caller's transaction, all stamped with one time."""
-        await eventlog.append(conn, self.now(), evs)
+    def _begin_events(self) -> None:
+        self._tx_events = []  # nothing from a transaction that failed may carry over
+
+    def _flush_events(self, conn: Conn) -> None:
+        events, self._tx_events = self._tx_events, []
+        eventlog.append(conn, events)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` in one read transaction on a reader thread."""
+        return await self._readers.submit(fn, args, bulk=False, deliver=_deliver)
+
+    def _committed(self, future: asyncio.Future[Any], outcome: Any,
+                   exc: BaseException | None) -> None:
+        result = None
+        if exc is None:
+            result, learnt = outcome
+            for remember in learnt:  # now known to be committed
+                remember()
+            self.on_commit()
+        _deliver(future, result, exc)
+
+    def emit(self, conn: Conn, *evs: Event) -> None:
+        """Append events in the caller's write transaction, all stamped with one time.
+        They are written when the transaction's function returns, before it commits."""
+        now = self.now()
+        self._events.extend((now, e) for e in evs)
+
+    # ------------------------------------------------------------------ caches
+
+    def cached_version(self, job_id: int, number: int) -> JobVersion | None:
+        return self._versions.get((job_id, number))
+
+    def cache_version(self, job_id: int, version: JobVersion) -> None:
+        """Remember a version read in the current transaction. Inside a write, only
+        once it has committed: a version written by this very transaction that then
+        rolls back must not outlive it (its job id could be given to another job)."""
+        self._learn(lambda: _put(self._versions, (job_id, version.version), version))
+
+    def cached_job(self, project: str, name: str) -> Any | None:
+        """A jobs row (id, project, name, kind, created_at) seen before, or None."""
+        return self._jobs.get((project, name))
+
+    def cache_job(self, row: Any) -> None:
+        self._learn(lambda: _put(self._jobs, (row.project, row.name), row))
+
+    def _learn(self, remember: Callable[[], None]) -> None:
+        if self._writing == threading.get_ident():
+            self._learnt.append(remember)
+        else:
+            remember()
+
+
+def _put(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
+def _deliver(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return  # cancelled while it ran
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

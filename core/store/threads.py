@@ -1,0 +1,322 @@
+"""The threads a store's SQL runs on, each holding one long-lived connection.
+
+A `DbWorkers` is a small set of threads (one for writes, a few for reads) that
+take jobs from lanes and run each as one transaction on the thread's own
+connection, then hand the result back to the event loop that asked. Lane 0
+(control writes: claims, state changes, heartbeats) always goes first; lane 1
+(bulk output) runs when lane 0 is empty, and also after every CONTROL_STREAK
+control jobs in a row, so a steady stream of claims cannot starve logs forever.
+A job in progress is never interrupted: callers keep bulk jobs bounded.
+
+Group commit: when several control jobs are waiting, the writer runs up to
+`group` of them in one transaction, each inside its own savepoint (a job that
+fails rolls back alone), and commits once. A commit is what costs most (the
+WAL write), so concurrent callers share it; each result is handed back only
+after the commit, so no caller ever sees work that could still be lost.
+
+Across processes (SQLite), the writer also takes an exclusive flock on a lock file
+beside the database for each transaction: writers of other processes then wait
+in the kernel and wake the moment it is free, where SQLite's busy handler would
+sleep for milliseconds between retries.
+
+Why threads and not an asyncio driver: a transaction becomes one hop to a thread
+and one back, instead of a hop per statement, and the event loop never waits on
+SQLite's busy handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+log = logging.getLogger("launch_tui.store")
+
+CONTROL_STREAK = 32  # control jobs in a row after which one waiting bulk job runs
+
+Deliver = Callable[[asyncio.Future[Any], Any, BaseException | None], None]
+
+
+class _Job:
+    __slots__ = ("args", "deliver", "fn", "future", "loop")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                 loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any],
+                 deliver: Deliver) -> None:
+        self.fn = fn
+        self.args = args
+        self.loop = loop
+        self.future = future
+        self.deliver = deliver
+
+
+class DbWorkers:
+    """Up to `size` threads, started on demand, each with its own connection."""
+
+    def __init__(self, name: str, size: int, connect: Callable[[], Connection], *,
+                 group: int = 1, begin_sql: str | None = None,
+                 lock_path: str | None = None,
+                 on_begin: Callable[[], None] | None = None,
+                 before_commit: Callable[[Connection], None] | None = None) -> None:
+        self._name = name
+        self._size = size
+        self._group = group
+        # How a transaction starts (SQLite: BEGIN IMMEDIATE / DEFERRED); None: the
+        # driver starts one by itself (psycopg).
+        self._begin_sql = begin_sql
+        # A file locked (flock) around each transaction, shared with other processes.
+        self._lock_path = lock_path if _flock is not None else None
+        # Run first and last in every transaction (the store collects the events its
+        # jobs emit, and writes them in one statement just before the commit).
+        self._on_begin = on_begin
+        self._before_commit = before_commit
+        self._connect = connect
+        self._lanes: tuple[collections.deque[_Job], collections.deque[_Job]] = (
+            collections.deque(), collections.deque())
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._streak = 0
+        self._stopping = False
+        self._exit_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], *, bulk: bool,
+               deliver: Deliver) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        job = _Job(fn, args, loop, future, deliver)
+        with self._cond:
+            if not self._threads:
+                self._stopping = False
+            self._lanes[1 if bulk else 0].append(job)
+            if self._idle == 0 and len(self._threads) < self._size:
+                thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._cond.notify()
+        return future
+
+    def stop(self) -> asyncio.Future[None]:
+        """Let the threads finish the jobs they have, close their connections and end;
+        the future resolves once all have. Submitting again starts new threads."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if not self._threads:
+                done.set_result(None)
+                return done
+            self._stopping = True
+            self._exit_waiters.append((loop, done))
+            self._cond.notify_all()
+        return done
+
+    def _take(self) -> list[_Job] | None:
+        """The next jobs to run in one transaction (lock held): one bulk job, or up to
+        `group` control jobs; None when the threads should end."""
+        control, bulk = self._lanes
+        while not control and not bulk:
+            if self._stopping:
+                return None
+            self._idle += 1
+            self._cond.wait()
+            self._idle -= 1
+        if control and not (bulk and self._streak >= CONTROL_STREAK):
+            jobs = [control.popleft() for _ in range(min(self._group, len(control)))]
+            self._streak = self._streak + len(jobs) if bulk else 0
+            return jobs
+        self._streak = 0
+        return [bulk.popleft()]
+
+    def _serve(self) -> None:
+        me = threading.current_thread()
+        conn: Connection | None = None
+        lock = _WriteLock(self._lock_path)
+        waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        try:
+            while True:
+                with self._cond:
+                    jobs = self._take()
+                    if jobs is None and conn is None:
+                        # Leave under the lock that saw the lanes empty, so a job
+                        # submitted from now on starts a thread of its own.
+                        self._threads.remove(me)
+                        if not self._threads:
+                            waiters, self._exit_waiters = self._exit_waiters, []
+                        break
+                if jobs is None:
+                    conn = _close(conn)  # then look at the lanes once more
+                    lock.close()
+                    continue
+                # A caller that gave up before its job started does not want it run.
+                jobs = [j for j in jobs if not j.future.cancelled()]
+                if jobs:
+                    with lock:
+                        conn = self._run(conn, jobs)
+        except BaseException:
+            _close(conn)
+            lock.close()
+            with self._cond:
+                if me in self._threads:
+                    self._threads.remove(me)
+            log.exception("store: %s thread failed", self._name)
+            raise
+        for loop, done in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(_resolve, done)
+
+    def _run(self, conn: Connection | None, jobs: list[_Job]) -> Connection | None:
+        """Run `jobs` in one transaction and post their outcomes; return the connection
+        to use next (None: open a new one)."""
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            if conn is None:
+                conn = self._connect()
+            # Transactions are begun and ended on the driver itself (see `_end`): the
+            # statement machinery costs more than BEGIN and COMMIT do.
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            if self._begin_sql:
+                dbapi.execute(self._begin_sql)
+            if self._on_begin is not None:
+                self._on_begin()
+            try:
+                if len(jobs) == 1:
+                    outcomes.append((jobs[0], jobs[0].fn(conn, *jobs[0].args), None))
+                else:
+                    self._run_savepoints(conn, dbapi, jobs, outcomes)
+                if self._before_commit is not None:
+                    self._before_commit(conn)
+            except BaseException:
+                _end(conn, dbapi, commit=False)
+                raise
+            _end(conn, dbapi, commit=True)
+        except Exception as exc:
+            # Nothing of this transaction was committed: each job that had not failed
+            # on its own fails with what ended it.
+            own = {id(job): e for job, _, e in outcomes if e is not None}
+            _post([(job, None, own.get(id(job), exc)) for job in jobs])
+            return _usable(conn)
+        _post(outcomes)
+        return conn
+
+    @staticmethod
+    def _run_savepoints(conn: Connection, dbapi: Any, jobs: list[_Job],
+                        outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+        """Each job in a savepoint of the one transaction: a job that fails rolls back
+        alone, the others still commit."""
+        cursor = dbapi.cursor()
+        try:
+            for job in jobs:
+                # Not released after the job: COMMIT releases them all, and a
+                # statement per job saved is worth a deeper savepoint stack.
+                cursor.execute("SAVEPOINT launch_job")
+                try:
+                    result = job.fn(conn, *job.args)
+                except Exception as exc:
+                    cursor.execute("ROLLBACK TO SAVEPOINT launch_job")
+                    outcomes.append((job, None, exc))
+                else:
+                    outcomes.append((job, result, None))
+        finally:
+            cursor.close()
+
+
+def _end(conn: Connection, dbapi: Any, *, commit: bool) -> None:
+    """Commit or roll back the thread's transaction. A job that ran a statement through
+    SQLAlchemy itself (not a `Prepared` one) made it begin its own transaction object
+    on the same driver transaction; that object must end it, so SQLAlchemy agrees."""
+    if conn.in_transaction():
+        if commit:
+            conn.commit()
+        else:
+            conn.rollback()
+    elif commit:
+        dbapi.commit()
+    else:
+        dbapi.rollback()
+
+
+try:
+    from fcntl import LOCK_EX, LOCK_UN
+    from fcntl import flock as _flock
+except ImportError:  # not on this platform: SQLite's own busy handling alone
+    _flock = None  # type: ignore[assignment]
+
+
+class _WriteLock:
+    """An exclusive flock on `path` while held (no-op without a path). The file is
+    opened on first use and stays open until `close`."""
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        if self._path is None:
+            return
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        _flock(self._fd, LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            _flock(self._fd, LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _close(conn: Connection | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+def _usable(conn: Connection | None) -> Connection | None:
+    """The connection after a failed job, or None when it must be replaced (a lost
+    server connection, or one SQLAlchemy invalidated, or a driver connection that
+    says it is closed or broken)."""
+    if conn is None:
+        return None
+    dbapi = None if conn.closed or conn.invalidated else conn.connection.dbapi_connection
+    if dbapi is None or getattr(dbapi, "closed", False) or getattr(dbapi, "broken", False):
+        return _close(conn)
+    return conn
+
+
+def _post(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Hand outcomes back to the event loops that asked: one wake-up per loop, however
+    many jobs of the group were its own."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, mine in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_deliver_all, mine)
+        except RuntimeError:
+            log.debug("store: the event loop that asked for a job has closed")
+
+
+def _deliver_all(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, result, error in outcomes:
+        try:
+            job.deliver(job.future, result, error)
+        except Exception as exc:  # one bad callback must not strand the other callers
+            log.exception("store: delivering a result failed")
+            if not job.future.done():
+                job.future.set_exception(exc)
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
