@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from launch_tui.core.errors import ValidationError
+
+if TYPE_CHECKING:
+    # yaml is imported where it is used: most commands read no YAML and should not
+    # pay for loading it.
+    import yaml
 
 # How many values a YAML document may expand to, aliases followed. Real configs
 # have hundreds; the bound only stops documents built to explode.
@@ -28,6 +31,8 @@ class _TooLarge(Exception):
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     """Values in `node` with every alias expanded; shared nodes are counted once per use."""
+    import yaml
+
     known = memo.get(id(node))
     if known is not None:
         return known
@@ -44,6 +49,8 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
 
 def safe_load_yaml(text: str, what: str, where: str) -> Any:
     """yaml.safe_load, refusing documents whose aliases expand beyond MAX_YAML_VALUES."""
+    import yaml
+
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -80,6 +87,8 @@ def load_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
             f"{what}: cannot read {p} ({exc.strerror or exc}).", field=what
         ) from exc
     suffix = p.suffix.lower()
+    import yaml
+
     try:
         if suffix == ".json":
             data = json.loads(text)
@@ -107,6 +116,8 @@ def load_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
 
 def parse_mapping_text(text: str, what: str, where: str = "text") -> dict[str, Any]:
     """Parse text of unknown format: JSON first, then TOML, then YAML."""
+    import yaml
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -129,6 +140,8 @@ def parse_mapping_text(text: str, what: str, where: str = "text") -> dict[str, A
 
 def parse_value(text: str) -> Any:
     """`5` -> 5, `0.1` -> 0.1, `true` -> True, `[1,2]` -> [1, 2], otherwise the string."""
+    import yaml
+
     try:
         value = safe_load_yaml(text, "value", repr(text))
     except yaml.YAMLError:

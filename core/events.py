@@ -7,6 +7,7 @@ transaction, so a TUI in one process sees what an agent in another does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,11 +19,13 @@ class Event:
     ts: float = dataclasses.field(default=0.0, kw_only=True)
 
     def payload(self) -> dict[str, Any]:
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ("seq", "ts")
-        }
+        return {name: getattr(self, name) for name in _payload_names(type(self))}
+
+
+@functools.cache
+def _payload_names(cls: type[Event]) -> tuple[str, ...]:
+    # Events are written several times per claim; look their fields up once per class.
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("seq", "ts"))
 
 
 @dataclass(frozen=True)

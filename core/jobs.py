@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import jsonschema
-
 from launch_tui.core.errors import ValidationError
+from launch_tui.core.schemas import check_schema
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
@@ -157,12 +156,9 @@ def _infer_value(value: Any) -> dict[str, Any]:
 
 
 def check_input_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise ValidationError(
-            f"schema: not a valid JSON schema ({exc.message}).", field="schema"
-        ) from exc
+    problem = check_schema(schema)
+    if problem is not None:
+        raise ValidationError(f"schema: not a valid JSON schema ({problem}).", field="schema")
     if schema.get("type", "object") != "object":
         raise ValidationError("schema: the input schema must describe an object.", field="schema")
     return schema

@@ -12,12 +12,11 @@ import json
 import re
 from typing import Any
 
-import jsonschema
-
 from launch_tui.core import registry
 from launch_tui.core.configfile import deep_merge
 from launch_tui.core.errors import ValidationError
 from launch_tui.core.model import JobVersion, Queue, QueueConfig, QueueItem, RunSpec
+from launch_tui.core.schemas import check_schema, validate
 
 TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 MACRO_RE = re.compile(r"\$\{([a-z_]+)\}")
@@ -35,39 +34,12 @@ QUEUE_CONFIG_KEYS = {
 WANDB_MODES = ("offline", "online", "disabled")
 
 
-def _path(prefix: str, error: jsonschema.ValidationError) -> str:
-    parts = [str(p) for p in error.absolute_path]
-    return ".".join([prefix, *parts]) if parts else prefix
-
-
-def _rule(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        known = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
-        return f"unknown field {', '.join(repr(e) for e in extra)} (known fields: {known})"
-    if error.validator == "anyOf":
-        return f"{json.dumps(error.instance)} matches none of the allowed forms"
-    return error.message
-
-
-def validate(instance: Any, schema: dict[str, Any], prefix: str) -> None:
-    """Raise ValidationError for the first (deepest, most specific) violation."""
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(
-        validator.iter_errors(instance), key=lambda e: ([str(p) for p in e.absolute_path],
-                                                        e.message)
-    )
-    if errors:
-        err = jsonschema.exceptions.best_match(errors) or errors[0]
-        field = _path(prefix, err)
-        raise ValidationError(f"{field}: {_rule(err)}.", field=field)
-
-
 def effective_config(
     defaults: dict[str, Any], overrides: dict[str, Any], schema: dict[str, Any]
 ) -> dict[str, Any]:
     config = deep_merge(defaults, overrides)
-    validate(config, schema, "config")
+    # Only schemas the store read (job versions) reach here, and nothing changes them.
+    validate(config, schema, "config", frozen=True)
     return config
 
 
@@ -145,10 +117,9 @@ def _check_variable(name: str, schema: Any) -> None:
         raise ValidationError(
             f"{field}: needs a type (integer, number, string or boolean) or an enum.", field=field
         )
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise ValidationError(f"{field}: not a valid JSON schema ({exc.message}).") from exc
+    problem = check_schema(schema)
+    if problem is not None:
+        raise ValidationError(f"{field}: not a valid JSON schema ({problem}).")
     if "default" in schema:
         validate(schema["default"], schema, f"{field}.default")
 
@@ -272,7 +243,7 @@ def effective_resource_args(
     args = substitute_templates(deep_merge(config.resource_args, overrides), values)
     args = fill_macros(args, macros or _placeholder_macros())
     validate(fill_macros(args, _placeholder_macros()), registry.resource_schema(resource),
-             "resource_args")
+             "resource_args", frozen=True)
     return args, values
 
 
