@@ -1,0 +1,211 @@
+"""claim_run (an item becomes a run in one transaction), append_output (many runs'
+output in one write), and the store under them: its writer thread groups
+concurrent writes into one commit without letting one failure spoil the others,
+and an older database gains the indexes this version adds."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from launch_tui.core.errors import ConflictError, NotFound
+from launch_tui.core.events import (
+    ItemStateChanged,
+    RunLogAppended,
+    RunMetricsLogged,
+    RunStateChanged,
+)
+from launch_tui.core.gaps import gap_line
+from launch_tui.core.model import ErrorStage, ItemState, LogStream, OutputBatch, RunState
+from launch_tui.core.service import LaunchService
+from launch_tui.core.settings import normalise_store_url
+
+
+@pytest.fixture
+async def queues(service: LaunchService, code_dir: Path) -> tuple[str, str]:
+    await service.create_code_job(code_dir, "python train.py", name="train",
+                                  config_defaults={"lr": 0.1})
+    await service.create_queue("a", "local-process")
+    await service.create_queue("b", "local-process")
+    return "a", "b"
+
+
+async def test_claim_run_takes_queues_in_order_and_items_by_priority(
+    service: LaunchService, queues: tuple[str, str]
+) -> None:
+    a, b = queues
+    low = await service.enqueue("train", b, priority="low")
+    high = await service.enqueue("train", b, priority="high", config={"lr": 0.5})
+    first = await service.enqueue("train", a)
+    after = await service.last_event_seq()
+
+    taken = []
+    for agent in ("x", "y", "z"):
+        result = await service.claim_run(agent, [a, b])
+        assert result.refused == () and result.run is not None
+        taken.append(result.run)
+    assert [r.item_id for r in taken] == [first.id, high.id, low.id]
+    assert (await service.claim_run("x", [a, b])).run is None
+
+    run = taken[1]
+    assert run == await service.get_run(run.id)  # the snapshot is what the store holds
+    assert run.state == RunState.QUEUED and run.agent == "y" and run.queue == b
+    assert set(run.timestamps) == {"leased", "queued"}
+    assert run.spec["config"] == {"lr": 0.5} and run.spec["env"]["WANDB_RUN_ID"] == run.id
+    item = await service.get_item(high.id)
+    assert item.state == ItemState.CLAIMED and item.run_id == run.id
+
+    events = await service.events_after(after)
+    claimed = [e for e in events if isinstance(e, ItemStateChanged) and e.item_id == high.id]
+    assert [(e.state, e.agent, e.reason) for e in claimed] == [("claimed", "y", f"run {run.id}")]
+    queued = [e for e in events if isinstance(e, RunStateChanged) and e.run_id == run.id]
+    assert [(e.state, e.item_id, e.queue) for e in queued] == [("queued", high.id, b)]
+
+
+async def test_claim_run_fails_items_that_no_longer_resolve_and_takes_the_next(
+    service: LaunchService, code_dir: Path
+) -> None:
+    await service.create_code_job(code_dir, "python train.py", name="train")
+    variables = {"n": {"type": "integer", "minimum": 1, "default": 1}}
+    await service.create_queue("t", "local-process", {
+        "template_variables": variables, "resource_args": {"timeout_s": "{{n}}"}})
+    stale = await service.enqueue("train", "t", template_values={"n": 5})
+    fine = await service.enqueue("train", "t", template_values={"n": 2})
+    variables["n"]["maximum"] = 2
+    await service.update_queue("t", {"template_variables": variables,
+                                     "resource_args": {"timeout_s": "{{n}}"}})
+
+    result = await service.claim_run("x", ["t"])
+    assert result.run is not None and result.run.item_id == fine.id
+    assert result.run.spec["resource_args"] == {"timeout_s": 2}
+    [(item_id, message)] = result.refused
+    assert item_id == stale.id and "maximum of 2" in message
+    failed = await service.get_item(stale.id)
+    assert failed.state == ItemState.FAILED and failed.error_stage == ErrorStage.AGENT
+    assert failed.error_message == message
+
+
+async def test_claim_run_names_an_unknown_queue(service: LaunchService,
+                                                queues: tuple[str, str]) -> None:
+    with pytest.raises(NotFound, match="queue: 'nope' does not exist"):
+        await service.claim_run("x", ["nope"])
+
+
+async def test_many_claimers_take_each_item_once(service: LaunchService,
+                                                 queues: tuple[str, str]) -> None:
+    a, b = queues
+    ids = {(await service.enqueue("train", q)).id for q in (a, b) for _ in range(15)}
+    got: list[int] = []
+
+    async def claimer(i: int) -> None:
+        while (run := (await service.claim_run(f"c{i}", [a, b])).run) is not None:
+            got.append(run.item_id)
+            await service.set_run_state(run.id, RunState.FINISHED)
+
+    await asyncio.gather(*(claimer(i) for i in range(6)))
+    assert sorted(got) == sorted(ids)
+
+
+async def test_claim_run_returns_expired_leases_first(service: LaunchService,
+                                                      queues: tuple[str, str]) -> None:
+    a, _ = queues
+    item = await service.enqueue("train", a)
+    assert (await service.claim("old", [a], lease_s=0.05)) is not None
+    await asyncio.sleep(0.1)
+    run = (await service.claim_run("new", [a])).run
+    assert run is not None and run.item_id == item.id and run.agent == "new"
+
+
+async def test_append_output_stores_many_runs_in_one_write(
+    service: LaunchService, queues: tuple[str, str]
+) -> None:
+    a, _ = queues
+    for _ in range(2):
+        await service.enqueue("train", a)
+    one = (await service.claim_run("x", [a])).run
+    two = (await service.claim_run("x", [a])).run
+    assert one is not None and two is not None
+    after = await service.last_event_seq()
+    now = time.time()
+    await service.append_output([
+        OutputBatch(one.id, ((now, LogStream.STDOUT, "a1"), (now, "stderr", "a2")),
+                    ((1, now, {"loss": 0.5}), (2, now, {"loss": 0.25}))),
+        OutputBatch(two.id, ((now, LogStream.STDOUT, "b1"),)),
+        OutputBatch("nothing-here"),
+    ])
+    assert [line.text for line in await service.run_logs(one.id)] == ["a1", "a2"]
+    assert [line.text for line in await service.run_logs(two.id)] == ["b1"]
+    assert [m.step for m in await service.run_metrics(one.id)] == [1, 2]
+
+    events = await service.events_after(after)
+    logs = {e.run_id: e for e in events if isinstance(e, RunLogAppended)}
+    assert {r: e.lines for r, e in logs.items()} == {one.id: 2, two.id: 1}
+    stored = await service.run_logs(one.id)
+    assert (logs[one.id].first_id, logs[one.id].last_id) == (stored[0].id, stored[-1].id)
+    metrics = [e for e in events if isinstance(e, RunMetricsLogged)]
+    assert [(e.run_id, e.step, e.values) for e in metrics] == [(one.id, 2, {"loss": 0.25})]
+
+
+async def test_output_line_count_counts_what_gap_markers_stand_for(
+    service: LaunchService, queues: tuple[str, str]
+) -> None:
+    a, _ = queues
+    await service.enqueue("train", a)
+    run = (await service.claim_run("x", [a])).run
+    assert run is not None
+    now = time.time()
+    await service.append_output([OutputBatch(run.id, (
+        (now, LogStream.STDOUT, "one"),
+        (now, LogStream.AGENT, gap_line(12_400, "/tmp/full.jsonl")),
+        (now, LogStream.STDERR, "two"),
+        (now, LogStream.AGENT, "[launch-tui] a remark that is no marker"),
+        (now, LogStream.BUILD, gap_line(7, None)),  # not an agent line: not a marker
+    ), ((1, now, {"x": 1.0}),))])
+    assert await service.output_line_count(run.id) == 2 + 1 + 12_400
+
+
+async def test_concurrent_writes_commit_together_and_fail_alone(
+    service: LaunchService,
+) -> None:
+    await service.create_project("taken")
+
+    async def attempt(name: str) -> str:
+        try:
+            await service.create_project(name)
+        except ConflictError:
+            return "conflict"
+        return "made"
+
+    names = [f"p{i}" if i % 3 else "taken" for i in range(30)]
+    outcomes = await asyncio.gather(*(attempt(n) for n in names))
+    assert outcomes == ["conflict" if n == "taken" else "made" for n in names]
+    assert {p.name for p in await service.list_projects()} >= {n for n in names}
+
+
+async def test_an_older_database_gains_the_new_indexes(home: Path) -> None:
+    svc = await LaunchService.open(home=home)
+    await svc.close()
+    db = sqlite3.connect(home / "launch.db")
+    db.execute("drop index ix_items_lease")
+    db.execute("drop index ix_runs_created")
+    db.commit()
+    db.close()
+    svc = await LaunchService.open(home=home)
+    await svc.close()
+    db = sqlite3.connect(home / "launch.db")
+    names = {r[0] for r in db.execute("select name from sqlite_master where type='index'")}
+    db.close()
+    assert {"ix_items_lease", "ix_runs_created"} <= names
+
+
+def test_store_urls_of_old_settings_still_open() -> None:
+    assert normalise_store_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_store_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_store_url("postgresql+asyncpg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalise_store_url("sqlite+aiosqlite:////x/l.db") == "sqlite:////x/l.db"
+    assert normalise_store_url("sqlite:////x/l.db") == "sqlite:////x/l.db"
+    assert normalise_store_url("/x/l.db") == "sqlite:////x/l.db"
