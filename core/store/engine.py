@@ -79,6 +79,14 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        @event.listens_for(engine, "engine_connect")
+        def _on_engine_connect(conn: Connection) -> None:
+            if conn.get_execution_options().get(_WRITE):
+                # The store checkpoints on a thread of its own (see `checkpoint`), so
+                # the writer never pays for the fsyncs at the end of a checkpoint.
+                conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA wal_autocheckpoint=0")
+
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             # The store's threads begin transactions on the driver themselves (see

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Row as _Row
 from launch_tui.core.events import Event
 from launch_tui.core.model import JobVersion
 from launch_tui.core.store import engine, eventlog
+from launch_tui.core.store.checkpoint import Checkpointer
 from launch_tui.core.store.threads import DbWorkers
 
 # What domain modules name in their signatures, so none of them imports SQLAlchemy.
@@ -50,11 +51,14 @@ class Store:
         # that concurrent claimers skip instead of waiting on.
         self.skip_locked = not engine.is_sqlite(read_engine)
         self.on_commit: Callable[[], None] = lambda: None
+        self._checkpointer = (
+            Checkpointer(read_engine.raw_connection) if engine.is_sqlite(read_engine) else None)
         self._writer = DbWorkers("launch-store-writer", 1, write_engine.connect,
                                  group=WRITE_GROUP, begin_sql=engine.begin_sql(write_engine),
                                  lock_path=engine.writer_lock_path(url),
                                  on_begin=self._begin_events,
-                                 before_commit=self._flush_events)
+                                 before_commit=self._flush_events,
+                                 after_commit=self._checkpointer and self._checkpointer.committed)
         self._readers = DbWorkers("launch-store-reader", readers, read_engine.connect,
                                   begin_sql=engine.begin_sql(read_engine))
         # Rows that never change once written: job versions by (job_id, version), and
@@ -75,6 +79,9 @@ class Store:
     async def dispose(self) -> None:
         """Finish queued work, close every connection and end the threads."""
         await asyncio.gather(self._writer.stop(), self._readers.stop())
+        thread = self._checkpointer.stop() if self._checkpointer else None
+        if thread is not None:
+            await asyncio.to_thread(thread.join)
 
     def now(self) -> float:
         return self._clock()

@@ -64,7 +64,8 @@ class DbWorkers:
                  group: int = 1, begin_sql: str | None = None,
                  lock_path: str | None = None,
                  on_begin: Callable[[], None] | None = None,
-                 before_commit: Callable[[Connection], None] | None = None) -> None:
+                 before_commit: Callable[[Connection], None] | None = None,
+                 after_commit: Callable[[], None] | None = None) -> None:
         self._name = name
         self._size = size
         self._group = group
@@ -77,6 +78,7 @@ class DbWorkers:
         # jobs emit, and writes them in one statement just before the commit).
         self._on_begin = on_begin
         self._before_commit = before_commit
+        self._after_commit = after_commit  # e.g. count commits towards a checkpoint
         self._connect = connect
         self._lanes: tuple[collections.deque[_Job], collections.deque[_Job]] = (
             collections.deque(), collections.deque())
@@ -198,6 +200,8 @@ class DbWorkers:
                 _end(conn, dbapi, commit=False)
                 raise
             _end(conn, dbapi, commit=True)
+            if self._after_commit is not None:
+                self._after_commit()
         except Exception as exc:
             # Nothing of this transaction was committed: each job that had not failed
             # on its own fails with what ended it.
