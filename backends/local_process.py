@@ -270,6 +270,9 @@ class LocalProcessBackend(BackendBase):
 
     # -- logs
 
+    def output_location(self, handle: RunHandle) -> str | None:
+        return str(run_dir_for(self.ctx, handle.run_id) / sv.OUTPUT)
+
     async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
         run_dir = run_dir_for(self.ctx, handle.run_id)
         reader = OutputReader(run_dir / sv.OUTPUT)

@@ -121,6 +121,11 @@ class Backend(Protocol):
         """Free what the backend keeps after a run ended, once its result is stored."""
         ...
 
+    def output_location(self, handle: RunHandle) -> str | None:
+        """Where the run's complete output is kept, for people to read when the store
+        holds only part of it; None when the backend keeps no copy of its own."""
+        ...
+
 
 @runtime_checkable
 class Builder(Protocol):
@@ -163,6 +168,9 @@ class BackendBase:
             delay = min(ceiling, delay * 1.5)
 
     async def cleanup(self, handle: RunHandle) -> None:
+        return None
+
+    def output_location(self, handle: RunHandle) -> str | None:
         return None
 
 

@@ -57,6 +57,7 @@ class ClaimResult:
 
     run: Run | None
     refused: tuple[tuple[int, str], ...] = ()
+    item: QueueItem | None = None  # the item `run` was made from
 
 
 _RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -91,6 +92,18 @@ class Dispatch:
         project = project_or_default(self._settings, project)
         names = list(dict.fromkeys(queue_names))
         store, skip_locked = self._store, self._store.skip_locked
+
+        def worth_a_write(conn: Conn) -> bool:
+            """A read first: an idle agent's poll never opens a write transaction."""
+            found = False
+            for name in names:
+                require_queue(conn, project, name)  # NotFound for a queue that is gone
+                found = found or items_db.next_pending_in(
+                    conn, project, name, skip_locked=False) is not None
+            return found or items_db.any_lease_expired(conn, store.now())
+
+        if not await store.read(worth_a_write):
+            return ClaimResult(None)
 
         def tx(conn: Conn) -> ClaimResult:
             now = store.now()
@@ -135,7 +148,7 @@ class Dispatch:
                         handle=None, timestamps=timestamps, exit_code=None, error_stage=None,
                         error_message=None, reason=None, created_at=now, updated_at=now,
                     )
-                    return ClaimResult(run, tuple(refused))
+                    return ClaimResult(run, tuple(refused), item)
                 require_queue(conn, project, name)  # none pending: NotFound if no queue
             return ClaimResult(None, tuple(refused))
 

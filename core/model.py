@@ -89,6 +89,15 @@ class LogStream(StrEnum):
 
 
 @dataclass(frozen=True)
+class OutputBatch:
+    """What one run produced since the last write: log lines and metric records, in order."""
+
+    run_id: str
+    lines: tuple[tuple[float, LogStream | str, str], ...] = ()
+    metrics: tuple[tuple[int, float, dict[str, float]], ...] = ()
+
+
+@dataclass(frozen=True)
 class Project:
     name: str
     created_at: float

@@ -25,7 +25,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from launch_tui.core.agent.port import AgentPort
 from launch_tui.core.agent.runner import ActiveRun, RunRunner
 from launch_tui.core.backend import RunHandle
-from launch_tui.core.errors import ConflictError, LaunchError, ValidationError
+from launch_tui.core.dispatch import ClaimResult
+from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.events import ItemEnqueued, ItemStateChanged, RunStateChanged
 from launch_tui.core.model import AgentStatus, ErrorStage, ItemState, QueueItem, Run, RunState
 
@@ -175,6 +176,7 @@ class LaunchAgent:
         await asyncio.gather(
             *(a.task for a in self._active.values() if a.task), return_exceptions=True
         )
+        await self._runner.output.stop()
         self.status = AgentStatus.STOPPED if self.failure is None else AgentStatus.ERROR
         with contextlib.suppress(Exception):  # the store may be what failed
             await self._log("stopped" + ("" if cancel_runs else
@@ -195,45 +197,38 @@ class LaunchAgent:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
-            claimed = False
+            again = False
             if len(self._active) < self.max_jobs:
+                result: ClaimResult | None = None
                 try:
                     order = self._queue_order()
-                    item = await self.port.claim(self.name, order, project=self.project)
+                    result = await self.port.claim_run(self.name, order, project=self.project)
                 except LaunchError as exc:
                     await self._log(f"cannot claim: {exc}", level="error")
-                    item = None
                 except Exception as exc:  # the store hiccuped: log, back off, go on
                     log.exception("claim failed")
                     await self._log(f"claim failed: {exc!r}", level="error")
-                    item = None
-                if item is not None:
-                    claimed = True
-                    self._next_queue = (self.queues.index(item.queue) + 1) % len(self.queues)
-                    await self._take(item)
-            if claimed:
+                if result is not None:
+                    for item_id, message in result.refused:
+                        await self._log(f"item #{item_id} failed before it ran: {message}",
+                                        level="error")
+                    # Refusals end a claim early: look again at once.
+                    again = bool(result.refused)
+                    if result.run is not None:
+                        again = True
+                        await self._take(result.run, result.item)
+            if again:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval_s):  # not wait_for: see subscribe
                     await self._wake.wait()
 
-    async def _take(self, item: QueueItem) -> None:
-        await self._log(f"claimed item #{item.id} ({item.job_ref}, {item.priority}) "
-                        f"from queue {item.queue}")
-        try:
-            run = await self.port.acknowledge(item.id, self.name)
-        except ValidationError as exc:
-            await self._log(f"item #{item.id} failed before it ran: {exc}", level="error")
-            return
-        except ConflictError as exc:
-            await self._log(f"lost the lease on item #{item.id}: {exc}", level="warning")
-            return
-        except Exception as exc:  # the store failed: the lease runs out and the item returns
-            log.exception("acknowledging item %s failed", item.id)
-            await self._log(f"could not acknowledge item #{item.id} ({exc!r}); it returns to "
-                            "its queue when the lease expires", level="error")
-            return
+    async def _take(self, run: Run, item: QueueItem | None) -> None:
+        self._next_queue = (self.queues.index(run.queue) + 1) % len(self.queues)
+        priority = f", {item.priority}" if item is not None else ""
+        await self._log(f"claimed item #{run.item_id} ({run.job_ref}{priority}) "
+                        f"from queue {run.queue} as run {run.id}", run_id=run.id)
         self._start_run(run, resume=False)
 
     def _start_run(self, run: Run, *, resume: bool) -> None:

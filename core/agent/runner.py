@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from launch_tui.core import registry, resolve, sdk
+from launch_tui.core.agent.output import OutputCollector
 from launch_tui.core.agent.port import AgentPort
 from launch_tui.core.backend import (
     Backend,
@@ -35,8 +36,6 @@ from launch_tui.core.errors import (
 from launch_tui.core.model import ErrorStage, LogStream, Run, RunSpec, RunState
 
 FAIL_TAIL_LINES = 10
-LOG_FLUSH_S = 0.25
-LOG_FLUSH_LINES = 500
 BUILD_FLUSH_LINES = 50
 # How long a run's output may keep arriving after the backend says it ended.
 DRAIN_S = 10.0
@@ -56,6 +55,7 @@ class ActiveRun:
     tail: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=FAIL_TAIL_LINES)
     )
+    consumed: int = 0  # output chunks read from the backend: the drain's sign of progress
 
 
 class RunRunner:
@@ -72,6 +72,7 @@ class RunRunner:
         self._backends: dict[str, Backend] = {}
         self._builders: dict[str, Builder] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self.output = OutputCollector(port.append_output)
 
     # ------------------------------------------------------------------ targets
 
@@ -225,9 +226,7 @@ class RunRunner:
                         await self._log(f"run {run.id} is running", run_id=run.id)
             if not status.state.terminal:
                 status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")
-            # Let the log pump drain what the run wrote before it ended.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pump), timeout=DRAIN_S)
+            await self._await_output(pump, active)
         finally:
             if not pump.done():
                 pump.cancel()
@@ -260,59 +259,59 @@ class RunRunner:
         else:
             await self.finish(run_id, final, reason=reason, exit_code=status.exit_code)
 
+    async def _await_output(self, pump: asyncio.Task[None], active: ActiveRun) -> None:
+        """Let the pump read and store everything the run wrote before it ended.
+
+        However long that takes while the backend keeps delivering (a flood is read
+        to its end, what the store cannot take is marked, not dropped silently); a
+        backend that delivers nothing for DRAIN_S is given up on, and that is said.
+        """
+        seen = -1
+        while not pump.done():
+            if active.consumed == seen:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                await self.port.append_logs(active.run_id, [(
+                    time.time(), LogStream.AGENT,
+                    f"[launch-tui] output after line {active.consumed:,} was not collected: "
+                    f"the backend delivered nothing for {DRAIN_S:g}s after the run ended.",
+                )])
+                return
+            seen = active.consumed
+            await asyncio.wait({pump}, timeout=DRAIN_S)
+        if not pump.cancelled() and pump.exception() is not None:
+            await self._log(f"reading the output of run {active.run_id} failed: "
+                            f"{pump.exception()!r}", level="error", run_id=active.run_id)
+
     async def _pump_logs(
         self, run_id: str, active: ActiveRun, backend: Backend, handle: RunHandle, skip: int
     ) -> None:
-        """Copy the run's output into the store in batches; helper lines become metrics.
+        """Hand the run's output to the agent's collector; helper lines become metrics.
 
-        A batch is stored once it is LOG_FLUSH_S old even if the job then goes quiet,
-        so a line followed by silence still shows up live.
+        The collector stores it within FLUSH_S, bounded per run, so reading never
+        waits for the store (see core/agent/output.py).
         """
-        lines: list[tuple[float, LogStream, str]] = []
-        metrics: list[tuple[int, float, dict[str, float]]] = []
-        last_flush = time.monotonic()
-        flush_lock = asyncio.Lock()  # batches are stored whole and in order
-
-        async def flush() -> None:
-            nonlocal last_flush
-            async with flush_lock:
-                # Taken before the writes: the pump keeps appending meanwhile.
-                batch, records = lines[:], metrics[:]
-                lines.clear()
-                metrics.clear()
-                last_flush = time.monotonic()
-                if batch:
-                    await self.port.append_logs(run_id, batch)
-                if records:
-                    await self.port.record_metrics(run_id, records)
-
-        async def flush_when_quiet() -> None:
-            while True:
-                await asyncio.sleep(LOG_FLUSH_S)
-                if (lines or metrics) and time.monotonic() - last_flush >= LOG_FLUSH_S:
-                    # Shielded: a stop never abandons a batch half-stored.
-                    await asyncio.shield(flush())
-
-        ticker = asyncio.create_task(flush_when_quiet())
+        out = self.output.open(run_id, backend.output_location(handle))
         try:
             async for chunk in backend.logs(handle, follow=True):
+                active.consumed += 1
                 if skip:
                     skip -= 1  # already stored before an agent restart
                     continue
                 record = sdk.parse_line(chunk.text) if chunk.stream == LogStream.STDOUT else None
                 if record is not None:
-                    metrics.append((int(record.get("step", 0)), float(record.get("ts", chunk.ts)),
-                                    record["values"]))
+                    out.metric(int(record.get("step", 0)), float(record.get("ts", chunk.ts)),
+                               record["values"])
                 else:
-                    lines.append((chunk.ts, chunk.stream, chunk.text))
+                    out.line(chunk.ts, chunk.stream, chunk.text)
                     active.tail.append(chunk.text)
-                if len(lines) >= LOG_FLUSH_LINES or time.monotonic() - last_flush > LOG_FLUSH_S:
-                    await flush()
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-            await flush()
+            # Shielded and bounded: a stopping agent stores what it read, unless the
+            # store itself is what fails.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(out.drain()), timeout=DRAIN_S)
+            self.output.close(run_id)
 
     async def cancel(self, active: ActiveRun) -> None:
         active.cancel_requested.set()

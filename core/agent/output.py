@@ -1,0 +1,169 @@
+"""Moving runs' output into the store without letting it stall anything else.
+
+Every run of an agent hands its lines to one `OutputCollector`, which keeps a
+bounded buffer per run and one writer task for the whole agent: it stores what
+all runs produced in one `append_output` call (one transaction) every
+FLUSH_S, so a hundred chatty runs cost a few large writes a second, not
+thousands of small ones, and claims, heartbeats and cancels never queue behind
+them. A run that prints faster than the store accepts keeps being read (its
+backend keeps the full output); past its buffer's bound lines are counted, not
+stored, and the gap becomes one marker line saying how many and where the full
+log is (see `core.gaps`). Nothing is cut silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from launch_tui.core.gaps import gap_line
+from launch_tui.core.model import LogStream, OutputBatch
+
+log = logging.getLogger("launch_tui.agent.output")
+
+FLUSH_S = 0.25  # how long a line may wait to be stored while output keeps coming
+MAX_BATCH_LINES = 20_000  # lines of all runs in one write
+MAX_BUFFERED_PER_RUN = 5_000  # past this a run's lines are counted, not stored...
+RESUME_AT = MAX_BUFFERED_PER_RUN // 2  # ...until its buffer has drained to this
+# While dropping, the newest lines are kept aside and stored after the gap's marker,
+# so the end of a run's output (where its errors are) is always in the store.
+KEEP_NEWEST = 1_000
+RETRY_MAX_S = 5.0
+
+Line = tuple[float, LogStream | str, str]
+Metric = tuple[int, float, dict[str, float]]
+
+
+class RunOutput:
+    """One run's side of the collector: add lines and metric records, then drain."""
+
+    def __init__(self, collector: OutputCollector, run_id: str, full_log: str | None) -> None:
+        self._collector = collector
+        self.run_id = run_id
+        self.full_log = full_log
+        # Lines and metric records in the order the run produced them.
+        self.pending: collections.deque[tuple[str, Line | Metric]] = collections.deque()
+        self.dropped = 0  # lines of the current gap, not yet announced by a marker
+        self.dropped_total = 0
+        self._dropping = False
+        self._newest: collections.deque[tuple[str, Line | Metric]] = collections.deque(
+            maxlen=KEEP_NEWEST
+        )
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    def line(self, ts: float, stream: LogStream | str, text: str) -> None:
+        self._add("line", (ts, stream, text), ts)
+
+    def metric(self, step: int, ts: float, values: dict[str, float]) -> None:
+        self._add("metric", (step, ts, values), ts)
+
+    def _add(self, kind: str, entry: Line | Metric, ts: float) -> None:
+        size = len(self.pending)
+        if self._dropping and size <= RESUME_AT:
+            self._dropping = False
+        if self._dropping or size >= MAX_BUFFERED_PER_RUN:
+            self._dropping = True
+            if len(self._newest) == KEEP_NEWEST:
+                self.dropped += 1  # the oldest kept line falls out: it is not stored
+                self.dropped_total += 1
+            self._newest.append((kind, entry))
+            return
+        self._mark_gap(ts)
+        self.pending.append((kind, entry))
+        self.drained.clear()
+        self._collector.kick()
+
+    def _mark_gap(self, ts: float) -> None:
+        """End a gap: its marker, then the newest lines kept aside while dropping."""
+        if self.dropped:
+            marker = gap_line(self.dropped, self.full_log)
+            self.pending.append(("line", (ts, LogStream.AGENT, marker)))
+            self.dropped = 0
+        if self._newest:
+            self.pending.extend(self._newest)
+            self._newest.clear()
+        self._dropping = False
+        if self.pending:
+            self.drained.clear()
+
+    async def drain(self) -> None:
+        """Wait until everything this run produced is stored (or marked as not stored)."""
+        self._mark_gap(time.time())
+        self._collector.kick()
+        await self.drained.wait()
+
+
+class OutputCollector:
+    def __init__(self, append: Callable[[list[OutputBatch]], Awaitable[None]]) -> None:
+        self._append = append
+        self._runs: dict[str, RunOutput] = {}
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def open(self, run_id: str, full_log: str | None) -> RunOutput:
+        out = RunOutput(self, run_id, full_log)
+        self._runs[run_id] = out
+        self._ensure_writer()
+        return out
+
+    def close(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+
+    def kick(self) -> None:
+        self._kick.set()
+
+    def _ensure_writer(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._writer(),
+                                                                name="agent-output-writer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _take_batch(self) -> list[tuple[RunOutput, int, OutputBatch]]:
+        """Up to MAX_BATCH_LINES entries, shared fairly between the runs that have some."""
+        busy = [r for r in self._runs.values() if r.pending]
+        if not busy:
+            return []
+        share = max(1, MAX_BATCH_LINES // len(busy))
+        out = []
+        for run in busy:
+            entries = [run.pending[i] for i in range(min(share, len(run.pending)))]
+            lines = [e for k, e in entries if k == "line"]
+            metrics = [e for k, e in entries if k == "metric"]
+            batch = OutputBatch(run.run_id, tuple(lines), tuple(metrics))  # type: ignore[arg-type]
+            out.append((run, len(entries), batch))
+        return out
+
+    async def _writer(self) -> None:
+        delay = FLUSH_S
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            # Let a burst gather into one write.
+            await asyncio.sleep(FLUSH_S)
+            while batch := self._take_batch():
+                try:
+                    await self._append([b for _, _, b in batch])
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The store hiccuped: keep the lines (buffers stay bounded) and retry.
+                    log.exception("storing run output failed; retrying in %.1fs", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(RETRY_MAX_S, delay * 2)
+                    continue
+                delay = FLUSH_S
+                for run, n, _ in batch:
+                    for _ in range(n):
+                        run.pending.popleft()
+                    if not run.pending:
+                        run.drained.set()

@@ -1,0 +1,64 @@
+"""A run's output reaches the store whole, or with a marker saying what was not stored.
+
+Real agent, real local-process runs, real SQLite store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from launch_tui.core.gaps import gap_count
+from launch_tui.core.model import RunState
+from tests.agent_harness import Lab, script
+
+FLOOD = script(
+    """
+    import sys
+    out = sys.stdout
+    for i in range(300_000):
+        out.write(f"line {i}\\n")
+    out.write("LAST\\n")
+    """
+)
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    lab = await Lab.open(tmp_path)
+    try:
+        yield lab
+    finally:
+        await lab.close()
+
+
+async def test_a_flood_is_stored_or_marked_never_cut(lab: Lab) -> None:
+    queue = await lab.queue()
+    job = await lab.job({"flood.py": FLOOD}, "python flood.py")
+    quiet = await lab.job({"q.py": "print('quiet')\n"}, "python q.py")
+    await lab.agent([queue], max_jobs=2)
+    flood_item = await lab.service.enqueue(job, queue)
+    quiet_item = await lab.service.enqueue(quiet, queue)
+
+    # A chatty run never holds up another run's dispatch or output.
+    quiet_run = await lab.wait_run((await lab.run_of(quiet_item.id)).id, within=60)
+    assert quiet_run.state == RunState.FINISHED
+    assert await lab.output(quiet_run.id) == ["quiet"]
+
+    run = await lab.wait_run((await lab.run_of(flood_item.id)).id, within=240)
+    assert run.state == RunState.FINISHED, run.error_message
+    lines = await lab.service.run_logs(run.id, limit=1_000_000)
+    stored = [x.text for x in lines if x.stream == "stdout"]
+    markers = [x.text for x in lines if x.stream == "agent" and gap_count(x.text)]
+    not_stored = sum(gap_count(m) for m in markers)
+    # Every line the job printed is either stored, in order, or counted in a marker.
+    assert len(stored) + not_stored == 300_001
+    assert stored[-1] == "LAST"
+    numbers = [int(s.split()[1]) for s in stored[:-1]]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    for marker in markers:
+        assert f"full log at {lab.run_dir(run.id) / 'output.jsonl'}" in marker
+    # A re-attaching agent would skip exactly what the job produced.
+    assert await lab.service.output_line_count(run.id) == 300_001
