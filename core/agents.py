@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 
 from launch_tui.core import jobs as jobrules
 from launch_tui.core.catalog import project_or_default
-from launch_tui.core.errors import ConflictError, ValidationError
+from launch_tui.core.errors import ConflictError, FencedOut, ValidationError
 from launch_tui.core.events import AgentHeartbeat, AgentLog
-from launch_tui.core.model import Agent, AgentStatus, ItemState
+from launch_tui.core.model import Agent, AgentFence, AgentStatus, ItemState
 from launch_tui.core.queues import require_queue
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import agents as agents_db
@@ -23,7 +23,8 @@ from launch_tui.core.store import items as items_db
 from launch_tui.core.store.session import Conn, Row, Store
 from launch_tui.core.transitions import change_item
 
-# An agent whose heartbeat is older than this is considered gone.
+# An agent whose heartbeat is older than this is considered gone (the default of the
+# `[agent] stale_s` setting).
 AGENT_STALE_S = 30.0
 
 
@@ -53,7 +54,7 @@ class Agents:
             for q in queue_names:
                 require_queue(conn, project, q)
             row = agents_db.find(conn, name)
-            if row is not None and _alive(row, now, host, pid):
+            if row is not None and _alive(row, now, host, pid, self._settings.agent_stale_s):
                 raise ConflictError(
                     f"agent: '{name}' is already running (pid {row.pid} on {row.host}); "
                     "choose another --name."
@@ -77,8 +78,10 @@ class Agents:
 
         return await store.write(tx)
 
-    async def agent_heartbeat(self, name: str, status: AgentStatus, running: int) -> None:
+    async def agent_heartbeat(self, name: str, status: AgentStatus, running: int,
+                              fence: AgentFence | None = None) -> None:
         def tx(conn: Conn) -> None:
+            check_fence(conn, fence)
             agents_db.heartbeat(conn, name, status, running, self._store.now())
             self._store.emit(conn, AgentHeartbeat(agent=name, status=str(status),
                                                   running=running))
@@ -98,9 +101,21 @@ class Agents:
         return await self._store.read(eventlog.agent_logs, agent, limit)
 
 
-def _alive(row: Row, now: float, host: str, pid: int) -> bool:
+def check_fence(conn: Conn, fence: AgentFence | None) -> None:
+    """Refuse a write of an agent process that no longer holds its name (FencedOut)."""
+    if fence is None or agents_db.holds(conn, fence) is not None:
+        return
+    row = agents_db.find(conn, fence.name)
+    holder = f"pid {row.pid} on {row.host}" if row is not None else "nobody"
+    raise FencedOut(
+        f"agent: '{fence.name}' is now held by {holder}; this process (pid {fence.pid} on "
+        f"{fence.host}) lost it and stops supervising."
+    )
+
+
+def _alive(row: Row, now: float, host: str, pid: int, stale_s: float) -> bool:
     """Whether the agent a row describes still runs, seen from process `pid` on `host`."""
-    if row.status == AgentStatus.STOPPED or now - row.heartbeat_at > AGENT_STALE_S:
+    if row.status in (AgentStatus.STOPPED, AgentStatus.ERROR) or now - row.heartbeat_at > stale_s:
         return False
     if row.host == host:
         if row.pid == pid:

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from launch_tui.core import resolve
+from launch_tui.core.agents import check_fence
 from launch_tui.core.catalog import pinned_version, project_or_default, require_job, version_by_id
 from launch_tui.core.errors import ConflictError, NotFound, ValidationError
-from launch_tui.core.events import RunStateChanged
+from launch_tui.core.events import AgentLog, RunStateChanged
 from launch_tui.core.model import (
+    AgentFence,
     ErrorStage,
     ItemState,
     Queue,
@@ -33,6 +35,7 @@ from launch_tui.core.model import (
 )
 from launch_tui.core.queues import require_queue, scope
 from launch_tui.core.settings import Settings
+from launch_tui.core.store import agents as agents_db
 from launch_tui.core.store import items as items_db
 from launch_tui.core.store import rows
 from launch_tui.core.store import runs as runs_db
@@ -85,7 +88,7 @@ class Dispatch:
     # ------------------------------------------------------------------ leases
 
     async def claim_run(self, agent: str, queue_names: Sequence[str], *,
-                        project: str | None) -> ClaimResult:
+                        project: str | None, fence: AgentFence | None = None) -> ClaimResult:
         """Take the first pending item of the first queue (in the given order) that has
         one and turn it into a queued run owned by `agent`, in one transaction. Items
         whose spec no longer resolves fail at stage `agent` and the next is tried."""
@@ -106,6 +109,7 @@ class Dispatch:
             return ClaimResult(None)
 
         def tx(conn: Conn) -> ClaimResult:
+            check_fence(conn, fence)
             now = store.now()
             _expire_leases(store, conn, now)
             refused: list[tuple[int, str]] = []
@@ -282,12 +286,44 @@ class Dispatch:
         """Runs an agent owns that have not ended (what it must re-attach to)."""
         return await self._store.read(runs_db.unfinished_of, agent)
 
+    async def take_over_runs(self, agent: str, queue_names: Sequence[str], *,
+                             project: str | None, fence: AgentFence | None = None
+                             ) -> list[Run]:
+        """Give `agent` the unfinished runs of its queues whose agents are gone (no
+        heartbeat for the `stale_s` setting and no clean stop), each by a conditional update,
+        so two agents taking over at once never both get a run."""
+        project = project_or_default(self._settings, project)
+        store, stale_s = self._store, self._settings.agent_stale_s
+
+        def anyone_gone(conn: Conn) -> bool:
+            return any(a != agent for a in agents_db.stale(conn, store.now() - stale_s))
+
+        if not await store.read(anyone_gone):  # the usual case: no write at all
+            return []
+
+        def tx(conn: Conn) -> list[Run]:
+            check_fence(conn, fence)
+            now = store.now()
+            gone = [a for a in agents_db.stale(conn, now - stale_s) if a != agent]
+            taken = []
+            for run in runs_db.orphaned(conn, project, queue_names, gone):
+                if run.agent and runs_db.reassign(conn, run.id, run.agent, agent, now):
+                    store.emit(conn, AgentLog(
+                        agent=agent, level="warning", run_id=run.id,
+                        message=f"took over run {run.id} from {run.agent}, which stopped "
+                                f"heartbeating"))
+                    taken.append(runs_db.load(conn, run.id))
+            return [r for r in taken if r is not None]
+
+        return await store.write(tx)
+
     async def set_run_state(
         self, run_id: str, state: RunState, *, reason: str | None, exit_code: int | None,
         error_stage: ErrorStage | None, error_message: str | None,
-        handle: dict[str, Any] | None, spec: RunSpec | None,
+        handle: dict[str, Any] | None, spec: RunSpec | None, fence: AgentFence | None = None,
     ) -> Run:
         def tx(conn: Conn) -> Run:
+            check_fence(conn, fence)
             return change_run(
                 self._store, conn, require_run_head(conn, run_id), state, reason=reason,
                 exit_code=exit_code, error_stage=error_stage, error_message=error_message,

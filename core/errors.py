@@ -25,6 +25,10 @@ class ConflictError(LaunchError):
     """The operation does not fit the current state (e.g. cancelling a finished run)."""
 
 
+class FencedOut(ConflictError):
+    """An agent's name is now held by another process: this one must stop supervising."""
+
+
 class StoreError(LaunchError):
     """The database is unusable: not ours, newer than this program, unreachable."""
 

@@ -321,6 +321,24 @@ class Agent:
 
 
 @dataclass(frozen=True)
+class AgentFence:
+    """Which process holds an agent's name: the fencing token of its writes.
+
+    A process that lost its name (stopped for longer than the liveness window,
+    then another process registered the name) finds its writes refused.
+    """
+
+    name: str
+    host: str
+    pid: int
+    started_at: float
+
+    @classmethod
+    def of(cls, agent: Agent) -> AgentFence:
+        return cls(agent.name, agent.host, agent.pid, agent.started_at)
+
+
+@dataclass(frozen=True)
 class LogLine:
     id: int
     run_id: str

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from launch_tui.core.agents import check_fence
 from launch_tui.core.events import Event, RunLogAppended, RunMetricsLogged
-from launch_tui.core.model import LogLine, LogStream, MetricRecord, OutputBatch
+from launch_tui.core.model import AgentFence, LogLine, LogStream, MetricRecord, OutputBatch
 from launch_tui.core.store import output as output_db
 from launch_tui.core.store.session import Conn, Store
 
@@ -22,7 +23,8 @@ class Output:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def append_output(self, batches: Sequence[OutputBatch]) -> None:
+    async def append_output(self, batches: Sequence[OutputBatch],
+                            fence: AgentFence | None = None) -> None:
         """Store what many runs produced in one transaction: one RunLogAppended per run
         that got lines, one RunMetricsLogged per run that got metric records."""
         batches = [b for b in batches if b.lines or b.metrics]
@@ -31,6 +33,7 @@ class Output:
         store = self._store
 
         def tx(conn: Conn) -> None:
+            check_fence(conn, fence)  # a process that lost its agent name writes nothing
             evs: list[Event] = [
                 RunLogAppended(run_id=run_id, first_id=first, last_id=last, lines=n)
                 for run_id, first, last, n in output_db.add_lines(

@@ -23,6 +23,7 @@ from launch_tui.core.events import AgentLog, Event
 from launch_tui.core.feed import Feed
 from launch_tui.core.model import (
     Agent,
+    AgentFence,
     AgentStatus,
     ErrorStage,
     ItemState,
@@ -211,11 +212,12 @@ class LaunchService:
     # ------------------------------------------------------------------ dispatch
 
     async def claim_run(self, agent: str, queue_names: Sequence[str], *,
-                        project: str | None = None) -> ClaimResult:
+                        project: str | None = None, fence: AgentFence | None = None
+                        ) -> ClaimResult:
         """In one transaction, turn the next pending item of the first queue (in the given
         order) that has one into a queued run owned by `agent`. Items that no longer
         resolve against their queue fail on the way and are listed in `refused`."""
-        return await self._dispatch.claim_run(agent, queue_names, project=project)
+        return await self._dispatch.claim_run(agent, queue_names, project=project, fence=fence)
 
     async def claim(self, agent: str, queue_names: Sequence[str], *, project: str | None = None,
                     lease_s: float | None = None) -> QueueItem | None:
@@ -255,15 +257,22 @@ class LaunchService:
         """Runs an agent owns that have not ended (what it must re-attach to)."""
         return await self._dispatch.agent_runs(agent)
 
+    async def take_over_runs(self, agent: str, queue_names: Sequence[str], *,
+                             project: str | None = None, fence: AgentFence | None = None
+                             ) -> list[Run]:
+        """Give `agent` the unfinished runs of its queues whose agents are gone."""
+        return await self._dispatch.take_over_runs(agent, queue_names, project=project,
+                                                   fence=fence)
+
     async def set_run_state(
         self, run_id: str, state: RunState, *, reason: str | None = None,
         exit_code: int | None = None, error_stage: ErrorStage | None = None,
         error_message: str | None = None, handle: dict[str, Any] | None = None,
-        spec: RunSpec | None = None,
+        spec: RunSpec | None = None, fence: AgentFence | None = None,
     ) -> Run:
         return await self._dispatch.set_run_state(
             run_id, state, reason=reason, exit_code=exit_code, error_stage=error_stage,
-            error_message=error_message, handle=handle, spec=spec)
+            error_message=error_message, handle=handle, spec=spec, fence=fence)
 
     async def update_run(
         self, run_id: str, *, handle: dict[str, Any] | None = None, spec: RunSpec | None = None,
@@ -274,10 +283,11 @@ class LaunchService:
 
     # ------------------------------------------------------------------ output
 
-    async def append_output(self, batches: Sequence[OutputBatch]) -> None:
+    async def append_output(self, batches: Sequence[OutputBatch],
+                            fence: AgentFence | None = None) -> None:
         """Store the lines and metric records of many runs in one (bulk) transaction,
         announced by one RunLogAppended / RunMetricsLogged per run."""
-        await self._output.append_output(batches)
+        await self._output.append_output(batches, fence)
 
     async def append_logs(self, run_id: str,
                           lines: Sequence[tuple[float, LogStream | str, str]]) -> None:
@@ -311,8 +321,10 @@ class LaunchService:
         return await self._agents.register_agent(name, queue_names, project=project,
                                                  max_jobs=max_jobs)
 
-    async def agent_heartbeat(self, name: str, status: AgentStatus, running: int) -> None:
-        await self._agents.agent_heartbeat(name, status, running)
+    async def agent_heartbeat(self, name: str, status: AgentStatus, running: int,
+                              fence: AgentFence | None = None) -> None:
+        """FencedOut when `fence` no longer holds the name (another process took it)."""
+        await self._agents.agent_heartbeat(name, status, running, fence)
 
     async def agent_log(self, name: str, message: str, *, level: str = "info",
                         run_id: str | None = None) -> None:

@@ -8,6 +8,8 @@
     [agent]
     poll_interval_s = 3.0
     lease_s = 30.0
+    stale_s = 30.0        # an agent silent this long is gone: its name is free, its runs
+                          # are taken over by another agent of the queue
     [backends.docker]
     base_image = "python:3.11-slim"
 """
@@ -40,6 +42,7 @@ class Settings:
     snapshot_max_bytes: int = 100 * 1024 * 1024
     poll_interval_s: float = 3.0
     lease_s: float = 30.0
+    agent_stale_s: float = 30.0
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -92,5 +95,6 @@ def load_settings(home: Path | None = None, store: str | None = None) -> Setting
         snapshot_max_bytes=int(data.get("snapshot_max_mb", 100) * 1024 * 1024),
         poll_interval_s=float(agent.get("poll_interval_s", 3.0)),
         lease_s=float(agent.get("lease_s", 30.0)),
+        agent_stale_s=float(agent.get("stale_s", 30.0)),
         backends=data.get("backends", {}),
     )

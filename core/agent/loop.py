@@ -26,9 +26,17 @@ from launch_tui.core.agent.port import AgentPort
 from launch_tui.core.agent.runner import ActiveRun, RunRunner
 from launch_tui.core.backend import RunHandle
 from launch_tui.core.dispatch import ClaimResult
-from launch_tui.core.errors import LaunchError, ValidationError
+from launch_tui.core.errors import FencedOut, LaunchError, ValidationError
 from launch_tui.core.events import ItemEnqueued, ItemStateChanged, RunStateChanged
-from launch_tui.core.model import AgentStatus, ErrorStage, ItemState, QueueItem, Run, RunState
+from launch_tui.core.model import (
+    AgentFence,
+    AgentStatus,
+    ErrorStage,
+    ItemState,
+    QueueItem,
+    Run,
+    RunState,
+)
 
 log = logging.getLogger("launch_tui.agent")
 
@@ -79,7 +87,10 @@ class LaunchAgent:
         self.event_driven = event_driven
         self.heartbeat_s = heartbeat_s
         self.status = AgentStatus.STOPPED
-        self._runner = RunRunner(port, self._log, cancel_grace_s=cancel_grace_s)
+        self._fence: AgentFence | None = None  # set by start(): who holds the name
+        self._lost = False  # the name was taken by another process: write nothing more
+        self._runner = RunRunner(port, self._log, cancel_grace_s=cancel_grace_s,
+                                 fence=lambda: self._fence, on_fenced=self._lose_name)
         self._active: dict[str, ActiveRun] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -92,9 +103,10 @@ class LaunchAgent:
 
     async def start(self) -> None:
         """Register, re-attach to runs from a previous life, and start working."""
-        await self.port.register_agent(
+        registered = await self.port.register_agent(
             self.name, self.queues, project=self.project, max_jobs=self.max_jobs
         )
+        self._fence = AgentFence.of(registered)
         self.status = AgentStatus.POLLING
         await self._log(
             f"started on queue{'s' if len(self.queues) > 1 else ''} {', '.join(self.queues)} "
@@ -157,8 +169,10 @@ class LaunchAgent:
             return
         self._stopping = True
         self.status = AgentStatus.STOPPING
-        with contextlib.suppress(LaunchError):
-            await self.port.agent_heartbeat(self.name, self.status, len(self._active))
+        if not self._lost:
+            with contextlib.suppress(LaunchError):
+                await self.port.agent_heartbeat(self.name, self.status, len(self._active),
+                                                self._fence)
         if cancel_runs:
             await asyncio.gather(
                 *(self._runner.cancel(a) for a in list(self._active.values())),
@@ -181,7 +195,8 @@ class LaunchAgent:
         with contextlib.suppress(Exception):  # the store may be what failed
             await self._log("stopped" + ("" if cancel_runs else
                                          f" ({len(self._active)} run(s) left running)"))
-            await self.port.agent_heartbeat(self.name, self.status, 0)
+            if not self._lost:  # the row is another process's now
+                await self.port.agent_heartbeat(self.name, self.status, 0, self._fence)
         self._stopped.set()
 
     @property
@@ -202,7 +217,11 @@ class LaunchAgent:
                 result: ClaimResult | None = None
                 try:
                     order = self._queue_order()
-                    result = await self.port.claim_run(self.name, order, project=self.project)
+                    result = await self.port.claim_run(self.name, order, project=self.project,
+                                                       fence=self._fence)
+                except FencedOut as exc:
+                    await self._lose_name(exc)
+                    return
                 except LaunchError as exc:
                     await self._log(f"cannot claim: {exc}", level="error")
                 except Exception as exc:  # the store hiccuped: log, back off, go on
@@ -271,10 +290,48 @@ class LaunchAgent:
     async def _heartbeat_loop(self) -> None:
         while not self._stopping:
             try:
-                await self.port.agent_heartbeat(self.name, self.status, len(self._active))
+                await self.port.agent_heartbeat(self.name, self.status, len(self._active),
+                                                self._fence)
+            except FencedOut as exc:
+                await self._lose_name(exc)
+                return
             except Exception as exc:
                 log.warning("heartbeat failed: %r", exc)
+            else:
+                await self._take_over()
             await asyncio.sleep(self.heartbeat_s)
+
+    async def _take_over(self) -> None:
+        """Adopt the runs of this agent's queues whose agents died (stopped heartbeating
+        without a clean stop): re-attached where the target still has them, otherwise
+        reported crashed by the backend."""
+        try:
+            runs = await self.port.take_over_runs(self.name, self.queues, project=self.project,
+                                                  fence=self._fence)
+        except FencedOut as exc:
+            await self._lose_name(exc)
+            return
+        except Exception as exc:
+            log.warning("taking over orphaned runs failed: %r", exc)
+            return
+        for run in runs:
+            if run.id not in self._active:
+                await self._log(f"taking over run {run.id} ({run.state}) from an agent that "
+                                "stopped heartbeating", level="warning", run_id=run.id)
+                self._start_run(run, resume=True)
+
+    async def _lose_name(self, exc: FencedOut) -> None:
+        """Another process holds this agent's name now (this one was stopped or cut off
+        for longer than the liveness window): stop supervising at once, leave the runs
+        to the new holder, and say so."""
+        if self._lost:
+            return
+        self._lost = True
+        self.failure = str(exc)
+        log.error("%s", exc)
+        with contextlib.suppress(Exception):
+            await self.port.agent_log(self.name, str(exc), level="error")
+        asyncio.get_running_loop().create_task(self.stop())
 
     async def _watch_feed(self) -> None:
         """Wake on new items for our queues; act on stop requests for our runs."""

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from launch_tui.core.errors import FencedOut
 from launch_tui.core.gaps import gap_line
 from launch_tui.core.model import LogStream, OutputBatch
 
@@ -99,8 +100,10 @@ class RunOutput:
 
 
 class OutputCollector:
-    def __init__(self, append: Callable[[list[OutputBatch]], Awaitable[None]]) -> None:
+    def __init__(self, append: Callable[[list[OutputBatch]], Awaitable[None]], *,
+                 on_fenced: Callable[[FencedOut], Awaitable[None]] | None = None) -> None:
         self._append = append
+        self._on_fenced = on_fenced
         self._runs: dict[str, RunOutput] = {}
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -155,6 +158,15 @@ class OutputCollector:
                     await self._append([b for _, _, b in batch])
                 except asyncio.CancelledError:
                     raise
+                except FencedOut as exc:
+                    # Another process holds the agent's name: its agent stores these
+                    # runs' output now; nothing of ours may be written.
+                    for run in self._runs.values():
+                        run.pending.clear()
+                        run.drained.set()
+                    if self._on_fenced is not None:
+                        await self._on_fenced(exc)
+                    return
                 except Exception:
                     # The store hiccuped: keep the lines (buffers stay bounded) and retry.
                     log.exception("storing run output failed; retrying in %.1fs", delay)

@@ -16,6 +16,7 @@ from launch_tui.core.dispatch import ClaimResult
 from launch_tui.core.events import Event
 from launch_tui.core.model import (
     Agent,
+    AgentFence,
     AgentStatus,
     ErrorStage,
     LogStream,
@@ -45,7 +46,13 @@ class AgentPort(Protocol):
 
     async def claim_run(
         self, agent: str, queue_names: Sequence[str], *, project: str | None = None,
+        fence: AgentFence | None = None,
     ) -> ClaimResult: ...
+
+    async def take_over_runs(
+        self, agent: str, queue_names: Sequence[str], *, project: str | None = None,
+        fence: AgentFence | None = None,
+    ) -> list[Run]: ...
 
     async def agent_runs(self, agent: str) -> list[Run]: ...
 
@@ -53,7 +60,7 @@ class AgentPort(Protocol):
         self, run_id: str, state: RunState, *, reason: str | None = None,
         exit_code: int | None = None, error_stage: ErrorStage | None = None,
         error_message: str | None = None, handle: dict[str, Any] | None = None,
-        spec: RunSpec | None = None,
+        spec: RunSpec | None = None, fence: AgentFence | None = None,
     ) -> Run: ...
 
     async def update_run(
@@ -69,11 +76,15 @@ class AgentPort(Protocol):
         self, run_id: str, records: Sequence[tuple[int, float, dict[str, float]]]
     ) -> None: ...
 
-    async def append_output(self, batches: Sequence[OutputBatch]) -> None: ...
+    async def append_output(
+        self, batches: Sequence[OutputBatch], fence: AgentFence | None = None
+    ) -> None: ...
 
     async def output_line_count(self, run_id: str) -> int: ...
 
-    async def agent_heartbeat(self, name: str, status: AgentStatus, running: int) -> None: ...
+    async def agent_heartbeat(
+        self, name: str, status: AgentStatus, running: int, fence: AgentFence | None = None
+    ) -> None: ...
 
     async def agent_log(
         self, name: str, message: str, *, level: str = "info", run_id: str | None = None

@@ -30,10 +30,11 @@ from launch_tui.core.errors import (
     BackendError,
     BuildError,
     ConflictError,
+    FencedOut,
     LaunchError,
     ValidationError,
 )
-from launch_tui.core.model import ErrorStage, LogStream, Run, RunSpec, RunState
+from launch_tui.core.model import AgentFence, ErrorStage, LogStream, Run, RunSpec, RunState
 
 FAIL_TAIL_LINES = 10
 BUILD_FLUSH_LINES = 50
@@ -65,14 +66,20 @@ class RunRunner:
         log: AgentLogFn,
         *,
         cancel_grace_s: float,
+        fence: Callable[[], AgentFence | None] = lambda: None,
+        on_fenced: Callable[[FencedOut], Awaitable[None]] | None = None,
     ) -> None:
         self.port = port
         self._log = log
+        self._fence = fence
+        self._on_fenced = on_fenced
         self.cancel_grace_s = cancel_grace_s
         self._backends: dict[str, Backend] = {}
         self._builders: dict[str, Builder] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
-        self.output = OutputCollector(port.append_output)
+        self.output = OutputCollector(
+            lambda batches: port.append_output(batches, self._fence()), on_fenced=self._fenced
+        )
 
     # ------------------------------------------------------------------ targets
 
@@ -93,18 +100,30 @@ class RunRunner:
 
     # ------------------------------------------------------------------ states
 
+    async def _fenced(self, exc: FencedOut) -> None:
+        if self._on_fenced is not None:
+            await self._on_fenced(exc)
+
     async def _advance(self, run_id: str, state: RunState, **kw: object) -> bool:
         """Move a run forward; False if someone asked it to stop meanwhile."""
         try:
-            await self.port.set_run_state(run_id, state, **kw)  # type: ignore[arg-type]
+            await self.port.set_run_state(run_id, state, fence=self._fence(),
+                                          **kw)  # type: ignore[arg-type]
             return True
+        except FencedOut as exc:
+            await self._fenced(exc)
+            return False
         except ConflictError:
             return False
 
     async def finish(self, run_id: str, state: RunState, **kw: object) -> None:
         """Record the run's one terminal state; a run that already ended keeps its own."""
         try:
-            await self.port.set_run_state(run_id, state, **kw)  # type: ignore[arg-type]
+            await self.port.set_run_state(run_id, state, fence=self._fence(),
+                                          **kw)  # type: ignore[arg-type]
+        except FencedOut as exc:
+            await self._fenced(exc)
+            return
         except ConflictError:
             return  # already terminal
         detail = kw.get("reason") or ""

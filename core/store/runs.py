@@ -6,7 +6,7 @@ so one that lost a race changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
@@ -68,6 +68,27 @@ def listing(conn: Connection, project: str, queue_id: int | None,
     if limit is not None:
         query = query.limit(limit)
     return [rows.to_run(r) for r in conn.execute(query).all()]
+
+
+def orphaned(conn: Connection, project: str, queue_names: Sequence[str],
+             agents_gone: Sequence[str]) -> list[Run]:
+    """Unfinished runs of the given queues whose agents are gone, oldest first."""
+    if not agents_gone:
+        return []
+    query = rows.run_select().where(
+        queues.c.project == project,
+        queues.c.name.in_(list(queue_names)),
+        runs.c.agent.in_(list(agents_gone)),
+        runs.c.state.not_in([str(s) for s in TERMINAL_RUN_STATES]),
+    ).order_by(runs.c.created_at)
+    return [rows.to_run(r) for r in conn.execute(query).all()]
+
+
+def reassign(conn: Connection, run_id: str, old: str, new: str, now: float) -> bool:
+    """Give a run to another agent, unless a third one took it first."""
+    result = conn.execute(update(runs).where(runs.c.id == run_id, runs.c.agent == old)
+                          .values(agent=new, updated_at=now))
+    return result.rowcount == 1
 
 
 def unfinished_of(conn: Connection, agent: str) -> list[Run]:
