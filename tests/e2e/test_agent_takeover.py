@@ -1,0 +1,131 @@
+"""Agents that die or freeze: their runs are taken over, and a frozen agent that wakes
+up after losing its name writes nothing more.
+
+Real `launch-tui agent` processes, real local-process runs, real SQLite store; the
+liveness window is shortened to 2 s through the home's settings.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from launch_tui.core.model import RunState
+from tests.agent_harness import Lab, script, wait_for
+
+STALE_S = 2.0
+
+GATED = script(
+    """
+    import os, time
+    from pathlib import Path
+    print("before", flush=True)
+    gate = Path(os.environ["GATE"])
+    while not gate.exists():
+        time.sleep(0.05)
+    print("after", flush=True)
+    """
+)
+
+TICKS = script(
+    """
+    import time
+    for i in range(40):
+        print(f"tick {i}", flush=True)
+        time.sleep(0.2)
+    """
+)
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "settings.toml").write_text(f"[agent]\nstale_s = {STALE_S}\n")
+    lab = await Lab.open(tmp_path)
+    try:
+        yield lab
+    finally:
+        await lab.close()
+
+
+async def test_runs_of_an_agent_killed_for_good_are_taken_over(lab: Lab, tmp_path: Path
+                                                                ) -> None:
+    gate = tmp_path / "gate"
+    queue = await lab.queue(config={"env": {"GATE": str(gate)}})
+    job = await lab.job({"main.py": GATED}, "python main.py")
+    first = lab.spawn_agent([queue], "first")
+    item = await lab.service.enqueue(job, queue)
+    run = await lab.run_of(item.id, within=60)
+    await lab.wait_output(run.id, "before", within=60)
+    await first.kill()  # SIGKILL, never restarted
+
+    second = await lab.agent([queue], name="second", heartbeat_s=0.5)
+
+    async def taken() -> bool:
+        return (await lab.service.get_run(run.id)).agent == second.name
+
+    await wait_for(taken, "the second agent to take the run over", within=30)
+    gate.touch()
+    done = await lab.wait_run(run.id, within=60)
+    assert done.state == RunState.FINISHED, done.error_message
+    # The job kept running through the take-over; its output is stored once.
+    assert await lab.output(run.id) == ["before", "after"]
+    messages = [e.message for e in await lab.service.agent_logs(second.name)]
+    assert any(f"took over run {run.id} from first" in m for m in messages), messages
+
+
+async def test_a_run_whose_process_died_with_its_agent_is_crashed_by_the_new_agent(
+    lab: Lab, tmp_path: Path
+) -> None:
+    queue = await lab.queue(config={"env": {"GATE": str(tmp_path / "never")}})
+    job = await lab.job({"main.py": GATED}, "python main.py")
+    first = lab.spawn_agent([queue], "first")
+    item = await lab.service.enqueue(job, queue)
+    run = await lab.run_of(item.id, within=60)
+    await lab.wait_output(run.id, "before", within=60)
+    await first.kill()
+    lab.kill_run_processes(run.id)  # the machine's processes went with it
+
+    await lab.agent([queue], name="second", heartbeat_s=0.5)
+    done = await lab.wait_run(run.id, within=60)
+    assert done.state == RunState.CRASHED
+    assert done.reason
+
+
+async def test_a_frozen_agent_that_lost_its_name_stops_and_writes_nothing(lab: Lab) -> None:
+    queue = await lab.queue()
+    job = await lab.job({"main.py": TICKS}, "python main.py")
+    frozen = lab.spawn_agent([queue], "w")
+    item = await lab.service.enqueue(job, queue)
+    run = await lab.run_of(item.id, within=60)
+    await lab.wait_output(run.id, "tick 3", within=60)
+
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(STALE_S + 1.5)  # its heartbeat goes stale
+        successor = lab.spawn_agent([queue], "w")
+
+        async def reattached() -> bool:
+            messages = [e.message for e in await lab.service.agent_logs("w")]
+            return any(m.startswith(f"re-attached to run {run.id}") for m in messages)
+
+        await wait_for(reattached, "the successor to re-attach the run", within=30)
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+
+    # The woken agent finds its name taken, stops with an error and a reason.
+    code = await asyncio.to_thread(frozen.proc.wait, 30)
+    assert code == 1
+    assert "lost it and stops supervising" in frozen.output()
+
+    done = await lab.wait_run(run.id, within=60)
+    assert done.state == RunState.FINISHED, done.error_message
+    # Exactly what the job printed, each line once.
+    assert await lab.output(run.id) == [f"tick {i}" for i in range(40)]
+    assert await successor.stop() == 0
