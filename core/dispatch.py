@@ -12,6 +12,7 @@ writer thread as one transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import string
 from collections.abc import Callable, Iterable, Sequence
@@ -22,11 +23,12 @@ from launch_tui.core import resolve
 from launch_tui.core.agents import check_fence
 from launch_tui.core.catalog import pinned_version, project_or_default, require_job, version_by_id
 from launch_tui.core.errors import ConflictError, NotFound, ValidationError
-from launch_tui.core.events import AgentLog, RunStateChanged
+from launch_tui.core.events import AgentLog, ItemEnqueued, RunStateChanged
 from launch_tui.core.model import (
     AgentFence,
     ErrorStage,
     ItemState,
+    Priority,
     Queue,
     QueueItem,
     Run,
@@ -324,11 +326,15 @@ class Dispatch:
     ) -> Run:
         def tx(conn: Conn) -> Run:
             check_fence(conn, fence)
-            return change_run(
-                self._store, conn, require_run_head(conn, run_id), state, reason=reason,
+            head = require_run_head(conn, run_id)
+            run = change_run(
+                self._store, conn, head, state, reason=reason,
                 exit_code=exit_code, error_stage=error_stage, error_message=error_message,
                 handle=handle, spec=spec,
             )
+            if state == RunState.CRASHED and head.state != RunState.CRASHED:
+                run = _retry_after_crash(self._store, conn, run)
+            return run
 
         return await self._store.write(tx)
 
@@ -376,3 +382,20 @@ def _not_held(item: QueueItem, agent: str) -> ConflictError:
         f"item: #{item.id} is not leased by {agent} (it is {item.state}"
         + (f", leased by {item.leased_by}" if item.leased_by else "") + ")."
     )
+
+
+def _retry_after_crash(store: Store, conn: Conn, run: Run) -> Run:
+    """A run that crashed (its machine or agent died, not the job's own failure) is
+    enqueued again, in the same transaction, while its queue's `max_retries` allows."""
+    qrow = require_queue(conn, run.project, run.queue)
+    max_retries = int((qrow.config or {}).get("max_retries") or 0)
+    retried = items_db.retry(conn, run.item_id, max_retries, store.now())
+    if retried is None:
+        return run
+    new_id, attempt, rank = retried
+    store.emit(conn, ItemEnqueued(project=run.project, queue=run.queue, item_id=new_id,
+                                  priority=str(Priority.from_rank(rank))))
+    reason = (f"{run.reason}; " if run.reason else "") + (
+        f"requeued as item #{new_id} (retry {attempt} of {max_retries})")
+    runs_db.set_details(conn, run.id, {"reason": reason})
+    return dataclasses.replace(run, reason=reason)

@@ -150,7 +150,12 @@ def _prepare(conn: Connection, url: str) -> None:
             f"store: {_where(url)} has schema version {version}, newer than this "
             f"launch-tui understands ({schema.SCHEMA_VERSION}); upgrade launch-tui."
         )
-    # Indexes added since a database was made; no column changes, so no migration.
+    # Columns and indexes added since a database was made (each with a default, so
+    # no data migration is needed).
+    for table, column, ddl in schema.ADDED_COLUMNS:
+        have = {c["name"] for c in conn.dialect.get_columns(conn, table)}
+        if column not in have:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
     for index in schema.ADDED_INDEXES:
         conn.execute(CreateIndex(index, if_not_exists=True))
 

@@ -88,6 +88,21 @@ def add(conn: Connection, *, queue_id: int, job_id: int, version: int,
     ))
 
 
+def retry(conn: Connection, item_id: int, max_retries: int, now: float
+          ) -> tuple[int, int, int] | None:
+    """Enqueue a copy of an item for another attempt, if it has retries left:
+    (new item number, its attempt, its priority rank), else None."""
+    row = conn.execute(select(items).where(items.c.id == item_id)).first()
+    if row is None or row.attempt >= max_retries:
+        return None
+    new_id = add(conn, queue_id=row.queue_id, job_id=row.job_id, version=row.version,
+                 config_overrides=row.config_overrides,
+                 resource_overrides=row.resource_overrides,
+                 template_values=row.template_values, priority=row.priority, now=now)
+    conn.execute(update(items).where(items.c.id == new_id).values(attempt=row.attempt + 1))
+    return new_id, row.attempt + 1, row.priority
+
+
 def position(conn: Connection, queue_id: int, priority: int, item_id: int) -> int:
     """The 1-based place of a pending item in its queue's take order."""
     ahead = _POSITION.scalar(conn, queue_id=queue_id, priority=priority, item_id=item_id)

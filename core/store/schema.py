@@ -1,7 +1,8 @@
 """The database schema. Bump SCHEMA_VERSION with every change and add a migration.
 
 Indexes alone may be added without either: list them in ADDED_INDEXES too, and
-preparing an existing database creates the ones it lacks.
+preparing an existing database creates the ones it lacks. Likewise a column with a
+default (ADDED_COLUMNS): older databases get it by ALTER TABLE … ADD COLUMN.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ items = Table(
     Column("error_message", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # 0 for an item as enqueued; n for its n-th automatic retry after a crash.
+    Column("attempt", Integer, nullable=False, server_default="0"),
     Index("ix_items_claim", "queue_id", "state", "priority", "id"),
     # Lease expiry looks only at leased items whose lease ran out, never scans.
     Index("ix_items_lease", "state", "lease_expires"),
@@ -131,6 +134,9 @@ runs = Table(
     Index("ix_runs_agent", "agent", "state"),
     # Run listings are newest first.
     Index("ix_runs_created", "created_at"),
+    # Pruning walks runs in the order they last changed (a run's output is kept for a
+    # while after it ended); the id breaks ties so the walk can resume exactly.
+    Index("ix_runs_updated", "updated_at", "id"),
 )
 
 run_logs = Table(
@@ -186,5 +192,10 @@ events = Table(
 # them (IF NOT EXISTS) on databases made before.
 ADDED_INDEXES = tuple(
     ix for table in (items, runs) for ix in table.indexes
-    if ix.name in ("ix_items_lease", "ix_runs_created")
+    if ix.name in ("ix_items_lease", "ix_runs_created", "ix_runs_updated")
+)
+
+# Columns added since a database was made: (table, column name, DDL type and default).
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("items", "attempt", "INTEGER NOT NULL DEFAULT 0"),
 )

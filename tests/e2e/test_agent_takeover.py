@@ -80,9 +80,33 @@ async def test_runs_of_an_agent_killed_for_good_are_taken_over(lab: Lab, tmp_pat
     assert any(f"took over run {run.id} from first" in m for m in messages), messages
 
 
-async def test_a_run_whose_process_died_with_its_agent_is_crashed_by_the_new_agent(
+async def test_a_run_whose_process_died_with_its_agent_is_crashed_and_retried(
     lab: Lab, tmp_path: Path
 ) -> None:
+    gate = tmp_path / "gate"
+    queue = await lab.queue(config={"env": {"GATE": str(gate)}, "max_retries": 1})
+    job = await lab.job({"main.py": GATED}, "python main.py")
+    first = lab.spawn_agent([queue], "first")
+    item = await lab.service.enqueue(job, queue, priority="high")
+    run = await lab.run_of(item.id, within=60)
+    await lab.wait_output(run.id, "before", within=60)
+    await first.kill()
+    lab.kill_run_processes(run.id)  # the machine's processes went with it
+    gate.touch()  # a second attempt will get through
+
+    await lab.agent([queue], name="second", heartbeat_s=0.5)
+    done = await lab.wait_run(run.id, within=60)
+    assert done.state == RunState.CRASHED
+    # Enqueued again once (the queue allows one retry), and that attempt runs.
+    retry = [i for i in await lab.service.list_items(queue, states=None) if i.id != item.id]
+    assert len(retry) == 1 and retry[0].priority == "high"
+    assert f"requeued as item #{retry[0].id} (retry 1 of 1)" in (done.reason or "")
+    again = await lab.wait_run((await lab.run_of(retry[0].id)).id, within=60)
+    assert again.state == RunState.FINISHED, again.error_message
+    assert await lab.output(again.id) == ["before", "after"]
+
+
+async def test_a_crash_without_retries_left_is_not_requeued(lab: Lab, tmp_path: Path) -> None:
     queue = await lab.queue(config={"env": {"GATE": str(tmp_path / "never")}})
     job = await lab.job({"main.py": GATED}, "python main.py")
     first = lab.spawn_agent([queue], "first")
@@ -90,12 +114,13 @@ async def test_a_run_whose_process_died_with_its_agent_is_crashed_by_the_new_age
     run = await lab.run_of(item.id, within=60)
     await lab.wait_output(run.id, "before", within=60)
     await first.kill()
-    lab.kill_run_processes(run.id)  # the machine's processes went with it
+    lab.kill_run_processes(run.id)
 
     await lab.agent([queue], name="second", heartbeat_s=0.5)
     done = await lab.wait_run(run.id, within=60)
     assert done.state == RunState.CRASHED
-    assert done.reason
+    assert "requeued" not in (done.reason or "")
+    assert [i.id for i in await lab.service.list_items(queue, states=None)] == [item.id]
 
 
 async def test_a_frozen_agent_that_lost_its_name_stops_and_writes_nothing(lab: Lab) -> None:
