@@ -2,15 +2,17 @@
 and appending events.
 
 `await store.write(fn, *args)` runs `fn(conn, *args)` as one transaction on the
-store's single writer thread (BEGIN IMMEDIATE on SQLite) and returns its result;
-the `on_commit` hook then runs on the event loop, so in-process subscribers wake
-at once. Control writes go before bulk ones (`bulk=True`: run output).
-`await store.read(fn, *args)` runs `fn` in a transaction on a reader thread.
-Every function in `core/store/*.py` is a plain function of a connection, and a
-domain command is one such function (a closure) handed to `write`: one hop to
-the database thread and one back, however many statements it runs.
-`emit()` appends events inside the caller's transaction, which is what makes the
-events table a faithful change feed.
+store's single writer thread (BEGIN IMMEDIATE on SQLite) and returns its result
+once it has committed; the `on_commit` hook then runs on the event loop, so
+in-process subscribers wake at once. Control writes go before bulk ones
+(`bulk=True`: run output); control writes waiting together share one commit,
+each in its own savepoint (see `threads`). `await store.read(fn, *args)` runs
+`fn` in a transaction on a reader thread. Every function in `core/store/*.py` is
+a plain function of a connection, and a domain command is one such function (a
+closure) handed to `write`: one hop to the database thread and one back, however
+many statements it runs. `emit()` adds events to the caller's transaction (they
+are written just before it commits), which is what makes the events table a
+faithful change feed.
 """
 
 from __future__ import annotations
