@@ -90,7 +90,8 @@ class Dispatch:
     # ------------------------------------------------------------------ leases
 
     async def claim_run(self, agent: str, queue_names: Sequence[str], *,
-                        project: str | None, fence: AgentFence | None = None) -> ClaimResult:
+                        project: str | None, fence: AgentFence | None = None,
+                        probe: bool = False) -> ClaimResult:
         """Take the first pending item of the first queue (in the given order) that has
         one and turn it into a queued run owned by `agent`, in one transaction. Items
         whose spec no longer resolves fail at stage `agent` and the next is tried."""
@@ -107,7 +108,10 @@ class Dispatch:
                     conn, project, name, skip_locked=False) is not None
             return found or items_db.any_lease_expired(conn, store.now())
 
-        if not await store.read(worth_a_write):
+        # A poll that nothing signalled looks before it writes (an idle agent then
+        # never opens a write transaction); a claim made because something changed
+        # goes straight to the write.
+        if probe and not await store.read(worth_a_write):
             return ClaimResult(None)
 
         def tx(conn: Conn) -> ClaimResult:

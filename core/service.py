@@ -5,6 +5,12 @@ facade; each method hands the call to the domain module that owns it (catalog,
 queues, dispatch, output, agents, feed). Commands are transactional, every state
 change appends an event in the same transaction, and `subscribe()` tails those
 events, so a client sees changes made by other processes too.
+
+What it returns to people (queues, jobs, items, runs, previews) shows secrets
+masked (`redact`); what it returns to agents through their port (`claim_run`,
+`claim`, `acknowledge`, `agent_runs`, `take_over_runs`, `set_run_state`) is
+whole, since a job needs the real values. The domain modules always work on
+the real values among themselves.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from launch_tui.core import redact
 from launch_tui.core.agents import AGENT_STALE_S, Agents
 from launch_tui.core.catalog import Catalog, JobVersionResult
 from launch_tui.core.dispatch import ClaimResult, Dispatch, new_run_id
@@ -43,10 +50,12 @@ from launch_tui.core.model import (
 )
 from launch_tui.core.output import Output
 from launch_tui.core.queues import Queues
+from launch_tui.core.retention import PruneReport, prune_once
 from launch_tui.core.settings import Settings, load_settings
 from launch_tui.core.store.session import Store
 
-__all__ = ["AGENT_STALE_S", "ClaimResult", "JobVersionResult", "LaunchService", "new_run_id"]
+__all__ = ["AGENT_STALE_S", "ClaimResult", "JobVersionResult", "LaunchService", "PruneReport",
+           "new_run_id"]
 
 _Config = dict[str, Any] | None  # an optional JSON object: config, schema, args or values
 
@@ -109,9 +118,9 @@ class LaunchService:
         project: str | None = None, aliases: Iterable[str] = (), config_defaults: _Config = None,
         input_schema: _Config = None, base_image: str | None = None,
     ) -> JobVersionResult:
-        return await self._catalog.create_code_job(
+        return _shown(await self._catalog.create_code_job(
             path, entrypoint, name=name, project=project, aliases=aliases,
-            config_defaults=config_defaults, input_schema=input_schema, base_image=base_image)
+            config_defaults=config_defaults, input_schema=input_schema, base_image=base_image))
 
     async def create_git_job(
         self, url: str, entrypoint: str | Sequence[str], *, ref: str | None = None,
@@ -119,91 +128,98 @@ class LaunchService:
         config_defaults: _Config = None, input_schema: _Config = None,
         base_image: str | None = None, requirements: str | None = "requirements.txt",
     ) -> JobVersionResult:
-        return await self._catalog.create_git_job(
+        return _shown(await self._catalog.create_git_job(
             url, entrypoint, ref=ref, name=name, project=project, aliases=aliases,
             config_defaults=config_defaults, input_schema=input_schema, base_image=base_image,
-            requirements=requirements)
+            requirements=requirements))
 
     async def create_image_job(
         self, image: str, *, entrypoint: str | Sequence[str] | None = None,
         name: str | None = None, project: str | None = None, aliases: Iterable[str] = (),
         config_defaults: _Config = None, input_schema: _Config = None,
     ) -> JobVersionResult:
-        return await self._catalog.create_image_job(
+        return _shown(await self._catalog.create_image_job(
             image, entrypoint=entrypoint, name=name, project=project, aliases=aliases,
-            config_defaults=config_defaults, input_schema=input_schema)
+            config_defaults=config_defaults, input_schema=input_schema))
 
     async def update_job_config(
         self, job_ref: str, config_defaults: dict[str, Any], *, project: str | None = None,
         input_schema: _Config = None, aliases: Iterable[str] = (),
     ) -> JobVersionResult:
         """Make a new version of a job with other config defaults (same code and entrypoint)."""
-        return await self._catalog.update_job_config(
-            job_ref, config_defaults, project=project, input_schema=input_schema, aliases=aliases)
+        return _shown(await self._catalog.update_job_config(
+            job_ref, config_defaults, project=project, input_schema=input_schema, aliases=aliases))
 
     async def set_alias(self, job_ref: str, alias: str, *, project: str | None = None
                         ) -> JobVersion:
-        return await self._catalog.set_alias(job_ref, alias, project=project)
+        return redact.version(await self._catalog.set_alias(job_ref, alias, project=project))
 
     async def list_jobs(self, project: str | None = None) -> list[Job]:
-        return await self._catalog.list_jobs(project)
+        return redact.each(await self._catalog.list_jobs(project), redact.job)
 
     async def get_job(self, name: str, *, project: str | None = None) -> Job:
-        return await self._catalog.get_job(name, project=project)
+        return redact.job(await self._catalog.get_job(name, project=project))
 
     async def job_version(self, job_ref: str, *, project: str | None = None) -> JobVersion:
-        return await self._catalog.job_version(job_ref, project=project)
+        return redact.version(await self._catalog.job_version(job_ref, project=project))
 
     # ------------------------------------------------------------------ queues and items
 
     async def create_queue(self, name: str, resource: str, config: _Config = None, *,
                            project: str | None = None) -> Queue:
-        return await self._queues.create_queue(name, resource, config, project=project)
+        return redact.queue(await self._queues.create_queue(name, resource, config,
+                                                            project=project))
 
     async def update_queue(self, name: str, config: dict[str, Any], *,
                            resource: str | None = None, project: str | None = None) -> Queue:
         """Replace a queue's config (and optionally its resource). Pending items keep
-        their overrides; they are resolved against the new config when claimed."""
-        return await self._queues.update_queue(name, config, resource=resource, project=project)
+        their overrides; they are resolved against the new config when claimed. Values
+        that still read as `get_queue` showed them (masked secrets) keep what is stored."""
+        return redact.queue(await self._queues.update_queue(name, config, resource=resource,
+                                                            project=project))
 
     async def list_queues(self, project: str | None = None) -> list[Queue]:
-        return await self._queues.list_queues(project)
+        return redact.each(await self._queues.list_queues(project), redact.queue)
 
     async def get_queue(self, name: str, *, project: str | None = None) -> Queue:
-        return await self._queues.get_queue(name, project=project)
+        return redact.queue(await self._queues.get_queue(name, project=project))
 
     async def preview(
         self, job_ref: str, queue: str, *, project: str | None = None, config: _Config = None,
         resource_args: _Config = None, template_values: _Config = None,
     ) -> dict[str, Any]:
         """The resolved spec an item would run with (macros shown as placeholders)."""
-        return await self._queues.preview(
+        spec = await self._queues.preview(
             job_ref, queue, project=project, config=config, resource_args=resource_args,
             template_values=template_values)
+        q = await self._queues.get_queue(queue, project=project)
+        return redact.preview(spec, q.config)
 
     async def enqueue(
         self, job_ref: str, queue: str, *, project: str | None = None, config: _Config = None,
         resource_args: _Config = None, template_values: _Config = None,
         priority: Priority | str = Priority.MEDIUM,
     ) -> QueueItem:
-        return await self._queues.enqueue(
+        return redact.item(await self._queues.enqueue(
             job_ref, queue, project=project, config=config, resource_args=resource_args,
-            template_values=template_values, priority=priority)
+            template_values=template_values, priority=priority))
 
     async def requeue(self, target: str | int, *, priority: Priority | str | None = None
                       ) -> QueueItem:
         """Enqueue again what a run or item ran, with the same overrides."""
-        return await self._queues.requeue(target, priority=priority)
+        return redact.item(await self._queues.requeue(target, priority=priority))
 
     async def get_item(self, item_id: int) -> QueueItem:
-        return await self._queues.get_item(item_id)
+        return redact.item(await self._queues.get_item(item_id))
 
     async def list_items(
         self, queue: str | None = None, *, project: str | None = None,
         states: Iterable[ItemState | str] | None = (ItemState.PENDING,), limit: int | None = None,
     ) -> list[QueueItem]:
         """Items in the order they will be taken (priority, then first in first out)."""
-        return await self._queues.list_items(queue, project=project, states=states, limit=limit)
+        return redact.each(
+            await self._queues.list_items(queue, project=project, states=states, limit=limit),
+            redact.item)
 
     async def cancel(self, target: str | int, *, reason: str = "cancelled by user") -> str:
         """Cancel a pending item, or ask the agent to stop a run. Returns what was done."""
@@ -212,12 +228,13 @@ class LaunchService:
     # ------------------------------------------------------------------ dispatch
 
     async def claim_run(self, agent: str, queue_names: Sequence[str], *,
-                        project: str | None = None, fence: AgentFence | None = None
-                        ) -> ClaimResult:
+                        project: str | None = None, fence: AgentFence | None = None,
+                        probe: bool = False) -> ClaimResult:
         """In one transaction, turn the next pending item of the first queue (in the given
         order) that has one into a queued run owned by `agent`. Items that no longer
         resolve against their queue fail on the way and are listed in `refused`."""
-        return await self._dispatch.claim_run(agent, queue_names, project=project, fence=fence)
+        return await self._dispatch.claim_run(agent, queue_names, project=project, fence=fence,
+                                              probe=probe)
 
     async def claim(self, agent: str, queue_names: Sequence[str], *, project: str | None = None,
                     lease_s: float | None = None) -> QueueItem | None:
@@ -242,7 +259,7 @@ class LaunchService:
         return await self._dispatch.acknowledge(item_id, agent)
 
     async def get_run(self, run_id: str) -> Run:
-        return await self._dispatch.get_run(run_id)
+        return redact.run(await self._dispatch.get_run(run_id))
 
     async def list_runs(
         self, queue: str | None = None, *, project: str | None = None,
@@ -250,8 +267,10 @@ class LaunchService:
         limit: int | None = None,
     ) -> list[Run]:
         """Newest first."""
-        return await self._dispatch.list_runs(queue, project=project, states=states, agent=agent,
-                                              limit=limit)
+        return redact.each(
+            await self._dispatch.list_runs(queue, project=project, states=states, agent=agent,
+                                           limit=limit),
+            redact.run)
 
     async def agent_runs(self, agent: str) -> list[Run]:
         """Runs an agent owns that have not ended (what it must re-attach to)."""
@@ -349,3 +368,22 @@ class LaunchService:
         """Every event after `after` (default: from now on), as any process writes it;
         this process's own changes wake subscribers at once, others' within `poll_s`."""
         return self._feed.subscribe(after, poll_s)
+
+    # ------------------------------------------------------------------ retention
+
+    async def prune(
+        self, *, events_days: float | None = None, logs_days: float | None = None,
+        dry_run: bool = False, batch: int = 1000, budget_s: float | None = 60.0,
+        progress: Callable[[PruneReport], None] | None = None,
+    ) -> PruneReport:
+        """Delete the history the `[retention]` settings no longer keep (`events_days` and
+        `logs_days` override them), `batch` rows per bulk write, for at most `budget_s`
+        seconds (None: until done); `dry_run` only counts. See core/retention.py."""
+        retention = self.settings.retention.replace(events_days=events_days,
+                                                    logs_days=logs_days)
+        return await prune_once(self._store, retention, batch=batch, budget_s=budget_s,
+                                dry_run=dry_run, progress=progress)
+
+
+def _shown(result: JobVersionResult) -> JobVersionResult:
+    return JobVersionResult(version=redact.version(result.version), created=result.created)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -122,6 +123,8 @@ class LaunchAgent:
                                 name=f"agent-{self.name}-heartbeat"),
             asyncio.create_task(self._supervised("change feed", self._watch_feed),
                                 name=f"agent-{self.name}-feed"),
+            asyncio.create_task(self._supervised("pruning", self._prune_loop),
+                                name=f"agent-{self.name}-prune"),
         ]
 
     async def run(self) -> None:
@@ -211,6 +214,7 @@ class LaunchAgent:
         return self.queues[n:] + self.queues[:n]
 
     async def _claim_loop(self) -> None:
+        polled = False  # woken by the fallback timer, not by a change
         while not self._stopping:
             again = False
             if len(self._active) < self.max_jobs:
@@ -218,7 +222,7 @@ class LaunchAgent:
                 try:
                     order = self._queue_order()
                     result = await self.port.claim_run(self.name, order, project=self.project,
-                                                       fence=self._fence)
+                                                       fence=self._fence, probe=polled)
                 except FencedOut as exc:
                     await self._lose_name(exc)
                     return
@@ -239,9 +243,11 @@ class LaunchAgent:
             if again:
                 continue
             self._wake.clear()
+            polled = True
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval_s):  # not wait_for: see subscribe
                     await self._wake.wait()
+                    polled = False
 
     async def _take(self, run: Run, item: QueueItem | None) -> None:
         self._next_queue = (self.queues.index(run.queue) + 1) % len(self.queues)
@@ -354,6 +360,24 @@ class LaunchAgent:
             except Exception as exc:
                 log.warning("change feed failed, retrying: %r", exc)
                 await asyncio.sleep(1)
+
+    async def _prune_loop(self) -> None:
+        """Now and then, delete the history the retention settings no longer keep (see
+        core/retention.py). Every agent of a store does it: deletes are idempotent, so
+        agents pruning at the same time only share the work."""
+        every_s = self.port.settings.retention.prune_every_minutes * 60
+        if every_s <= 0:
+            return  # left to `launch-tui gc`
+        while not self._stopping:
+            # Jittered, so agents started together (a fleet restart) do not prune together.
+            await asyncio.sleep(every_s * random.uniform(0.5, 1.5))
+            try:
+                report = await self.port.prune()
+            except Exception as exc:  # never a reason to stop the agent: try next time
+                log.warning("pruning failed: %r", exc)
+                continue
+            if any(report.tables().values()):
+                log.info("%s: pruned %s in %.1fs", self.name, report.tables(), report.seconds)
 
     # ------------------------------------------------------------------ misc
 

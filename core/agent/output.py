@@ -27,7 +27,9 @@ from launch_tui.core.model import LogStream, OutputBatch
 log = logging.getLogger("launch_tui.agent.output")
 
 FLUSH_S = 0.25  # how long a line may wait to be stored while output keeps coming
-MAX_BATCH_LINES = 20_000  # lines of all runs in one write
+# Lines of all runs in one write: large enough that a flood costs a few writes a
+# second, small enough (tens of ms) that a claim waiting behind one is not held up.
+MAX_BATCH_LINES = 4_000
 MAX_BUFFERED_PER_RUN = 5_000  # past this a run's lines are counted, not stored...
 RESUME_AT = MAX_BUFFERED_PER_RUN // 2  # ...until its buffer has drained to this
 # While dropping, the newest lines are kept aside and stored after the gap's marker,

@@ -2,9 +2,9 @@
 
 The agent needs a dozen operations, not the whole `LaunchService`: register
 itself, claim and acknowledge items, move its runs through their states, store
-their output, heartbeat, log, and follow the change feed. `LaunchService`
-satisfies this Protocol structurally; a client of a remote control plane could
-too, without the agent changing.
+their output, heartbeat, log, follow the change feed and prune old history.
+`LaunchService` satisfies this Protocol structurally; a client of a remote
+control plane could too, without the agent changing.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from launch_tui.core.model import (
     RunSpec,
     RunState,
 )
+from launch_tui.core.retention import PruneReport
 from launch_tui.core.settings import Settings
 
 
@@ -46,7 +47,7 @@ class AgentPort(Protocol):
 
     async def claim_run(
         self, agent: str, queue_names: Sequence[str], *, project: str | None = None,
-        fence: AgentFence | None = None,
+        fence: AgentFence | None = None, probe: bool = False,
     ) -> ClaimResult: ...
 
     async def take_over_runs(
@@ -91,4 +92,8 @@ class AgentPort(Protocol):
     ) -> None: ...
 
     def subscribe(self, after: int | None = None, poll_s: float = 0.2) -> AsyncIterator[Event]:
+        ...
+
+    async def prune(self) -> PruneReport:
+        """Delete history the retention settings no longer keep (a bounded while)."""
         ...
