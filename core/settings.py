@@ -12,13 +12,45 @@
                           # are taken over by another agent of the queue
     [backends.docker]
     base_image = "python:3.11-slim"
+    [retention]           # what pruning deletes (agents in the background, `launch-tui gc`)
+    events_days = 30      # state changes and agent log lines older than this
+    notice_days = 1       # heartbeats and output notices (RunLogAppended, RunMetricsLogged):
+                          # the bulk of the events, of no use once watchers have read them
+    events_keep = 100000  # the newest events, kept whatever their age
+    logs_days = 7         # log lines of runs that ended longer ago than this
+    metrics_days = 30     # metric records of runs that ended longer ago than this
+    agents_days = 30      # agents that have not heartbeaten for this long (and own no
+                          # unfinished run) leave the agents list
+    prune_every_minutes = 10  # how often each agent prunes (0: never; run `launch-tui gc`)
+
+Whatever the settings say, events younger than a day are never deleted (a
+subscriber that fell behind still gets everything newer), nor output of a run
+that ended less than an hour ago, nor a run's output while it runs.
+
+Why these defaults: a busy team (20 users and agents, 2,000 runs a day, 1,000
+log lines and 100 metric records a run, ~15 state events and agent lines and
+~200 output notices a run) in SQLite, measured with this schema and its
+indexes: a log line of 80 characters takes ~140 B, a metric record ~100 B, an
+event ~150 B (a heartbeat ~130 B), a run with its item ~2.3 KB.
+
+    logs      2,000 x 1,000 x 140 B = 280 MB a day x  7 days = 2.0 GB
+    metrics   2,000 x   100 x 100 B =  20 MB a day x 30 days = 0.6 GB
+    events    2,000 x    15 x 150 B = 4.5 MB a day x 30 days = 0.14 GB
+    notices   20 agents x 17,280 heartbeats x 130 B = 45 MB a day, plus
+              2,000 x 200 x 150 B = 60 MB a day;        x 1 day = 0.1 GB
+    runs      2,000 x 2.3 KB = 4.6 MB a day, never pruned: 1.7 GB a year
+
+About 4.5 GB after a year (of which only the runs keep growing, 1.7 GB a year);
+without pruning the same year takes ~140 GB (logs 100 GB, heartbeats 16 GB,
+output notices 22 GB). A team printing 100 lines a run can keep logs 70 days in
+the same space. SQLite reuses the pages pruning frees but never shrinks the file.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +67,47 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long history is kept (`[retention]`; see the module docstring)."""
+
+    events_days: float = 30.0
+    notice_days: float = 1.0
+    events_keep: int = 100_000
+    logs_days: float = 7.0
+    metrics_days: float = 30.0
+    agents_days: float = 30.0
+    prune_every_minutes: float = 10.0
+
+    def replace(self, **changes: float | None) -> Retention:
+        """A copy with the given keys changed (None: unchanged), checked like the file."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return retention_from(data, where="retention: ")
+
+
+def retention_from(data: object, *, where: str = "settings: retention.") -> Retention:
+    """Check a `[retention]` table: known keys, numbers, none negative. `where` comes
+    before the key in an error: what the file calls it, or "retention: " for overrides."""
+    if not isinstance(data, dict):
+        raise ValidationError("settings: [retention] must be a table of keys and numbers.")
+    known = {f.name: f for f in fields(Retention)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ValidationError(f"{where}{key} is not a retention setting "
+                                  f"(known: {', '.join(known)}).", field=f"retention.{key}")
+        # bool is an int to Python, but `logs_days = true` is a mistake, not one day.
+        integral = known[key].type in (int, "int")
+        ok_type = (int,) if integral else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_type) or not value >= 0:
+            kind = "a whole number" if integral else "a number"
+            raise ValidationError(f"{where}{key} must be {kind}, 0 or more "
+                                  f"(got {value!r}).", field=f"retention.{key}")
+        values[key] = value if integral else float(value)
+    return Retention(**values)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     store_url: str
@@ -44,6 +117,7 @@ class Settings:
     lease_s: float = 30.0
     agent_stale_s: float = 30.0
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retention: Retention = field(default_factory=Retention)
 
     @property
     def artifacts(self) -> Path:
@@ -97,4 +171,5 @@ def load_settings(home: Path | None = None, store: str | None = None) -> Setting
         lease_s=float(agent.get("lease_s", 30.0)),
         agent_stale_s=float(agent.get("stale_s", 30.0)),
         backends=data.get("backends", {}),
+        retention=retention_from(data.get("retention", {})),
     )

@@ -1,16 +1,17 @@
-"""Queries on the agents table: one row per agent name, rewritten when it (re)starts."""
+"""Queries on the agents table: one row per agent name, rewritten when it (re)starts,
+deleted long after it was last heard of (retention)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, Select, bindparam, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
 
-from launch_tui.core.model import Agent, AgentFence, AgentStatus
+from launch_tui.core.model import TERMINAL_RUN_STATES, Agent, AgentFence, AgentStatus
 from launch_tui.core.store import rows
 from launch_tui.core.store.prepared import Prepared
-from launch_tui.core.store.schema import agents
+from launch_tui.core.store.schema import agents, runs
 
 _HEARTBEAT = Prepared(update(agents).where(agents.c.name == bindparam("agent")).values(
     status=bindparam("status"), running=bindparam("running"), heartbeat_at=bindparam("at")))
@@ -55,3 +56,22 @@ def stale(conn: Connection, before: float) -> list[str]:
 def every(conn: Connection) -> list[Agent]:
     result = conn.execute(select(agents).order_by(agents.c.name))
     return [rows.to_agent(r) for r in result]
+
+
+def prune_gone(conn: Connection, *, before: float, limit: int) -> tuple[int, bool]:
+    """Delete up to `limit` agents that have not heartbeaten since `before` and own no
+    unfinished run. Return (deleted, done)."""
+    deleted = conn.execute(delete(agents).where(agents.c.name.in_(_gone(before).limit(limit))))
+    return deleted.rowcount, deleted.rowcount < limit
+
+
+def count_gone(conn: Connection, *, before: float) -> int:
+    return conn.scalar(select(func.count()).select_from(_gone(before).subquery())) or 0
+
+
+def _gone(before: float) -> Select[tuple[str]]:
+    # An agent that still owns an unfinished run keeps its row: that row is what tells
+    # another agent of the queue the run is orphaned and may be taken over.
+    unfinished = exists().where(runs.c.agent == agents.c.name,
+                                runs.c.state.not_in([str(s) for s in TERMINAL_RUN_STATES]))
+    return select(agents.c.name).where(agents.c.heartbeat_at < before, ~unfinished)

@@ -1,10 +1,12 @@
-"""Queries on the events table: appending, tailing, and reading agents' log lines back."""
+"""Queries on the events table: appending, tailing, reading agents' log lines back, and
+deleting the oldest events (retention)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.engine import Connection
 
 from launch_tui.core.events import AgentLog, Event, decode
@@ -52,3 +54,57 @@ def agent_logs(conn: Connection, agent: str | None, limit: int) -> list[AgentLog
         if isinstance(ev, AgentLog) and (agent is None or ev.agent == agent):
             out.append(ev)
     return list(reversed(out[:limit]))
+
+
+# ---------------------------------------------------------------------- retention
+#
+# Events are deleted from the head of the table only: the oldest rows, in sequence
+# order, up to the first one that is too young. There is no index on `ts`, and none
+# is needed: sequence numbers follow time (up to clock skew between processes), so
+# the head is where old events are, and stopping at the first young one means a
+# prune that finds nothing to do reads one row, never the whole table.
+
+
+def keep_bound(conn: Connection, keep: int) -> int:
+    """The highest sequence number pruning may delete if the newest `keep` events are
+    to stay (0 when there are no more than `keep`)."""
+    if keep <= 0:
+        return last_seq(conn)
+    seq = conn.scalar(select(events.c.seq).order_by(events.c.seq.desc()).offset(keep).limit(1))
+    return seq or 0
+
+
+def prune_head(conn: Connection, *, bound: int, before: float, limit: int,
+               kind: str | None = None) -> tuple[int, bool]:
+    """Delete up to `limit` of the oldest events (of one kind, or of any) numbered up to
+    `bound` and stamped before `before`, stopping at the first younger one. Return
+    (deleted, done): done when nothing more is left to delete."""
+    query = select(events.c.seq, events.c.ts).where(events.c.seq <= bound)
+    if kind is not None:
+        query = query.where(events.c.kind == kind)  # ix_events_kind
+    head = conn.execute(query.order_by(events.c.seq).limit(limit)).all()
+    old = list(itertools.takewhile(lambda r: r.ts < before, head))
+    if not old:
+        return 0, True
+    # The `ts` condition again: on PostgreSQL a row numbered below the last one read
+    # may have committed since (sequence numbers are taken before commit); it is new.
+    stmt = delete(events).where(events.c.seq <= old[-1].seq, events.c.ts < before)
+    if kind is not None:
+        stmt = stmt.where(events.c.kind == kind)
+    return conn.execute(stmt).rowcount, len(old) < limit
+
+
+def count_head(conn: Connection, *, bound: int, before: float, kind: str | None = None,
+               upto: int | None = None) -> tuple[int, int]:
+    """What `prune_head` would delete in all, without deleting: (rows, last sequence
+    number among them). `upto` further limits the sequence numbers counted."""
+    young = select(events.c.seq).where(events.c.seq <= bound, events.c.ts >= before)
+    count = select(func.count()).select_from(events)
+    if kind is not None:
+        young = young.where(events.c.kind == kind)
+        count = count.where(events.c.kind == kind)
+    stop = conn.scalar(young.order_by(events.c.seq).limit(1))
+    last = bound if stop is None else stop - 1
+    if upto is not None:
+        last = min(last, upto)
+    return conn.scalar(count.where(events.c.seq <= last)) or 0, last

@@ -1,16 +1,18 @@
-"""Queries on a run's output: log lines and metric records."""
+"""Queries on a run's output: log lines and metric records, and deleting the output of
+runs that ended long ago (retention)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, Table, delete, func, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from launch_tui.core.gaps import GAP_PREFIX, gap_count
-from launch_tui.core.model import LogLine, LogStream, MetricRecord
+from launch_tui.core.model import TERMINAL_RUN_STATES, LogLine, LogStream, MetricRecord
 from launch_tui.core.store import rows
-from launch_tui.core.store.schema import run_logs, run_metrics
+from launch_tui.core.store.schema import meta, run_logs, run_metrics, runs
 
 Line = tuple[float, LogStream | str, str]
 Metric = tuple[int, float, dict[str, float]]
@@ -114,3 +116,81 @@ def metrics(conn: Connection, run_id: str) -> list[MetricRecord]:
         select(run_metrics).where(run_metrics.c.run_id == run_id).order_by(run_metrics.c.id)
     )
     return [rows.to_metric(r) for r in result]
+
+
+# ---------------------------------------------------------------------- retention
+#
+# Runs are walked in the order they last changed (ix_runs_updated), from a mark kept
+# in launch_meta: every ended run before the mark has had its output deleted, so a
+# prune never looks at them again, however many there are. A run that has not ended
+# is passed by; when it ends its `updated_at` moves past the mark, and it comes up
+# again. The mark is per table, since logs and metrics are kept for different times.
+
+OUTPUT_TABLES: dict[str, Table] = {"run_logs": run_logs, "run_metrics": run_metrics}
+_START = (-1.0, "")
+
+
+def prune_ended(conn: Connection, which: str, *, before: float, limit: int
+                ) -> tuple[int, bool]:
+    """Delete up to `limit` rows of `which` ("run_logs" or "run_metrics") that belong to
+    runs which ended before `before`. Return (deleted, done): done when no such rows
+    are left."""
+    table = OUTPUT_TABLES[which]
+    key = f"retention.{which}"
+    mark = _mark(conn, key)
+    changed = conn.execute(_changed_since(mark, before).limit(limit)).all()
+    left, reached = limit, mark
+    for run in changed:
+        if run.state not in _TERMINAL:
+            reached = (run.updated_at, run.id)  # passed by: see above
+            continue
+        oldest = (select(table.c.id).where(table.c.run_id == run.id)
+                  .order_by(table.c.id).limit(left))
+        left -= conn.execute(delete(table).where(table.c.id.in_(oldest))).rowcount
+        if left <= 0:
+            break  # this run may have more; the next batch starts with it again
+        reached = (run.updated_at, run.id)
+    if reached != mark:
+        _set_mark(conn, key, reached)
+    return limit - left, left > 0 and len(changed) < limit
+
+
+def count_ended(conn: Connection, which: str, *, before: float) -> int:
+    """What `prune_ended` would delete in all, without deleting."""
+    table = OUTPUT_TABLES[which]
+    changed = conn.execute(_changed_since(_mark(conn, f"retention.{which}"), before))
+    ended = [r.id for r in changed if r.state in _TERMINAL]
+    # Counted a slice of runs at a time through ix_run_logs_run / ix_run_metrics_run:
+    # as one statement, SQLite would walk a state index and sort every ended run.
+    return sum(conn.scalar(select(func.count()).select_from(table)
+                           .where(table.c.run_id.in_(ended[i:i + 500]))) or 0
+               for i in range(0, len(ended), 500))
+
+
+_TERMINAL = [str(s) for s in TERMINAL_RUN_STATES]
+
+
+def _changed_since(mark: tuple[float, str], before: float
+                   ) -> Select[tuple[str, float, str]]:
+    # The state is not a condition here: given one, SQLite walks a state index and
+    # sorts every ended run, where this is a range of ix_runs_updated.
+    return (
+        select(runs.c.id, runs.c.updated_at, runs.c.state)
+        .where(tuple_(runs.c.updated_at, runs.c.id) > tuple_(*mark),
+               runs.c.updated_at < before)
+        .order_by(runs.c.updated_at, runs.c.id)
+    )
+
+
+def _mark(conn: Connection, key: str) -> tuple[float, str]:
+    value = conn.scalar(select(meta.c.value).where(meta.c.key == key))
+    if value is None:
+        return _START
+    ts, run_id = json.loads(value)
+    return float(ts), str(run_id)
+
+
+def _set_mark(conn: Connection, key: str, mark: tuple[float, str]) -> None:
+    value = json.dumps(list(mark))
+    if not conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount:
+        conn.execute(meta.insert().values(key=key, value=value))
