@@ -611,6 +611,39 @@ async def agent(service: LaunchService, queues: tuple[str, ...], max_jobs: int, 
     await ended
 
 
+# ---------------------------------------------------------------------- retention
+
+
+@cli.command()
+@click.option("--events-days", type=float, default=None, metavar="DAYS",
+              help="Keep events this long (default: retention.events_days in settings).")
+@click.option("--logs-days", type=float, default=None, metavar="DAYS",
+              help="Keep the log lines of ended runs this long (default: retention.logs_days).")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option
+@run_with_service
+async def gc(service: LaunchService, events_days: float | None, logs_days: float | None,
+             dry_run: bool, as_json: bool) -> None:
+    """Delete old history now: events, output of runs that ended long ago, gone agents.
+
+    Agents do this in the background every few minutes (retention in settings.toml);
+    this runs it by hand, to the end.
+    """
+    for flag, days in (("--events-days", events_days), ("--logs-days", logs_days)):
+        if days is not None and not days >= 0:
+            raise ValidationError(f"{flag}: must be a number of days, 0 or more (got {days:g}).")
+    report = await service.prune(events_days=events_days, logs_days=logs_days,
+                                 dry_run=dry_run, budget_s=None)
+    if as_json:
+        emit_json({**to_jsonable(report), "tables": report.tables()})
+        return
+    table(["table", "would delete" if dry_run else "deleted"],
+          [[name, f"{n:,}"] for name, n in report.tables().items()])
+    if report.notices:
+        click.echo(f"(events include {report.notices:,} heartbeats and output notices)")
+    click.echo(f"{'counted' if dry_run else 'done'} in {report.seconds:.2f}s")
+
+
 def main() -> None:
     cli(prog_name="launch-tui")
 
