@@ -16,6 +16,7 @@ from launch_tui.core.errors import ConflictError, FencedOut, ValidationError
 from launch_tui.core.events import AgentHeartbeat, AgentLog
 from launch_tui.core.model import Agent, AgentFence, AgentStatus, ItemState
 from launch_tui.core.queues import require_queue
+from launch_tui.core.redact import mask_url
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import agents as agents_db
 from launch_tui.core.store import eventlog
@@ -90,8 +91,10 @@ class Agents:
 
     async def agent_log(self, name: str, message: str, *, level: str, run_id: str | None
                         ) -> None:
+        # Stored as an event everyone watching the feed reads: no URL passwords.
         await self._store.write(self._store.emit, AgentLog(agent=name, level=level,
-                                                           message=message, run_id=run_id))
+                                                           message=mask_url(message),
+                                                           run_id=run_id))
 
     async def list_agents(self) -> list[Agent]:
         return await self._store.read(agents_db.every)

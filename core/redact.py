@@ -8,7 +8,9 @@ and the password part of any URL (`https://user:token@host/…`,
 the facade masks what it returns to people, the agent's port gets them whole.
 
 A masked value sent back unchanged (a queue config read, edited and saved)
-means "keep what is stored": see `unmask_env`.
+means "keep what is stored": see `unmask_env` and `unmask_config`. A mask left
+where nothing is stored to keep is refused (`refuse_masks`): the job would
+otherwise get eight asterisks for a token.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+from launch_tui.core.errors import ValidationError
 from launch_tui.core.model import Job, JobVersion, Queue, QueueConfig, QueueItem, Run
 
 MASK = "********"
@@ -51,6 +54,38 @@ def mask_env(env: Mapping[str, Any], listed: Iterable[str] = ()) -> dict[str, An
 def unmask_env(new: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
     """A value sent back as the mask keeps the stored value (an edit of a masked listing)."""
     return {k: stored.get(k, v) if v == MASK else v for k, v in new.items()}
+
+
+def unmask_config(new: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """`new` (a queue config mapping) with every part that still reads as people were
+    shown the stored config (`stored`, raw) replaced by the stored value."""
+    shown = _deep(dict(stored), _listed(stored))
+    return dict(_unmask(new, stored, shown))
+
+
+def _unmask(new: Any, stored: Any, shown: Any) -> Any:
+    if new == shown and shown != stored:
+        return stored
+    if isinstance(new, dict) and isinstance(stored, dict) and isinstance(shown, dict):
+        return {k: _unmask(v, stored[k], shown[k]) if k in stored and k in shown else v
+                for k, v in new.items()}
+    if (isinstance(new, list) and isinstance(stored, list) and isinstance(shown, list)
+            and len(new) == len(stored) == len(shown)):
+        return [_unmask(*parts) for parts in zip(new, stored, shown, strict=True)]
+    return new
+
+
+def refuse_masks(env: Any, field: str) -> None:
+    """Refuse an `env` mapping that still holds the mask where no value is stored."""
+    if not isinstance(env, Mapping):
+        return
+    for name, value in env.items():
+        if isinstance(value, str) and MASK in value:
+            raise ValidationError(
+                f"{field}.{name}: the value shows the mask ({MASK}) in place of a secret, "
+                "and no value is stored to keep; give the real value.",
+                field=f"{field}.{name}",
+            )
 
 
 def _deep(value: Any, listed: tuple[str, ...]) -> Any:
@@ -99,6 +134,11 @@ def job(j: Job) -> Job:
 
 def item(i: QueueItem) -> QueueItem:
     return dataclasses.replace(i, resource_overrides=_deep(i.resource_overrides, ()))
+
+
+def preview(spec: dict[str, Any], queue_config: QueueConfig) -> dict[str, Any]:
+    """A resolved spec as `preview` returns it, masked by the queue's rules."""
+    return dict(_deep(spec, _listed(queue_config)))
 
 
 def run(r: Run) -> Run:

@@ -23,6 +23,7 @@ from launch_tui.core.model import (
     RunSpec,
     RunState,
 )
+from launch_tui.core.redact import mask_url
 from launch_tui.core.store import items as items_db
 from launch_tui.core.store import rows
 from launch_tui.core.store import runs as runs_db
@@ -137,7 +138,7 @@ def change_item(
         store.emit(
             conn,
             ItemStateChanged(project=item.project, queue=item.queue, item_id=item.id,
-                             state=str(state), agent=agent, reason=reason),
+                             state=str(state), agent=agent, reason=_shown(reason)),
         )
     return changed
 
@@ -188,6 +189,11 @@ def change_run(
     store.emit(
         conn,
         RunStateChanged(project=run.project, queue=run.queue, run_id=run.id,
-                        item_id=run.item_id, state=str(state), reason=reason),
+                        item_id=run.item_id, state=str(state), reason=_shown(reason)),
     )
     return rows.to_run(row, (run.project, run.queue, run.job))
+
+
+def _shown(reason: str | None) -> str | None:
+    # Events are read by everyone watching the feed; a failed git fetch quotes its URL.
+    return mask_url(reason) if reason else reason
