@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from launch_tui.core import jobs as jobrules
-from launch_tui.core import registry, resolve
+from launch_tui.core import redact, registry, resolve
 from launch_tui.core.catalog import Catalog, pinned_ref, project_or_default, require_project
 from launch_tui.core.errors import ConflictError, NotFound, ValidationError
 from launch_tui.core.events import ItemEnqueued, QueueChanged
@@ -61,7 +61,8 @@ class Queues:
         project = project_or_default(self._settings, project)
         jobrules.check_name(name, "queue")
         registry.plugin(resource)
-        parsed = resolve.parse_queue_config(resource, config or {})
+        _refuse_masks(config or {})
+        parsed = resolve.parse_queue_config(resource, config or {}, name)
         now = self._store.now()
 
         def tx(conn: Conn) -> Queue:
@@ -81,7 +82,11 @@ class Queues:
         row = await self._store.read(require_queue, project, name)
         new_resource = resource or row.resource
         registry.plugin(new_resource)
-        parsed = resolve.parse_queue_config(new_resource, config)
+        # A config read from get_queue shows secrets masked: what still reads as it
+        # was shown keeps the stored value (a TUI form or an editor round trip).
+        config = redact.unmask_config(config, row.config)
+        _refuse_masks(config)
+        parsed = resolve.parse_queue_config(new_resource, config, name)
 
         def tx(conn: Conn) -> Queue:
             current = require_queue(conn, project, name)
@@ -142,6 +147,8 @@ class Queues:
         priority = _priority(priority)
         name, tag = jobrules.parse_job_ref(job_ref)
         config, resource_args = rows.json_copy(config or {}), rows.json_copy(resource_args or {})
+        if isinstance(resource_args, dict):
+            redact.refuse_masks(resource_args.get("env"), "resource_args.env")
         store = self._store
 
         # One transaction: what the item refers to is read, the item checked against
@@ -241,6 +248,14 @@ def _check_item(version: JobVersion, qrow: Row, config: dict[str, Any] | None,
         template_values or {},
     )
     return values
+
+
+def _refuse_masks(config: dict[str, Any]) -> None:
+    """A mask left in a queue's env where nothing is stored is refused, not stored."""
+    redact.refuse_masks(config.get("env"), "env")
+    args = config.get("resource_args")
+    if isinstance(args, dict):
+        redact.refuse_masks(args.get("env"), "resource_args.env")
 
 
 def _priority(value: Priority | str) -> Priority:

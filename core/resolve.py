@@ -3,7 +3,9 @@
 effective config   = job defaults ⊕ item overrides, checked against the job's input schema
 effective resource = queue defaults ⊕ item overrides (where the queue allows them),
                      template variables substituted after their values are checked,
-                     then macros filled in, then checked against the backend's schema.
+                     then macros filled in, then checked against the backend's schema
+                     and the target's policy (`BackendPlugin.check_args`).
+Queue configs are checked here too (which keys, and their forms: `queueconfig`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from launch_tui.core import registry
+from launch_tui.core import queueconfig, registry
 from launch_tui.core.configfile import deep_merge
 from launch_tui.core.errors import ValidationError
 from launch_tui.core.model import JobVersion, Queue, QueueConfig, QueueItem, RunSpec
@@ -22,15 +24,6 @@ TEMPLATE_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 MACRO_RE = re.compile(r"\$\{([a-z_]+)\}")
 MACROS = ("run_id", "project_name", "image_uri", "queue_name")
 _VAR_TYPES = {"integer", "number", "string", "boolean"}
-QUEUE_CONFIG_KEYS = {
-    "resource_args",
-    "template_variables",
-    "allow_overrides",
-    "env",
-    "wandb_mode",
-    "base_image",
-    "allow_volumes",
-}
 WANDB_MODES = ("offline", "online", "disabled")
 
 
@@ -43,18 +36,16 @@ def effective_config(
     return config
 
 
-def parse_queue_config(resource: str, raw: dict[str, Any]) -> QueueConfig:
-    """Validate a queue config mapping (from a file or a form) and build a QueueConfig."""
-    unknown = sorted(set(raw) - QUEUE_CONFIG_KEYS)
-    if unknown:
-        raise ValidationError(
-            f"queue config: unknown key {', '.join(repr(u) for u in unknown)} "
-            f"(known keys: {', '.join(sorted(QUEUE_CONFIG_KEYS))}).",
-            field=unknown[0],
-        )
+def parse_queue_config(resource: str, raw: dict[str, Any], queue: str | None = None
+                       ) -> QueueConfig:
+    """Validate a queue config mapping (from a file or a form) and build a QueueConfig.
+    `queue` names the queue in the target's policy sentences ("this queue" if None)."""
+    queueconfig.check_keys(resource, raw)
     resource_args = raw.get("resource_args") or {}
     if not isinstance(resource_args, dict):
         raise ValidationError("resource_args: must be a mapping.", field="resource_args")
+    if isinstance(resource_args.get("env"), dict):
+        queueconfig.check_env_names(resource_args["env"], "resource_args.env")
     variables = raw.get("template_variables") or {}
     if not isinstance(variables, dict):
         raise ValidationError("template_variables: must be a mapping.", field="template_variables")
@@ -81,14 +72,18 @@ def parse_queue_config(resource: str, raw: dict[str, Any]) -> QueueConfig:
             field="allow_overrides",
         )
     env = raw.get("env") or {}
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+    if not isinstance(env, dict):
         raise ValidationError("env: must be a mapping of names to string values.", field="env")
+    queueconfig.check_env_names(env, "env")
+    for name, value in env.items():
+        if not isinstance(value, str):
+            raise ValidationError(f"env.{name}: must be a string value.", field=f"env.{name}")
     mode = raw.get("wandb_mode", "offline")
     if mode not in WANDB_MODES:
         raise ValidationError(
             f"wandb_mode: '{mode}' must be one of {', '.join(WANDB_MODES)}.", field="wandb_mode"
         )
-    extra = {k: raw[k] for k in ("base_image", "allow_volumes") if k in raw}
+    extra = queueconfig.extra_values(resource, raw)
     config = QueueConfig(
         resource_args=resource_args,
         template_variables=variables,
@@ -99,10 +94,19 @@ def parse_queue_config(resource: str, raw: dict[str, Any]) -> QueueConfig:
     )
     # The defaults, with each variable at its default (or an example value), must be valid.
     sample = {n: _sample_value(s) for n, s in variables.items()}
-    args = substitute_templates(resource_args, sample)
-    validate(fill_macros(args, _placeholder_macros()), registry.resource_schema(resource),
-             "resource_args")
+    args = fill_macros(substitute_templates(resource_args, sample), _placeholder_macros())
+    validate(args, registry.resource_schema(resource), "resource_args")
+    check_policy(resource, args, config, queue)
     return config
+
+
+def check_policy(resource: str, args: dict[str, Any], config: QueueConfig,
+                 queue: str | None) -> None:
+    """The target's own rules for resource args (host networking, host paths, …),
+    against what the queue's config allows; one sentence naming the field."""
+    policy = registry.plugin(resource).check_args
+    if policy is not None:
+        policy(args, config.to_dict(), queue)
 
 
 def _check_variable(name: str, schema: Any) -> None:
@@ -242,8 +246,11 @@ def effective_resource_args(
     values = check_template_values(config, template_values)
     args = substitute_templates(deep_merge(config.resource_args, overrides), values)
     args = fill_macros(args, macros or _placeholder_macros())
-    validate(fill_macros(args, _placeholder_macros()), registry.resource_schema(resource),
-             "resource_args", frozen=True)
+    complete = fill_macros(args, _placeholder_macros())
+    validate(complete, registry.resource_schema(resource), "resource_args", frozen=True)
+    if isinstance(complete.get("env"), dict):
+        queueconfig.check_env_names(complete["env"], "resource_args.env")
+    check_policy(resource, complete, config, queue_name)
     return args, values
 
 

@@ -36,6 +36,10 @@ def json_copy(value: Any) -> Any:
     return json.loads(json.dumps(value))  # the C codec beats copying in Python
 
 
+_FIELD_KEYS = frozenset(
+    {"resource_args", "template_variables", "allow_overrides", "env", "wandb_mode"})
+
+
 def queue_config(raw: dict[str, Any]) -> QueueConfig:
     allow = raw.get("allow_overrides", False)
     return QueueConfig(
@@ -44,7 +48,9 @@ def queue_config(raw: dict[str, Any]) -> QueueConfig:
         allow_overrides=tuple(allow) if isinstance(allow, list) else bool(allow),
         env=raw.get("env", {}),
         wandb_mode=raw.get("wandb_mode", "offline"),
-        extra={k: raw[k] for k in ("base_image", "allow_volumes") if k in raw},
+        # Every other key (base_image, secret_env, the target's policy keys): only
+        # validated configs are stored, so what is there is kept as it is.
+        extra={k: v for k, v in raw.items() if k not in _FIELD_KEYS},
     )
 
 

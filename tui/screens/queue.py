@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Select, Static, TextArea
 
-from launch_tui.core import registry, resolve
+from launch_tui.core import queueconfig, registry, resolve
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.model import Queue
 from launch_tui.tui.widgets.fields import MISSING, FieldGroup, SchemaField
@@ -145,8 +145,10 @@ class QueueScreen(ModalScreen[str | None]):
         raw: dict[str, Any] = {}
         existing = self.existing
         if existing is not None:
-            # Knobs the form does not show (base_image, allow_volumes) are kept.
-            raw.update(existing.config.extra)
+            # Knobs the form does not show (base_image, secret_env, the target's policy
+            # keys) are kept, as far as the chosen target takes them.
+            known = queueconfig.known_keys(self.resource)
+            raw.update({k: v for k, v in existing.config.extra.items() if k in known})
         args = self.query_one("#resource-fields", FieldGroup).values()
         raw["resource_args"] = args
         variables_text = self.query_one("#variables", TextArea).text
