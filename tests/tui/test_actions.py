@@ -234,6 +234,37 @@ async def test_modify_a_queue_keeps_what_the_form_does_not_show(
         assert queue.config.allow_overrides == ("memory", "cpus")
 
 
+async def test_modify_a_queue_keeps_its_masked_secrets(
+    service: LaunchService, world: Demo
+) -> None:
+    queue = await service.get_queue("local")
+    config = {**queue.config.to_dict(), "secret_env": ["TEAM"],
+              "env": {"WANDB_API_KEY": "wk_real_value", "TEAM": "team_real_value"},
+              "resource_args": {**queue.config.resource_args,
+                                "env": {"S3_SECRET": "s3_real_value"}}}
+    await service.update_queue("local", config)
+    app = make_app(service)
+    async with app.run_test(size=(100, 50)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("2", "j", "m")  # the local queue
+        await wait_until(pilot, lambda: isinstance(app.screen, QueueScreen), "queue form")
+        env = app.screen.query_one("#env")
+        assert "wk_real_value" not in env.text and "********" in env.text
+        assert "real_value" not in screen_text(app)
+        env.text += 'ADDED = "yes"\n'  # an edit beside the masked values
+        await wait_for_text(pilot, "this config is valid")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "saved")
+    # The agent's claim gets the real values: the masked ones were kept, not replaced.
+    await service.enqueue("train", "local")
+    claim = await service.claim_run("agent-x", ["local"])
+    assert claim.run is not None and claim.run.spec is not None
+    assert claim.run.spec["env"]["WANDB_API_KEY"] == "wk_real_value"
+    assert claim.run.spec["env"]["TEAM"] == "team_real_value"
+    assert claim.run.spec["env"]["ADDED"] == "yes"
+    assert claim.run.spec["resource_args"]["env"] == {"S3_SECRET": "s3_real_value"}
+
+
 async def test_in_process_agent_starts_and_stops_by_key(
     service: LaunchService, world: Demo
 ) -> None:
