@@ -21,7 +21,7 @@ from launch_tui.core.errors import ConflictError, NotFound, ValidationError
 from launch_tui.core.events import JobAliasSet, JobVersionCreated, ProjectCreated
 from launch_tui.core.model import Job, JobKind, JobVersion, Project
 from launch_tui.core.settings import Settings
-from launch_tui.core.snapshots import create_snapshot
+from launch_tui.core.snapshots import stage_snapshot
 from launch_tui.core.store import jobs as jobs_db
 from launch_tui.core.store import projects as projects_db
 from launch_tui.core.store import rows
@@ -160,15 +160,18 @@ class Catalog:
     ) -> JobVersionResult:
         root = Path(path).expanduser()
         name = name or _name_from(os.path.basename(os.path.abspath(root)))
+        # Everything that needs no files is checked before the snapshot is taken.
         jobrules.check_name(name, "name")
         ep = jobrules.parse_entrypoint(entrypoint)
         if base_image:
             jobrules.check_image(base_image)
+        aliases = [jobrules.check_alias(a) for a in aliases if a != "latest"]
         defaults, schema, inferred = _config_and_schema(config_defaults, input_schema)
         await self._store.read(require_project, project_or_default(self._settings, project))
-        snap = await asyncio.to_thread(
-            create_snapshot, root, self._settings.artifacts, self._settings.snapshot_max_bytes
+        staged = await asyncio.to_thread(
+            stage_snapshot, root, self._settings.artifacts, self._settings.snapshot_max_bytes
         )
+        snap = staged.snapshot
         source = {"snapshot": snap.digest, "files": snap.files, "bytes": snap.bytes}
         environment = {
             "requirements": "requirements.txt" if snap.has_requirements else None,
@@ -179,7 +182,15 @@ class Catalog:
             "schema_inferred": inferred,
         }
         spec = jobrules.VersionSpec("code", ep, source, environment, defaults, schema)
-        return await self._create_version(project, name, JobKind.CODE, spec, aliases)
+        try:
+            result = await self._create_version(project, name, JobKind.CODE, spec, aliases)
+        except BaseException:
+            # Refused (another kind of job by that name, …): the copy goes, and content
+            # already in place, which other versions share, stays.
+            await asyncio.to_thread(staged.discard)
+            raise
+        await asyncio.to_thread(staged.publish)
+        return result
 
     async def create_git_job(
         self, url: str, entrypoint: str | Sequence[str], *, ref: str | None, name: str | None,

@@ -152,6 +152,10 @@ def normalise_store_url(url: str) -> str:
 
 def load_settings(home: Path | None = None, store: str | None = None) -> Settings:
     home = (home or default_home()).expanduser()
+    if home.exists() and not home.is_dir():
+        raise ValidationError(
+            f"home: {home} is not a directory (--home and LAUNCH_TUI_HOME name the "
+            "directory launch-tui keeps its data in).")
     data: dict[str, Any] = {}
     path = home / "settings.toml"
     if path.exists():
@@ -159,6 +163,8 @@ def load_settings(home: Path | None = None, store: str | None = None) -> Setting
             data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ValidationError(f"settings: {path} is not valid TOML ({exc}).") from exc
+        except OSError as exc:
+            raise ValidationError(f"settings: cannot read {path} ({exc.strerror}).") from exc
     url = store or os.environ.get("LAUNCH_TUI_STORE") or data.get("store")
     store_url = normalise_store_url(url) if url else sqlite_url(home / "launch.db")
     agent = data.get("agent", {})

@@ -3,6 +3,15 @@
 A snapshot is a directory `artifacts/code/<sha256>` holding a copy of the
 job's files. The digest covers every file's relative path, executable bit and
 content, so the same tree always lands in the same place and is stored once.
+
+Regular files are snapshotted; FIFOs, sockets and devices are left out (opening
+a FIFO would wait for a writer). A file or directory that cannot be read is
+refused, naming it: a snapshot never silently lacks part of the tree.
+
+Making one is two steps (`stage_snapshot`, then `publish` or `discard`): the
+copy waits beside the store until the job version that refers to it is
+committed, so a refused `job create code` leaves nothing behind, and nothing
+already in place (content is shared between versions) is ever removed.
 """
 
 from __future__ import annotations
@@ -12,10 +21,11 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, NoReturn
 
-from launch_tui.core.errors import ValidationError
+from launch_tui.core.errors import StoreError, ValidationError
 
 # Directories that never belong in a snapshot: VCS data, caches, run outputs.
 SKIP_DIRS = frozenset(
@@ -60,7 +70,10 @@ class Snapshot:
 
 
 def _is_virtualenv(path: Path) -> bool:
-    return (path / "pyvenv.cfg").is_file()
+    try:
+        return (path / "pyvenv.cfg").is_file()
+    except OSError:
+        return False  # an unreadable directory: the walk names it when it gets there
 
 
 def collect(root: Path, max_bytes: int) -> list[SnapshotFile]:
@@ -72,7 +85,14 @@ def collect(root: Path, max_bytes: int) -> list[SnapshotFile]:
     root = root.resolve()
     files: list[SnapshotFile] = []
     total = 0
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unreadable(exc: OSError) -> NoReturn:
+        where = Path(exc.filename or root)
+        rel = where.relative_to(root).as_posix() if where.is_relative_to(root) else str(where)
+        raise ValidationError(f"path: cannot read {rel}/ in {root} ({exc.strerror}).",
+                              field="path")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=False):
         here = Path(dirpath)
         keep = []
         for d in sorted(dirnames):
@@ -106,8 +126,11 @@ def collect(root: Path, max_bytes: int) -> list[SnapshotFile]:
                     )
                 if not target.is_file():
                     continue
-            st = full.stat()
-            if not stat.S_ISREG(st.st_mode):
+            try:
+                st = full.stat()
+            except OSError as exc:
+                unreadable(exc)
+            if not stat.S_ISREG(st.st_mode):  # FIFOs, sockets, devices: not code
                 continue
             total += st.st_size
             if total > max_bytes:
@@ -125,10 +148,32 @@ def collect(root: Path, max_bytes: int) -> list[SnapshotFile]:
     return files
 
 
-def _file_sha256(path: Path) -> str:
+def _open(f: SnapshotFile) -> BinaryIO:
+    """The file for reading, or one sentence naming it. Non-blocking, and checked to be
+    a regular file once open: one replaced by a FIFO since it was listed must not hang."""
+    try:
+        fd = os.open(f.path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ValidationError(f"path: cannot read {f.rel} ({exc.strerror}).",
+                              field="path") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValidationError(f"path: {f.rel} is no longer a regular file.", field="path")
+    return os.fdopen(fd, "rb")
+
+
+def _read(f: SnapshotFile, fh: BinaryIO) -> bytes:
+    try:
+        return fh.read(1 << 20)
+    except OSError as exc:
+        raise ValidationError(f"path: cannot read {f.rel} ({exc.strerror}).",
+                              field="path") from exc
+
+
+def _file_sha256(f: SnapshotFile) -> str:
     h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+    with _open(f) as fh:
+        while block := _read(f, fh):
             h.update(block)
     return h.hexdigest()
 
@@ -136,41 +181,93 @@ def _file_sha256(path: Path) -> str:
 def digest_of(files: list[SnapshotFile]) -> str:
     h = hashlib.sha256()
     for f in files:
-        h.update(f"{f.rel}\0{'x' if f.executable else '-'}\0{_file_sha256(f.path)}\n".encode())
+        h.update(f"{f.rel}\0{'x' if f.executable else '-'}\0{_file_sha256(f)}\n".encode())
     return h.hexdigest()
 
 
-def create_snapshot(root: Path, artifacts: Path, max_bytes: int) -> Snapshot:
-    """Copy `root` into the artifact store (once per distinct content) and describe it."""
+@dataclass
+class StagedSnapshot:
+    """A snapshot described, its copy (when the store lacked this content) waiting in a
+    temporary directory beside where it belongs."""
+
+    snapshot: Snapshot
+    copy: Path | None = field(default=None)
+
+    def publish(self) -> None:
+        """Put the copy in place (nothing to do when the content was there already)."""
+        if self.copy is None:
+            return
+        try:
+            os.rename(self.copy, self.snapshot.path)
+        except OSError as exc:
+            # Another process put the same content in place first: keep theirs.
+            if not self.snapshot.path.is_dir():
+                raise StoreError(f"artifacts: cannot put the snapshot in place at "
+                                 f"{self.snapshot.path} ({exc.strerror}).") from exc
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Remove the copy, if any: only ever this call's own temporary directory."""
+        if self.copy is not None:
+            shutil.rmtree(self.copy, ignore_errors=True)
+            self.copy = None
+
+
+def stage_snapshot(root: Path, artifacts: Path, max_bytes: int) -> StagedSnapshot:
+    """Describe `root` and, when the store lacks its content, copy it beside the store."""
     files = collect(Path(root), max_bytes)
     digest = digest_of(files)
     dest = artifacts / "code" / digest
-    if not dest.is_dir():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # Copy into a temporary sibling, then rename: a reader never sees half a snapshot.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=dest.parent))
-        try:
-            for f in files:
-                target = tmp / f.rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f.path, target)
-                os.chmod(target, 0o755 if f.executable else 0o644)
-            os.rename(tmp, dest)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not dest.is_dir():
-                raise
-    names = {f.rel for f in files}
+    copy = None if dest.is_dir() else _copy(files, dest)
+    by_rel = {f.rel: f for f in files}
     python_version = None
-    if ".python-version" in names:
-        python_version = (dest / ".python-version").read_text().strip() or None
-    return Snapshot(
+    if ".python-version" in by_rel:
+        with _open(by_rel[".python-version"]) as fh:
+            python_version = fh.read().decode(errors="replace").strip() or None
+    snapshot = Snapshot(
         digest=digest,
         files=len(files),
         bytes=sum(f.size for f in files),
         path=dest,
-        has_requirements="requirements.txt" in names,
-        has_pyproject="pyproject.toml" in names,
-        has_dockerfile="Dockerfile" in names,
+        has_requirements="requirements.txt" in by_rel,
+        has_pyproject="pyproject.toml" in by_rel,
+        has_dockerfile="Dockerfile" in by_rel,
         python_version=python_version,
     )
+    return StagedSnapshot(snapshot, copy)
+
+
+def _copy(files: list[SnapshotFile], dest: Path) -> Path:
+    """Copy the files into a temporary sibling of `dest` (a reader never sees half a
+    snapshot); one sentence for a file that cannot be read or a store not writable."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name[:12]}-", dir=dest.parent))
+    except OSError as exc:
+        raise StoreError(f"artifacts: cannot write a snapshot under {dest.parent} "
+                         f"({exc.strerror}).") from exc
+    try:
+        for f in files:
+            with _open(f) as src:
+                try:
+                    target = tmp / f.rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with open(target, "xb") as out:
+                        while block := _read(f, src):
+                            out.write(block)
+                    os.chmod(target, 0o755 if f.executable else 0o644)
+                except OSError as exc:
+                    raise StoreError(f"artifacts: cannot write a snapshot under "
+                                     f"{dest.parent} ({exc.strerror}).") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def create_snapshot(root: Path, artifacts: Path, max_bytes: int) -> Snapshot:
+    """Copy `root` into the artifact store (once per distinct content) and describe it."""
+    staged = stage_snapshot(root, artifacts, max_bytes)
+    staged.publish()
+    return staged.snapshot

@@ -1,5 +1,6 @@
 """Engine set-up: SQLite (WAL, 0600, BEGIN IMMEDIATE for writes) or PostgreSQL (psycopg),
 and preparing a database: creating the schema, refusing one that is not ours.
+What cannot be a store is refused first, before anything touches it (`location`).
 
 The engines are plain synchronous SQLAlchemy Core engines used only from the
 store's own threads (see `threads`), each of which keeps one connection; hence
@@ -10,6 +11,7 @@ of failing at COMMIT with "database is locked".
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +26,7 @@ from sqlalchemy.schema import CreateIndex
 
 from launch_tui.core.errors import StoreError
 from launch_tui.core.settings import DEFAULT_PROJECT
-from launch_tui.core.store import schema
+from launch_tui.core.store import location, schema
 
 _WRITE = "launch_write"
 BUSY_TIMEOUT_MS = 60_000
@@ -57,14 +59,16 @@ def writer_lock_path(url: str) -> str | None:
 
 
 def create_engines(url: str) -> tuple[Engine, Engine]:
-    """Return (read_engine, write_engine); they differ only in how transactions begin."""
+    """Return (read_engine, write_engine); they differ only in how transactions begin.
+    A URL or path that cannot be a store is refused (StoreError) before anything is
+    created or opened."""
+    location.parse(url)
     path = _sqlite_path(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        location.check_sqlite_path(path)
         if not path.exists():
             # Create the file ourselves so it is 0600 from the first byte.
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-            os.close(fd)
+            location.create_sqlite_file(path)
         engine = create_engine(url, poolclass=NullPool,
                                connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
@@ -107,6 +111,9 @@ async def prepare(write: Callable[..., Awaitable[Any]], url: str) -> None:
     `write` is the store's: this runs on its writer thread, under the write lock."""
     path = _sqlite_path(url)
     if path is not None:
+        # Read-only first: a file that is not ours is refused before the writer's
+        # connection switches it to WAL, and before its permissions change.
+        await asyncio.to_thread(location.check_ours, path)
         # Tighten permissions on files made by older versions or other tools.
         for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             if p.exists():
@@ -114,11 +121,12 @@ async def prepare(write: Callable[..., Awaitable[Any]], url: str) -> None:
     try:
         await write(_prepare, url)
     except DatabaseError as exc:
-        if isinstance(exc, OperationalError) and "locked" in str(exc):
-            raise StoreError(f"store: {_where(url)} is locked by another program.") from exc
-        raise StoreError(
-            f"store: {_where(url)} is not a launch-tui database ({exc.orig})."
-        ) from exc
+        reason = " ".join(str(exc.orig).split())  # drivers' messages span lines
+        if isinstance(exc, OperationalError):
+            if "locked" in reason:
+                raise StoreError(f"store: {_where(url)} is locked by another program.") from exc
+            raise StoreError(f"store: cannot open {_where(url)} ({reason}).") from exc
+        raise StoreError(f"store: {_where(url)} is not a launch-tui database ({reason}).") from exc
     except OSError as exc:
         raise StoreError(f"store: cannot open {_where(url)} ({exc}).") from exc
 
@@ -136,20 +144,9 @@ def _prepare(conn: Connection, url: str) -> None:
         )
         conn.execute(schema.projects.insert().values(name=DEFAULT_PROJECT, created_at=time.time()))
         return
-    if "launch_meta" not in names:
-        raise StoreError(
-            f"store: {_where(url)} is not a launch-tui database "
-            "(it has other tables and no launch_meta table)."
-        )
-    rows = dict(conn.execute(select(schema.meta.c.key, schema.meta.c.value)).all())
-    if rows.get("app") != schema.APP_MARKER:
-        raise StoreError(f"store: {_where(url)} is not a launch-tui database.")
-    version = int(rows.get("schema_version", "0"))
-    if version > schema.SCHEMA_VERSION:
-        raise StoreError(
-            f"store: {_where(url)} has schema version {version}, newer than this "
-            f"launch-tui understands ({schema.SCHEMA_VERSION}); upgrade launch-tui."
-        )
+    meta = (dict(conn.execute(select(schema.meta.c.key, schema.meta.c.value)).all())
+            if schema.meta.name in names else {})
+    location.refuse_foreign(_where(url), names, meta)
     # Columns and indexes added since a database was made (each with a default, so
     # no data migration is needed).
     for table, column, ddl in schema.ADDED_COLUMNS:
