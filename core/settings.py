@@ -41,9 +41,9 @@ event ~150 B (a heartbeat ~130 B), a run with its item ~2.3 KB.
     runs      2,000 x 2.3 KB = 4.6 MB a day, never pruned: 1.7 GB a year
 
 About 4.5 GB after a year (of which only the runs keep growing, 1.7 GB a year);
-without pruning the same year takes ~140 GB (logs 100 GB, heartbeats 16 GB,
-output notices 22 GB). A team printing 100 lines a run can keep logs 70 days in
-the same space. SQLite reuses the pages pruning frees but never shrinks the file.
+without pruning the same year takes ~150 GB (logs 100 GB, output notices 22 GB,
+heartbeats 16 GB, metrics 7 GB). A team printing 100 lines a run can keep logs
+70 days in the same space. SQLite reuses the pages pruning frees but never shrinks the file.
 """
 
 from __future__ import annotations
