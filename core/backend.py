@@ -199,6 +199,8 @@ class BackendPlugin:
     builder: BuilderFactory | None = None
     extra: str | None = None  # the pip extra that brings its SDK
     check_args: ArgsPolicy | None = None
-    # Queue-config keys this target reads beyond the common ones (allow_volumes, …).
+    # Queue-config keys this target reads beyond the common ones (allow_volumes, …);
+    # their values follow the key's form (core.queueconfig): `allow_…` a real boolean,
+    # `…_env` a list of environment names.
     queue_keys: tuple[str, ...] = ()
     order: int = 100  # where it appears in menus; built-ins first

@@ -160,7 +160,8 @@ class QueueConfig:
     allow_overrides: bool | tuple[str, ...] = False
     env: dict[str, str] = field(default_factory=dict)
     wandb_mode: str = "offline"
-    # Extra knobs some backends read (e.g. docker: base_image, allow_volumes)
+    # Every other key (base_image, secret_env, the target's policy keys such as
+    # docker's allow_volumes); which are allowed and their forms: core.queueconfig
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

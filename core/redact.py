@@ -133,7 +133,9 @@ def job(j: Job) -> Job:
 
 
 def item(i: QueueItem) -> QueueItem:
-    return dataclasses.replace(i, resource_overrides=_deep(i.resource_overrides, ()))
+    return dataclasses.replace(
+        i, resource_overrides=_deep(i.resource_overrides, ()),
+        error_message=mask_url(i.error_message) if i.error_message else i.error_message)
 
 
 def preview(spec: dict[str, Any], queue_config: QueueConfig) -> dict[str, Any]:

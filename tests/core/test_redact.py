@@ -4,7 +4,7 @@ facade are checked in test_secrets.py)."""
 from __future__ import annotations
 
 from launch_tui.core import redact
-from launch_tui.core.model import Queue, QueueConfig
+from launch_tui.core.model import ItemState, Priority, Queue, QueueConfig, QueueItem
 
 
 def test_url_passwords_are_masked_wherever_they_stand() -> None:
@@ -45,3 +45,13 @@ def test_a_queue_snapshot_is_masked_and_the_original_untouched() -> None:
     assert shown.config.env == {"WANDB_API_KEY": redact.MASK, "X": redact.MASK}
     assert shown.config.resource_args == {"env": {"S3_SECRET": redact.MASK}, "timeout_s": 5}
     assert q.config.env == {"WANDB_API_KEY": "k", "X": "1"}
+
+
+def test_an_item_shows_its_overrides_and_error_masked() -> None:
+    item = QueueItem(1, "p", "q", "j", 0, {}, {"env": {"HF_TOKEN": "t"}}, {}, Priority.MEDIUM,
+                     ItemState.FAILED, 0.0, 0.0,
+                     error_message="fetch https://u:tok@h/x.git failed")
+    shown = redact.item(item)
+    assert shown.resource_overrides == {"env": {"HF_TOKEN": redact.MASK}}
+    assert shown.error_message == f"fetch https://u:{redact.MASK}@h/x.git failed"
+    assert item.error_message == "fetch https://u:tok@h/x.git failed"
