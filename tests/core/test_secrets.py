@@ -185,3 +185,16 @@ async def test_an_update_with_masked_values_keeps_the_real_ones(
     lines = await lab.output(run.id)
     for name in ("HF_TOKEN", "MY_VAR", "S3_SECRET", "HF_HOME", "DATABASE_URL"):
         assert f"{name} True" in lines, lines
+
+
+async def test_a_new_version_of_a_git_job_keeps_the_real_url(service: LaunchService) -> None:
+    await service.create_git_job(GIT_URL, "python train.py", name="g", config_defaults={"lr": 1})
+    shown = await service.update_job_config("g", {"lr": 2})
+    assert shown.version.version == 1 and MASK in shown.version.source["url"]
+    assert MASK in (await service.job_version("g:v1")).source["url"]
+    # The new version was made from the stored source, not from what people are shown.
+    await service.create_queue("q", "local-process")
+    await service.enqueue("g:v1", "q")
+    claim = await service.claim_run("agent-1", ["q"])
+    assert claim.run is not None and claim.run.spec is not None
+    assert claim.run.spec["source"]["url"] == GIT_URL
