@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import string
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,7 @@ from launch_tui.core.model import (
     RunSpec,
     RunState,
 )
-from launch_tui.core.queues import require_queue, scope
+from launch_tui.core.queues import require_queue
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import agents as agents_db
 from launch_tui.core.store import items as items_db
@@ -277,16 +277,6 @@ class Dispatch:
 
     async def get_run(self, run_id: str) -> Run:
         return await self._store.read(require_run, run_id)
-
-    async def list_runs(self, queue: str | None, *, project: str | None,
-                        states: Iterable[RunState | str] | None, agent: str | None,
-                        limit: int | None) -> list[Run]:
-        """Newest first."""
-        project = project_or_default(self._settings, project)
-        wanted = None if states is None else [RunState(s) for s in states]
-        return await self._store.read(
-            lambda conn: runs_db.listing(conn, project, scope(conn, project, queue), wanted,
-                                         agent, limit))
 
     async def agent_runs(self, agent: str) -> list[Run]:
         """Runs an agent owns that have not ended (what it must re-attach to)."""

@@ -10,7 +10,6 @@ and queue config the same transaction reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from launch_tui.core import jobs as jobrules
@@ -198,18 +197,6 @@ class Queues:
 
     async def get_item(self, item_id: int) -> QueueItem:
         return await self._store.read(require_item, item_id)
-
-    async def list_items(
-        self, queue: str | None, *, project: str | None,
-        states: Iterable[ItemState | str] | None, limit: int | None,
-    ) -> list[QueueItem]:
-        """Items in the order they will be taken (priority, then first in first out)."""
-        project = project_or_default(self._settings, project)
-
-        def query(conn: Conn) -> list[QueueItem]:
-            return items_db.listing(conn, project, scope(conn, project, queue), states, limit)
-
-        return await self._store.read(query)
 
     async def cancel(self, target: str | int, *, reason: str) -> str:
         """Cancel a pending item, or ask the agent to stop a run. Returns what was done."""

@@ -28,6 +28,7 @@ from launch_tui.core.catalog import Catalog, JobVersionResult
 from launch_tui.core.dispatch import ClaimResult, Dispatch, new_run_id
 from launch_tui.core.events import AgentLog, Event
 from launch_tui.core.feed import Feed
+from launch_tui.core.listings import PAGE, Listings, pages
 from launch_tui.core.model import (
     Agent,
     AgentFence,
@@ -71,6 +72,7 @@ class LaunchService:
         self._catalog = Catalog(self._store, settings)
         self._queues = Queues(self._store, settings, self._catalog)
         self._dispatch = Dispatch(self._store, settings, new_run_id=lambda: new_run_id())
+        self._listings = Listings(self._store, settings)
         self._output = Output(self._store)
         self._agents = Agents(self._store, settings, hostname=lambda: socket.gethostname(),
                               pid=lambda: os.getpid())
@@ -215,11 +217,26 @@ class LaunchService:
     async def list_items(
         self, queue: str | None = None, *, project: str | None = None,
         states: Iterable[ItemState | str] | None = (ItemState.PENDING,), limit: int | None = None,
+        after: str | None = None, since: float | None = None,
     ) -> list[QueueItem]:
-        """Items in the order they will be taken (priority, then first in first out)."""
+        """Waiting items in the order they will be taken (queue by queue, priority, then
+        first in first out), then the others newest first; created at or after `since`
+        (epoch seconds), continuing after the cursor `after` (`listings.cursor_of` an item)."""
         return redact.each(
-            await self._queues.list_items(queue, project=project, states=states, limit=limit),
+            await self._listings.list_items(queue, project=project, states=states, limit=limit,
+                                            after=after, since=since),
             redact.item)
+
+    def item_pages(
+        self, queue: str | None = None, *, project: str | None = None,
+        states: Iterable[ItemState | str] | None = (ItemState.PENDING,), limit: int | None = None,
+        since: float | None = None, page: int = PAGE,
+    ) -> AsyncIterator[list[QueueItem]]:
+        """`list_items` a page of `page` at a time, up to `limit` items (None: all)."""
+        states = None if states is None else tuple(states)
+        return pages(lambda cursor, n: self.list_items(
+            queue, project=project, states=states, limit=n, after=cursor, since=since),
+            limit, page)
 
     async def cancel(self, target: str | int, *, reason: str = "cancelled by user") -> str:
         """Cancel a pending item, or ask the agent to stop a run. Returns what was done."""
@@ -264,13 +281,25 @@ class LaunchService:
     async def list_runs(
         self, queue: str | None = None, *, project: str | None = None,
         states: Iterable[RunState | str] | None = None, agent: str | None = None,
-        limit: int | None = None,
+        limit: int | None = None, before: str | None = None, since: float | None = None,
     ) -> list[Run]:
-        """Newest first."""
+        """Newest first; created at or after `since` (epoch seconds), older than the
+        cursor `before` (`listings.cursor_of` the last run of the page before)."""
         return redact.each(
-            await self._dispatch.list_runs(queue, project=project, states=states, agent=agent,
-                                           limit=limit),
+            await self._listings.list_runs(queue, project=project, states=states, agent=agent,
+                                           limit=limit, before=before, since=since),
             redact.run)
+
+    def run_pages(
+        self, queue: str | None = None, *, project: str | None = None,
+        states: Iterable[RunState | str] | None = None, agent: str | None = None,
+        limit: int | None = None, since: float | None = None, page: int = PAGE,
+    ) -> AsyncIterator[list[Run]]:
+        """`list_runs` a page of `page` at a time, up to `limit` runs (None: all)."""
+        states = None if states is None else tuple(states)
+        return pages(lambda cursor, n: self.list_runs(
+            queue, project=project, states=states, agent=agent, limit=n, before=cursor,
+            since=since), limit, page)
 
     async def agent_runs(self, agent: str) -> list[Run]:
         """Runs an agent owns that have not ended (what it must re-attach to)."""

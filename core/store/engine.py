@@ -155,6 +155,8 @@ def _prepare(conn: Connection, url: str) -> None:
             conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
     for index in schema.ADDED_INDEXES:
         conn.execute(CreateIndex(index, if_not_exists=True))
+    for name in schema.RETIRED_INDEXES:
+        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
 
 
 def _where(url: str) -> str:

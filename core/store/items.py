@@ -120,27 +120,6 @@ def load(conn: Connection, item_id: int) -> QueueItem | None:
     return rows.to_item(row, place)
 
 
-def listing(conn: Connection, project: str, queue_id: int | None,
-            states: Iterable[ItemState | str] | None, limit: int | None) -> list[QueueItem]:
-    """Items by queue name, then in take order (priority, then first in first out);
-    pending ones numbered by their place in their queue."""
-    query = rows.scoped(rows.item_select(), project, items.c.queue_id, queue_id)
-    if states is not None:
-        query = query.where(items.c.state.in_([str(s) for s in states]))
-    query = query.order_by(queues.c.name, items.c.priority, items.c.id)
-    if limit is not None:
-        query = query.limit(limit)
-    out: list[QueueItem] = []
-    counters: dict[str, int] = {}
-    for r in conn.execute(query).all():
-        place = None
-        if r.state == ItemState.PENDING:
-            counters[r.queue_name] = counters.get(r.queue_name, 0) + 1
-            place = counters[r.queue_name]
-        out.append(rows.to_item(r, place))
-    return out
-
-
 def claim_next_pending(conn: Connection, queue_id: int, *, skip_locked: bool) -> int | None:
     """The number of the item a queue gives out next: the first pending one by
     (priority, number), locked on PostgreSQL (see `next_pending`). The caller then

@@ -94,13 +94,6 @@ def item_select() -> Select[Any]:
         jobs, items.c.job_id == jobs.c.id))
 
 
-def scoped(query: Select[Any], project: str, queue_column: Any, queue_id: int | None
-           ) -> Select[Any]:
-    """Restrict a joined item or run select to a project, and to one queue if given."""
-    query = query.where(queues.c.project == project)
-    return query if queue_id is None else query.where(queue_column == queue_id)
-
-
 def to_item(row: Any, position: int | None = None,
             names: tuple[str, str, str] | None = None) -> QueueItem:
     """An item snapshot from an `item_select()` row, or from a bare items row plus its

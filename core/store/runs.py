@@ -55,21 +55,6 @@ def head(conn: Connection, run_id: str) -> Any | None:
     return _HEAD.first(conn, run_id=run_id)
 
 
-def listing(conn: Connection, project: str, queue_id: int | None,
-            states: Iterable[RunState] | None, agent: str | None, limit: int | None
-            ) -> list[Run]:
-    """Newest first (ix_runs_created)."""
-    query = rows.scoped(rows.run_select(), project, runs.c.queue_id, queue_id)
-    if states is not None:
-        query = query.where(runs.c.state.in_([str(s) for s in states]))
-    if agent is not None:
-        query = query.where(runs.c.agent == agent)
-    query = query.order_by(runs.c.created_at.desc(), runs.c.id)
-    if limit is not None:
-        query = query.limit(limit)
-    return [rows.to_run(r) for r in conn.execute(query).all()]
-
-
 def orphaned(conn: Connection, project: str, queue_names: Sequence[str],
              agents_gone: Sequence[str]) -> list[Run]:
     """Unfinished runs of the given queues whose agents are gone, oldest first."""

@@ -109,6 +109,8 @@ items = Table(
     Index("ix_items_claim", "queue_id", "state", "priority", "id"),
     # Lease expiry looks only at leased items whose lease ran out, never scans.
     Index("ix_items_lease", "state", "lease_expires"),
+    # Listings of items done with (claimed, failed, cancelled) are newest first.
+    Index("ix_items_history", "state", "created_at", "id"),
 )
 
 runs = Table(
@@ -130,10 +132,12 @@ runs = Table(
     Column("reason", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
-    Index("ix_runs_state", "state"),
     Index("ix_runs_agent", "agent", "state"),
-    # Run listings are newest first.
-    Index("ix_runs_created", "created_at"),
+    # Run listings are newest first, by (created_at, id): of a project, of one queue,
+    # of one state; a page is one range of one of these (see store/listings).
+    Index("ix_runs_newest", "created_at", "id"),
+    Index("ix_runs_queue_newest", "queue_id", "created_at", "id"),
+    Index("ix_runs_state_newest", "state", "created_at", "id"),
     # Pruning walks runs in the order they last changed (a run's output is kept for a
     # while after it ended); the id breaks ties so the walk can resume exactly.
     Index("ix_runs_updated", "updated_at", "id"),
@@ -192,8 +196,11 @@ events = Table(
 # them (IF NOT EXISTS) on databases made before.
 ADDED_INDEXES = tuple(
     ix for table in (items, runs) for ix in table.indexes
-    if ix.name in ("ix_items_lease", "ix_runs_created", "ix_runs_updated")
+    if ix.name in ("ix_items_lease", "ix_items_history", "ix_runs_newest",
+                   "ix_runs_queue_newest", "ix_runs_state_newest", "ix_runs_updated")
 )
+# Indexes that others above replaced; `engine.prepare` drops them (IF EXISTS).
+RETIRED_INDEXES = ("ix_runs_created", "ix_runs_state")
 
 # Columns added since a database was made: (table, column name, DDL type and default).
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (

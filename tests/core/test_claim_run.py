@@ -190,8 +190,12 @@ async def test_an_older_database_gains_the_new_indexes(home: Path) -> None:
     svc = await LaunchService.open(home=home)
     await svc.close()
     db = sqlite3.connect(home / "launch.db")
-    db.execute("drop index ix_items_lease")
-    db.execute("drop index ix_runs_created")
+    for name in ("ix_items_lease", "ix_items_history", "ix_runs_newest", "ix_runs_queue_newest",
+                 "ix_runs_state_newest"):
+        db.execute(f"drop index {name}")
+    # Indexes that newer ones replaced go.
+    db.execute("create index ix_runs_created on runs (created_at)")
+    db.execute("create index ix_runs_state on runs (state)")
     db.commit()
     db.close()
     svc = await LaunchService.open(home=home)
@@ -199,7 +203,9 @@ async def test_an_older_database_gains_the_new_indexes(home: Path) -> None:
     db = sqlite3.connect(home / "launch.db")
     names = {r[0] for r in db.execute("select name from sqlite_master where type='index'")}
     db.close()
-    assert {"ix_items_lease", "ix_runs_created"} <= names
+    assert {"ix_items_lease", "ix_items_history", "ix_runs_newest", "ix_runs_queue_newest",
+            "ix_runs_state_newest"} <= names
+    assert not {"ix_runs_created", "ix_runs_state"} & names
 
 
 def test_store_urls_of_old_settings_still_open() -> None:
