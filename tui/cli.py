@@ -24,6 +24,7 @@ from launch_tui.core.configfile import load_mapping, parse_assignments
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Priority, RunState
 from launch_tui.core.service import LaunchService
+from launch_tui.tui.listing import parse_since, write_json_array
 
 T = TypeVar("T")
 
@@ -478,20 +479,37 @@ async def launch(service: LaunchService, job_ref: str, queue_name: str, config_f
 # ---------------------------------------------------------------------- items, runs, logs
 
 
+def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    """`--since` as an epoch time; bad input is one sentence and exit 1, before the
+    store is opened."""
+    return None if value is None else guard(lambda: parse_since(value))
+
+
+since_option = click.option("--since", default=None, metavar="WHEN", callback=_since,
+                            help="Only those created since WHEN: a duration back from now "
+                                 "(30m, 2h, 3d) or an ISO time (2024-05-01T12:00).")
+
+
 @cli.command()
 @click.option("--queue", "-q", "queue_name", default=None)
-@click.option("--all", "all_states", is_flag=True, help="Include claimed, failed and cancelled.")
+@click.option("--all", "all_states", is_flag=True,
+              help="Include claimed, failed and cancelled (after the waiting, newest first).")
+@click.option("--limit", "-n", default=0, type=click.IntRange(min=0),
+              help="At most N items (default, 0: all).")
+@since_option
 @json_option
 @project_option
 @run_with_service
-async def items(service: LaunchService, queue_name: str | None, all_states: bool, as_json: bool,
-                project: str | None) -> None:
+async def items(service: LaunchService, queue_name: str | None, all_states: bool, limit: int,
+                since: float | None, as_json: bool, project: str | None) -> None:
     """Queue items in the order they will be taken."""
     states = None if all_states else (ItemState.PENDING, ItemState.LEASED)
-    found = await service.list_items(queue_name, project=project, states=states)
+    pages = service.item_pages(queue_name, project=project, states=states, limit=limit or None,
+                               since=since)
     if as_json:
-        emit_json(found)
+        await write_json_array(pages, to_jsonable)  # page by page, never the whole list
         return
+    found = [i async for page in pages for i in page]
     table(["pos", "id", "queue", "job", "priority", "state", "age", "overrides"],
           [[i.position or "-", f"#{i.id}", i.queue, i.job_ref, i.priority, i.state,
             ago(i.created_at), json.dumps(i.config_overrides) if i.config_overrides else ""]
@@ -502,24 +520,29 @@ async def items(service: LaunchService, queue_name: str | None, all_states: bool
 @click.option("--queue", "-q", "queue_name", default=None)
 @click.option("--state", "-s", "states", multiple=True,
               type=click.Choice([s.value for s in RunState]))
-@click.option("--limit", "-n", default=None, type=int)
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(min=0),
+              help="At most N runs (0: all).")
+@since_option
 @json_option
 @project_option
 @run_with_service
 async def runs(service: LaunchService, queue_name: str | None, states: tuple[str, ...],
-               limit: int | None, as_json: bool, project: str | None) -> None:
+               limit: int, since: float | None, as_json: bool, project: str | None) -> None:
     """Runs, newest first."""
-    found = await service.list_runs(queue_name, project=project, states=states or None,
-                                    limit=limit)
+    pages = service.run_pages(queue_name, project=project, states=states or None,
+                              limit=limit or None, since=since)
     if as_json:
-        emit_json(found)
+        await write_json_array(pages, to_jsonable)  # page by page, never the whole list
         return
+    found = [r async for page in pages for r in page]
     table(["run", "item", "job", "queue", "state", "agent", "exit", "age", "reason"],
           [[r.id, f"#{r.item_id}", r.job_ref, r.queue, r.state, r.agent or "-",
             "-" if r.exit_code is None else r.exit_code, ago(r.created_at),
             (r.error_message or r.reason or "").splitlines()[0][:60] if (r.error_message
                                                                          or r.reason) else ""]
            for r in found])
+    if limit and len(found) == limit:
+        click.echo(f"(the newest {limit}; --limit N or 0 for more)", err=True)
 
 
 @cli.command()
