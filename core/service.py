@@ -27,7 +27,7 @@ from launch_tui.core.agents import AGENT_STALE_S, Agents
 from launch_tui.core.catalog import Catalog, JobVersionResult
 from launch_tui.core.dispatch import ClaimResult, Dispatch, new_run_id
 from launch_tui.core.events import AgentLog, Event
-from launch_tui.core.feed import Feed
+from launch_tui.core.feed import WATCHED_POLL_S, Feed
 from launch_tui.core.listings import PAGE, Listings, pages
 from launch_tui.core.model import (
     Agent,
@@ -393,10 +393,14 @@ class LaunchService:
     async def events_after(self, seq: int, limit: int = 500) -> list[Event]:
         return await self._feed.events_after(seq, limit)
 
-    def subscribe(self, after: int | None = None, poll_s: float = 0.2) -> AsyncIterator[Event]:
-        """Every event after `after` (default: from now on), as any process writes it;
-        this process's own changes wake subscribers at once, others' within `poll_s`."""
-        return self._feed.subscribe(after, poll_s)
+    def subscribe(self, after: int | None = None, poll_s: float = 0.2, *, watch: bool = True,
+                  watched_poll_s: float = WATCHED_POLL_S) -> AsyncIterator[Event]:
+        """Every event after `after` (default: from now on), as any process writes it.
+        This process's own changes wake subscribers at once; on SQLite, so do other
+        processes' commits (the database's files are watched, see `dbwatch`), with a
+        poll every `watched_poll_s` as a fallback; without a watch (`watch=False`,
+        PostgreSQL, no inotify), others' changes are seen within `poll_s`."""
+        return self._feed.subscribe(after, poll_s, watch=watch, watched_poll_s=watched_poll_s)
 
     # ------------------------------------------------------------------ retention
 

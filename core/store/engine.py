@@ -51,6 +51,11 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file an SQLite URL names (None: PostgreSQL, or in memory)."""
+    return _sqlite_path(url)
+
+
 def writer_lock_path(url: str) -> str | None:
     """The file the writers of all processes lock around each write transaction
     (SQLite files only; PostgreSQL takes row locks)."""
