@@ -7,8 +7,9 @@ copied with new ids, queues, states and times through the store's bulk inserts,
 deep in the listing, `since`, and the item history), and `launch-tui runs --json
 --limit 50` as a command; then `launch-tui runs --json --limit 0` (every run,
 streamed) with the command's peak RSS, beside the same listing made the old way
-in the same run (every run read, then one `json.dumps(indent=2)`). It prints the
-query plans of the listing statements, as executed.
+in the same run (every run read, then one `json.dumps(indent=2)`). The two
+stores take turns, sample by sample. It prints the query plans of the listing
+statements, as executed.
 
     .venv/bin/python benchmarks/list_scale.py [--small 100] [--large 100000]
 
@@ -108,27 +109,13 @@ async def seed(home: Path, count: int) -> None:
     await store.dispose()
 
 
-async def median_ms(fn: Callable[[], Awaitable[Any]], samples: int) -> float:
-    for _ in range(5):
-        await fn()
-    times = []
-    for _ in range(samples):
-        t = time.perf_counter()
-        await fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
-
-
-async def in_process(home: Path, samples: int
-                     ) -> tuple[dict[str, tuple[float, int]], dict[str, str]]:
-    """Median time (ms) and rows returned of each listing, and its query plans."""
-    svc = await LaunchService.open(home=home)
+async def cases_of(svc: LaunchService) -> dict[str, Callable[[], Awaitable[Any]]]:
     middle_id = await svc._store.read(lambda conn: conn.scalar(
         select(schema.runs.c.id).order_by(schema.runs.c.created_at.desc())
         .offset(conn.scalar(select(func.count()).select_from(schema.runs)) // 2).limit(1)))
     middle = cursor_of(await svc.get_run(middle_id))
     day_ago = time.time() - DAY
-    cases: dict[str, Callable[[], Awaitable[Any]]] = {
+    return {
         "list_runs(limit=50)": lambda: svc.list_runs(limit=50),
         "  one queue": lambda: svc.list_runs("q", limit=50),
         "  one state (failed)": lambda: svc.list_runs(states=["failed"], limit=50),
@@ -138,11 +125,33 @@ async def in_process(home: Path, samples: int
         "  since a day ago": lambda: svc.list_runs(limit=50, since=day_ago),
         "list_items(states=None, limit=50)": lambda: svc.list_items(states=None, limit=50),
     }
-    timings = {label: (await median_ms(fn, samples), len(await fn()))
-               for label, fn in cases.items()}
-    plans = {label: await explain(svc, fn) for label, fn in cases.items()}
-    await svc.close()
-    return timings, plans
+
+
+async def in_process(homes: list[Path], samples: int
+                     ) -> tuple[list[dict[str, tuple[float, int]]], dict[str, str]]:
+    """Median time (ms) and rows returned of each listing on each store, and the
+    query plans on the last. The stores take turns, sample by sample, so a busy
+    moment of the machine weighs on both alike."""
+    services = [await LaunchService.open(home=h) for h in homes]
+    cases = [await cases_of(svc) for svc in services]
+    out: list[dict[str, tuple[float, int]]] = [{} for _ in homes]
+    for label in cases[0]:
+        fns = [c[label] for c in cases]
+        times: list[list[float]] = [[] for _ in fns]
+        for fn in fns:
+            for _ in range(5):
+                await fn()
+        for _ in range(samples):
+            for i, fn in enumerate(fns):
+                t = time.perf_counter()
+                await fn()
+                times[i].append(time.perf_counter() - t)
+        for i, fn in enumerate(fns):
+            out[i][label] = (statistics.median(times[i]) * 1000, len(await fn()))
+    plans = {label: await explain(services[-1], fn) for label, fn in cases[-1].items()}
+    for svc in services:
+        await svc.close()
+    return out, plans
 
 
 async def explain(svc: LaunchService, fn: Callable[[], Awaitable[Any]]) -> str:
@@ -181,30 +190,26 @@ def command(argv: list[str], home: Path, out: Path | None = None) -> tuple[float
     return elapsed, int(report.read_text().split()[-1]) / 1024
 
 
-def commands(home: Path, runs: int) -> dict[str, tuple[float, float]]:
+def commands(homes: list[Path], counts: list[int]) -> list[dict[str, tuple[float, float]]]:
+    """Each command on each store; the stores take turns."""
     cli = [str(BIN / "launch-tui")]
-    limited = [command([*cli, "runs", "--json", "--limit", "50"], home) for _ in range(7)]
-    out = home / "all.json"
-    streamed = command([*cli, "runs", "--json", "--limit", "0"], home, out)
-    with open(out) as f:
-        assert len(json.load(f)) == runs + 1, "runs --json must be one document of every run"
-    old = command([sys.executable, "-c", OLD_WAY, str(home)], home)
-    return {"launch-tui runs --json --limit 50": (statistics.median(t for t, _ in limited),
-                                                  max(m for _, m in limited)),
+    limited: list[list[tuple[float, float]]] = [[] for _ in homes]
+    for _ in range(7):
+        for i, home in enumerate(homes):
+            limited[i].append(command([*cli, "runs", "--json", "--limit", "50"], home))
+    out = []
+    for home, count, runs in zip(homes, counts, limited, strict=True):
+        listing = home / "all.json"
+        streamed = command([*cli, "runs", "--json", "--limit", "0"], home, listing)
+        with open(listing) as f:
+            assert len(json.load(f)) == count + 1, "runs --json: one document of every run"
+        old = command([sys.executable, "-c", OLD_WAY, str(home)], home)
+        out.append({
+            "launch-tui runs --json --limit 50": (statistics.median(t for t, _ in runs),
+                                                  max(m for _, m in runs)),
             "launch-tui runs --json --limit 0 (all)": streamed,
-            "  baseline: all runs, one json.dumps(indent=2)": old}
-
-
-def measure(count: int, samples: int
-            ) -> tuple[dict[str, tuple[float, int]], dict[str, Any], dict[str, str]]:
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        home = Path(tmp) / "home"
-        t = time.perf_counter()
-        asyncio.run(seed(home, count))
-        print(f"  seeded {count:,} finished runs in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
-        timings, plans = asyncio.run(in_process(home, samples))
-        return timings, commands(home, count), plans
+            "  baseline: all runs, one json.dumps(indent=2)": old})
+    return out
 
 
 def main() -> None:
@@ -213,8 +218,16 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
-    small, small_cmd, _ = measure(args.small, args.samples)
-    large, large_cmd, plans = measure(args.large, args.samples)
+    counts = [args.small, args.large]
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        homes = [Path(tmp) / f"home-{n}" for n in counts]
+        for home, count in zip(homes, counts, strict=True):
+            t = time.perf_counter()
+            asyncio.run(seed(home, count))
+            print(f"  seeded {count:,} finished runs in {time.perf_counter() - t:.1f} s",
+                  file=sys.stderr)
+        (small, large), plans = asyncio.run(in_process(homes, args.samples))
+        small_cmd, large_cmd = commands(homes, counts)
 
     a, b = f"{args.small:,} runs", f"{args.large:,} runs"
     print(f"in process, median of {args.samples}: ms (rows){'':8s}{a:>14s}{b:>18s}   change")

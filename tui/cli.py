@@ -507,7 +507,7 @@ async def items(service: LaunchService, queue_name: str | None, all_states: bool
     pages = service.item_pages(queue_name, project=project, states=states, limit=limit or None,
                                since=since)
     if as_json:
-        await write_json_array(pages, to_jsonable)  # page by page, never the whole list
+        await write_json_array(pages)  # page by page, never the whole list
         return
     found = [i async for page in pages for i in page]
     table(["pos", "id", "queue", "job", "priority", "state", "age", "overrides"],
@@ -532,7 +532,7 @@ async def runs(service: LaunchService, queue_name: str | None, states: tuple[str
     pages = service.run_pages(queue_name, project=project, states=states or None,
                               limit=limit or None, since=since)
     if as_json:
-        await write_json_array(pages, to_jsonable)  # page by page, never the whole list
+        await write_json_array(pages)  # page by page, never the whole list
         return
     found = [r async for page in pages for r in page]
     table(["run", "item", "job", "queue", "state", "agent", "exit", "age", "reason"],

@@ -9,11 +9,13 @@ line tools can follow the output as well.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -40,19 +42,36 @@ def parse_since(text: str, option: str = "--since", now: float | None = None) ->
                           "nor an ISO time (like 2024-05-01T12:00).", field=option)
 
 
-async def write_json_array(pages: AsyncIterator[Sequence[Any]], to_jsonable: Callable[[Any], Any],
-                           out: TextIO | None = None) -> int:
+def jsonable(value: Any) -> Any:
+    """What the JSON encoder cannot write by itself, one level down: a snapshot (a
+    dataclass) as a dict of its fields plus its `ref` / `job_ref`, an enum as its
+    value. The encoder calls it for such objects only, at any depth, so the rows'
+    plain JSON (specs, configs) is walked in C, not in Python; the document is the
+    one `cli.to_jsonable` makes."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        for prop in ("ref", "job_ref"):
+            if hasattr(type(value), prop):
+                out[prop] = getattr(value, prop)
+        return out
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+async def write_json_array(pages: AsyncIterator[Sequence[Any]], out: TextIO | None = None
+                           ) -> int:
     """Write every row of `pages` as one JSON array, page by page; return the count."""
     out = out or sys.stdout
     # No indent, so json uses its C encoder: several times faster on big listings.
-    encode = json.JSONEncoder(sort_keys=True).encode
+    encode = json.JSONEncoder(sort_keys=True, default=jsonable).encode
     count = 0
     out.write("[")
     async for page in pages:
         if not page:
             continue
         out.write(("\n" if count == 0 else ",\n")
-                  + ",\n".join(encode(to_jsonable(row)) for row in page))
+                  + ",\n".join(encode(row) for row in page))
         count += len(page)
         out.flush()  # a reader sees each page as it is read
     out.write("\n]\n" if count else "]\n")

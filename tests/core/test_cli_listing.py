@@ -3,10 +3,16 @@ streamed page by page as one valid document."""
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from launch_tui.core.service import LaunchService
+from launch_tui.tui.cli import to_jsonable
+from launch_tui.tui.listing import write_json_array
 from tests.core.seeding import T0, seed_runs
 
 
@@ -44,3 +50,30 @@ async def test_since_takes_a_duration_or_an_iso_time(
         assert r.code == 1 and r.out == "", bad
         assert r.err.startswith(f"launch-tui: error: --since: '{bad}' is neither a duration")
         assert len(r.err.strip().splitlines()) == 1
+
+
+async def test_streamed_rows_read_back_as_the_cli_s_other_json(
+        service: LaunchService, code_dir: Path) -> None:
+    await seed_runs(service, code_dir, 3)
+    rows = [*await service.list_runs(), *await service.list_items(states=None),
+            await service.get_queue("a"), await service.get_job("t")]
+    out = io.StringIO()
+
+    async def pages() -> AsyncIterator[list[Any]]:
+        yield rows[:2]
+        yield []
+        yield rows[2:]
+
+    assert await write_json_array(pages(), out) == len(rows)
+    assert json.loads(out.getvalue()) == to_jsonable(rows)
+    assert out.getvalue().count("\n") == len(rows) + 2  # a row a line, then "]"
+
+
+async def test_an_empty_listing_is_an_empty_array() -> None:
+    async def pages() -> AsyncIterator[list[Any]]:
+        return
+        yield
+
+    out = io.StringIO()
+    assert await write_json_array(pages(), out) == 0
+    assert out.getvalue() == "[]\n"
