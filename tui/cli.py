@@ -495,7 +495,7 @@ since_option = click.option("--since", default=None, metavar="WHEN", callback=_s
 @click.option("--all", "all_states", is_flag=True,
               help="Include claimed, failed and cancelled (after the waiting, newest first).")
 @click.option("--limit", "-n", default=0, type=click.IntRange(min=0),
-              help="At most N items (default, 0: all).")
+              help="At most N items (0, the default: all).")
 @since_option
 @json_option
 @project_option
