@@ -22,8 +22,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from launch_tui.core import redact
+from launch_tui.core import fulllog, redact
 from launch_tui.core.agents import AGENT_STALE_S, Agents
+from launch_tui.core.backend import LogChunk
 from launch_tui.core.catalog import Catalog, JobVersionResult
 from launch_tui.core.dispatch import ClaimResult, Dispatch, new_run_id
 from launch_tui.core.events import AgentLog, Event
@@ -341,6 +342,14 @@ class LaunchService:
                           lines: Sequence[tuple[float, LogStream | str, str]]) -> None:
         """Store a batch of (timestamp, stream, text) lines and announce it with one event."""
         await self._output.append_logs(run_id, lines)
+
+    async def full_output(self, run_id: str) -> AsyncIterator[LogChunk]:
+        """Every line the run printed, read from where its backend keeps them (the
+        store may hold only part: see core/gaps.py). ConflictError when the backend
+        keeps no copy or it is not on this machine."""
+        run = await self.get_run(run_id)
+        async for chunk in fulllog.full_output(self.settings, run):
+            yield chunk
 
     async def run_logs(self, run_id: str, *, after: int = 0, limit: int = 1000,
                        streams: Iterable[LogStream | str] | None = None) -> list[LogLine]:

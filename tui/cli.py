@@ -549,10 +549,20 @@ async def runs(service: LaunchService, queue_name: str | None, states: tuple[str
 @click.argument("run_id", metavar="RUN")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
 @click.option("--timestamps", "-t", is_flag=True, help="Prefix each line with its time.")
+@click.option("--full", is_flag=True,
+              help="Every line the run printed, read from where its backend keeps them "
+                   "(when the stored log says lines were not stored).")
 @run_with_service
-async def logs(service: LaunchService, run_id: str, follow: bool, timestamps: bool) -> None:
+async def logs(service: LaunchService, run_id: str, follow: bool, timestamps: bool,
+               full: bool) -> None:
     """Print a run's logs."""
     await service.get_run(run_id)  # unknown run -> clear error
+    if full:
+        async for chunk in service.full_output(run_id):
+            prefix = time.strftime("%H:%M:%S ", time.localtime(chunk.ts)) if timestamps else ""
+            stream = "" if chunk.stream == "stdout" else f"[{chunk.stream}] "
+            click.echo(f"{prefix}{stream}{chunk.text}")
+        return
     last = 0
     while True:
         batch = await service.run_logs(run_id, after=last, limit=2000)

@@ -62,3 +62,20 @@ async def test_a_flood_is_stored_or_marked_never_cut(lab: Lab) -> None:
         assert f"full log at {lab.run_dir(run.id) / 'output.jsonl'}" in marker
     # A re-attaching agent would skip exactly what the job produced.
     assert await lab.service.output_line_count(run.id) == 300_001
+    # And every line can be read back whole from where the backend keeps it.
+    full = await lab.cli("logs", run.id, "--full", within=120)
+    assert full.returncode == 0, full.stderr
+    printed = full.stdout.splitlines()
+    assert len(printed) == 300_001 and printed[0] == "line 0" and printed[-1] == "LAST"
+
+
+async def test_full_output_of_a_quiet_run_and_of_an_unknown_run(lab: Lab) -> None:
+    queue = await lab.queue()
+    quiet = await lab.job({"q.py": "print('quiet')\n"}, "python q.py", name="quiet")
+    await lab.agent([queue])
+    run = await lab.wait_run((await lab.run_of(
+        (await lab.service.enqueue(quiet, queue)).id)).id)
+    r = await lab.cli("logs", run.id, "--full")
+    assert r.returncode == 0 and r.stdout.splitlines() == ["quiet"], r.stderr
+    r = await lab.cli("logs", "nosuchrun", "--full")
+    assert r.returncode == 1 and "run: 'nosuchrun' does not exist." in r.stderr
