@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from launch_tui.core.service import LaunchService
+from tests.agent_harness import Lab
 
 
 @pytest.fixture
@@ -27,3 +28,14 @@ async def service(home: Path) -> AsyncIterator[LaunchService]:
         yield svc
     finally:
         await svc.close()
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    """A throwaway home with its store, for agents in this process or their own
+    (tests/agent_harness.py); every process it started is stopped at the end."""
+    lab = await Lab.open(tmp_path)
+    try:
+        yield lab
+    finally:
+        await lab.close()

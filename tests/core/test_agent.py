@@ -7,23 +7,12 @@ messages, the run's stored logs and metrics, and the agent's own log lines.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from launch_tui.core.model import ErrorStage, ItemState, RunState
 from tests.agent_harness import ACTIVE_STATES, Lab, script, wait_for
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    lab = await Lab.open(tmp_path)
-    try:
-        yield lab
-    finally:
-        await lab.close()
-
 
 # ---------------------------------------------------------------- config reaches the job
 

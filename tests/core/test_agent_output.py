@@ -5,11 +5,6 @@ Real agent, real local-process runs, real SQLite store.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from launch_tui.core.gaps import gap_count
 from launch_tui.core.model import RunState
 from tests.agent_harness import Lab, script
@@ -23,15 +18,6 @@ FLOOD = script(
     out.write("LAST\\n")
     """
 )
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    lab = await Lab.open(tmp_path)
-    try:
-        yield lab
-    finally:
-        await lab.close()
 
 
 async def test_a_flood_is_stored_or_marked_never_cut(lab: Lab) -> None:

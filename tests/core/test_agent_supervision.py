@@ -8,8 +8,6 @@ prove: how a real database outage looks from inside SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,15 +41,6 @@ class FaultyPort:
         result = await self._service.claim_run(agent, queues, **kw)
         # Something the loop cannot use: stands for a bug downstream of the store.
         return object() if self.garbage and result.run is not None else result
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    lab = await Lab.open(tmp_path)
-    try:
-        yield lab
-    finally:
-        await lab.close()
 
 
 async def test_store_errors_while_claiming_do_not_stop_the_agent(lab: Lab) -> None:

@@ -10,24 +10,11 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from launch_tui.backends import local_supervisor as sv
 from launch_tui.core.events import ItemStateChanged
 from launch_tui.core.model import ErrorStage, ItemState, RunState
 from tests.agent_harness import Lab, cli_argv, script, wait_for
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    lab = await Lab.open(tmp_path)
-    try:
-        yield lab
-    finally:
-        await lab.close()
 
 
 async def agents_registered(lab: Lab, *names: str) -> bool:
