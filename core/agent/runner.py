@@ -57,6 +57,7 @@ class ActiveRun:
         default_factory=lambda: collections.deque(maxlen=FAIL_TAIL_LINES)
     )
     consumed: int = 0  # output chunks read from the backend: the drain's sign of progress
+    read_all: bool = False  # the backend's output ended; what is left is storing it
 
 
 class RunRunner:
@@ -287,6 +288,10 @@ class RunRunner:
         """
         seen = -1
         while not pump.done():
+            if active.read_all:
+                # Everything is read; the collector stores it at the store's pace.
+                await asyncio.wait({pump})
+                break
             if active.consumed == seen:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -312,6 +317,7 @@ class RunRunner:
         waits for the store (see core/agent/output.py).
         """
         out = self.output.open(run_id, backend.output_location(handle))
+        stored = False
         try:
             async for chunk in backend.logs(handle, follow=True):
                 active.consumed += 1
@@ -325,11 +331,17 @@ class RunRunner:
                 else:
                     out.line(chunk.ts, chunk.stream, chunk.text)
                     active.tail.append(chunk.text)
+            active.read_all = True
+            # The run's conclusion waits until all it printed is stored (or marked):
+            # however long the store takes, nothing is dropped here.
+            await out.drain()
+            stored = True
         finally:
-            # Shielded and bounded: a stopping agent stores what it read, unless the
-            # store itself is what fails.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(out.drain()), timeout=DRAIN_S)
+            if not stored:
+                # Stopping (or the backend failed): store what was read, bounded,
+                # since the store itself may be what fails.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(out.drain()), timeout=DRAIN_S)
             self.output.close(run_id)
 
     async def cancel(self, active: ActiveRun) -> None:
