@@ -51,9 +51,22 @@ BATCH = 10_000
 STATES = [RunState.FINISHED] * 17 + [RunState.FAILED] * 2 + [RunState.CRASHED]
 
 OLD_WAY = r"""
-import asyncio, json, sys
+import asyncio, dataclasses, enum, json, sys
 from launch_tui.core.service import LaunchService
-from launch_tui.tui.cli import to_jsonable
+def to_jsonable(value):  # the CLI's encoding before listings streamed: a Python walk
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        for prop in ("ref", "job_ref"):
+            if hasattr(type(value), prop):
+                out[prop] = getattr(value, prop)
+        return out
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
 async def main():
     svc = await LaunchService.open(home=sys.argv[1])
     runs = await svc.list_runs()

@@ -8,8 +8,6 @@ commands take `--json` and then print exactly one JSON document on stdout.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import enum
 import json
 import signal
 import sys
@@ -24,7 +22,7 @@ from launch_tui.core.configfile import load_mapping, parse_assignments
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Priority, RunState
 from launch_tui.core.service import LaunchService
-from launch_tui.tui.listing import parse_since, write_json_array
+from launch_tui.tui.listing import jsonable, parse_since, write_json_array
 
 T = TypeVar("T")
 
@@ -33,23 +31,13 @@ T = TypeVar("T")
 
 
 def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        for prop in ("ref", "job_ref"):
-            if hasattr(type(value), prop):
-                out[prop] = getattr(value, prop)
-        return out
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
+    """Snapshots (dataclasses, enums, tuples) as plain JSON values, by the same rule
+    the streamed listings use (`listing.jsonable`)."""
+    return json.loads(json.dumps(value, default=jsonable))
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(to_jsonable(value), indent=2, sort_keys=True))
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=jsonable))
 
 
 class Ctx:

@@ -46,8 +46,8 @@ def jsonable(value: Any) -> Any:
     """What the JSON encoder cannot write by itself, one level down: a snapshot (a
     dataclass) as a dict of its fields plus its `ref` / `job_ref`, an enum as its
     value. The encoder calls it for such objects only, at any depth, so the rows'
-    plain JSON (specs, configs) is walked in C, not in Python; the document is the
-    one `cli.to_jsonable` makes."""
+    plain JSON (specs, configs) is walked in C, not in Python. Every `--json` of the
+    CLI encodes through it."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
         for prop in ("ref", "job_ref"):
