@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,3 +46,16 @@ def cli(home: Path):  # type: ignore[no-untyped-def]
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture
+def write(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write a mapping as a JSON config file; returns its path for a CLI option."""
+    count = iter(range(1000))
+
+    def write(data: dict[str, Any]) -> str:
+        path = tmp_path / f"c{next(count)}.json"
+        path.write_text(json.dumps(data))
+        return str(path)
+
+    return write

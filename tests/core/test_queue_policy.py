@@ -4,7 +4,6 @@ and enqueue (not only when an agent submits), and nothing is stored."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,6 @@ def _one_sentence(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("launch-tui: error: "), err
     return lines[0].removeprefix("launch-tui: error: ")
-
-
-@pytest.fixture
-def write(tmp_path: Path):  # type: ignore[no-untyped-def]
-    count = iter(range(1000))
-
-    def write(data: dict[str, Any]) -> str:
-        path = tmp_path / f"c{next(count)}.json"
-        path.write_text(json.dumps(data))
-        return str(path)
-
-    return write
 
 
 @pytest.fixture

@@ -5,10 +5,8 @@ real ones; events carry none."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,18 +31,6 @@ GIT_URL = "https://user:tok_git_secret@github.com/x/y.git"
 def _no_secret(text: str) -> None:
     for value in SECRETS:
         assert value not in text, value
-
-
-@pytest.fixture
-def write(tmp_path: Path):  # type: ignore[no-untyped-def]
-    count = iter(range(1000))
-
-    def write(data: dict[str, Any]) -> str:
-        path = tmp_path / f"c{next(count)}.json"
-        path.write_text(json.dumps(data))
-        return str(path)
-
-    return write
 
 
 @pytest.fixture
