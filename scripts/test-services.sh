@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Services the Docker backend tests talk to: a private Docker daemon and a
-# locally built Python base image (no registry is reachable).
+# Services the tests talk to: a private Docker daemon with a locally built Python
+# base image (no registry is reachable), and a private PostgreSQL server.
 #
-#   scripts/test-services.sh start   start dockerd (if ours is not already up), build the base image
-#   scripts/test-services.sh stop    stop the dockerd this script started (by its PID)
+#   scripts/test-services.sh start   start dockerd and PostgreSQL (those of ours not already up),
+#                                    build the base image
+#   scripts/test-services.sh stop    stop the servers this script started (by their PIDs)
 #   scripts/test-services.sh env     print `export ...` lines for the tests: eval "$(... env)"
+#
+# PostgreSQL runs from a cluster of its own (initdb as the `postgres` user) under
+# $PG_STATE, listening on 127.0.0.1:$PG_PORT and on a socket in that directory;
+# the tests connect as role `launch` (password auth over TCP) and make one
+# database per test.
 #
 # The daemon must not touch host networking: no bridge, no iptables, no IP
 # forwarding or masquerading. It listens on a unix socket only. Containers
@@ -17,6 +23,10 @@ CACHE_DIR=${LAUNCH_TUI_CACHE:-/var/cache/launch-tui}
 BASE_IMAGE=${LAUNCH_TUI_TEST_BASE_IMAGE:-launch-tui/python-base:bookworm}
 MIRROR=${LAUNCH_TUI_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
+PG_STATE=${LAUNCH_TUI_PG_STATE:-/tmp/launch-tui-pg}
+PG_PORT=${LAUNCH_TUI_PG_PORT:-55432}
+PG_ROLE=launch
+PG_PASSWORD=launch-test-pw
 
 SOCK="$STATE_DIR/docker.sock"
 PIDFILE="$STATE_DIR/docker.pid"
@@ -41,7 +51,15 @@ ensure_tools() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v docker >/dev/null || missing+=(docker.io)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
+    [[ -n $(pg_bindir) ]] || missing+=(postgresql)
+    command -v faketime >/dev/null || missing+=(faketime)
     if ((${#missing[@]})); then
+        # Debian's postgresql package would make and start a cluster of its own on
+        # port 5432; the tests use a private one (start_postgres), so make none.
+        if [[ " ${missing[*]} " == *" postgresql "* && ! -e /etc/postgresql-common/createcluster.conf ]]; then
+            mkdir -p /etc/postgresql-common
+            echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+        fi
         say "installing ${missing[*]} with apt-get"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
@@ -152,9 +170,97 @@ stop_daemon() {
     say "dockerd stopped"
 }
 
+# ---------------------------------------------------------------- PostgreSQL
+
+# The directory of the newest installed server's binaries (Debian puts them under
+# /usr/lib/postgresql/<major>/bin, off PATH); empty when there is none.
+pg_bindir() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    if [[ -n $dir && -x $dir/pg_ctl ]]; then
+        echo "$dir"
+    elif command -v pg_ctl >/dev/null; then
+        dirname "$(command -v pg_ctl)"
+    fi
+}
+
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+
+pg_answering() {
+    as_postgres "$(pg_bindir)/pg_isready" -q -h "$PG_STATE" -p "$PG_PORT" 2>/dev/null
+}
+
+start_postgres() {
+    local bin data="$PG_STATE/data" ours="$PG_STATE/started-by-us" log="$PG_STATE/postgres.log"
+    bin=$(pg_bindir)
+    [[ -n $bin ]] || die "no PostgreSQL server binaries (Debian package postgresql)."
+    id postgres >/dev/null 2>&1 || die "there is no 'postgres' user to run the server as."
+    if pg_answering; then
+        say "PostgreSQL already answering on 127.0.0.1:$PG_PORT"
+        return
+    fi
+    mkdir -p "$PG_STATE"
+    chown postgres:postgres "$PG_STATE"
+    chmod 0700 "$PG_STATE"
+    if [[ ! -s $data/PG_VERSION ]]; then
+        say "initdb $data"
+        local pwfile="$PG_STATE/pw"
+        echo "$PG_PASSWORD" >"$pwfile"
+        chown postgres "$pwfile"
+        as_postgres "$bin/initdb" -D "$data" -U postgres --auth-local=trust \
+            --auth-host=scram-sha-256 --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
+            >"$PG_STATE/initdb.log" 2>&1 || {
+            tail -n 20 "$PG_STATE/initdb.log" >&2
+            die "initdb failed; see $PG_STATE/initdb.log."
+        }
+        rm -f "$pwfile"
+    fi
+    rm -f "$ours"
+    say "starting PostgreSQL on 127.0.0.1:$PG_PORT (data $data, log $log)"
+    # Many tests each open a few connections; fsync off: the data is thrown away.
+    as_postgres "$bin/pg_ctl" -D "$data" -l "$log" -w -t 60 start -o \
+        "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PG_STATE -c max_connections=400 \
+         -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null ||
+        {
+            tail -n 20 "$log" >&2 || true
+            die "PostgreSQL did not start; see $log."
+        }
+    head -n 1 "$data/postmaster.pid" >"$ours"
+    # The role the tests use: a password over TCP, allowed to make databases.
+    as_postgres "$bin/psql" -q -h "$PG_STATE" -p "$PG_PORT" -U postgres -d postgres \
+        -v ON_ERROR_STOP=1 >/dev/null <<SQL || die "cannot create the test role."
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_ROLE') THEN
+    CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
+  END IF;
+END \$\$;
+SQL
+    say "PostgreSQL is up (PID $(cat "$ours"))"
+}
+
+stop_postgres() {
+    local ours="$PG_STATE/started-by-us" pid
+    if [[ ! -f $ours ]]; then
+        say "no PostgreSQL started by this script; nothing to stop"
+        return
+    fi
+    pid=$(cat "$ours")
+    if ! kill -0 "$pid" 2>/dev/null || [[ $(cat "/proc/$pid/comm" 2>/dev/null) != postgres* ]]; then
+        say "PostgreSQL PID $pid is already gone"
+        rm -f "$ours"
+        return
+    fi
+    say "stopping PostgreSQL (PID $pid)"
+    as_postgres "$(pg_bindir)/pg_ctl" -D "$PG_STATE/data" -m fast -w -t 60 stop >/dev/null ||
+        kill -TERM "$pid"
+    rm -f "$ours"
+}
+
 print_env() {
     echo "export DOCKER_HOST=unix://$SOCK"
     echo "export LAUNCH_TUI_TEST_BASE_IMAGE=$BASE_IMAGE"
+    # A server URL; the tests make a database of their own for each test.
+    echo "export LAUNCH_TUI_TEST_PG=postgresql://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
 }
 
 case "${1:-}" in
@@ -163,8 +269,12 @@ start)
     ensure_tools
     start_daemon
     ensure_base_image
+    start_postgres
     ;;
-stop) stop_daemon ;;
+stop)
+    stop_postgres
+    stop_daemon
+    ;;
 env) print_env ;;
 *)
     echo "usage: $0 start|stop|env" >&2

@@ -113,23 +113,31 @@ class AgentProcess:
 class Lab:
     """One test's world: a home directory, its store, agents and processes."""
 
-    def __init__(self, root: Path, service: LaunchService) -> None:
+    def __init__(self, root: Path, service: LaunchService, store_url: str | None = None
+                 ) -> None:
         self.root = root
         self.home = root / "home"
         self.service = service
+        # None: the embedded SQLite store in the home; else a PostgreSQL URL.
+        self.store_url = store_url
         self.agents: list[LaunchAgent] = []
         self.processes: list[subprocess.Popen[bytes]] = []
         self._jobs = 0
 
     @classmethod
-    async def open(cls, root: Path) -> Lab:
-        service = await LaunchService.open(home=root / "home")
-        return cls(root, service)
+    async def open(cls, root: Path, store_url: str | None = None) -> Lab:
+        service = await LaunchService.open(home=root / "home", store=store_url)
+        return cls(root, service, store_url)
 
-    def env(self) -> dict[str, str]:
+    def env(self, home: Path | None = None) -> dict[str, str]:
+        """The environment of a process of this lab (`home`: one of its own, sharing
+        the lab's store when that is PostgreSQL)."""
         env = dict(os.environ)
-        env["LAUNCH_TUI_HOME"] = str(self.home)
-        env.pop("LAUNCH_TUI_STORE", None)
+        env["LAUNCH_TUI_HOME"] = str(home or self.home)
+        if self.store_url is None:
+            env.pop("LAUNCH_TUI_STORE", None)
+        else:
+            env["LAUNCH_TUI_STORE"] = self.store_url
         return env
 
     # -------------------------------------------------------------- world
