@@ -1,10 +1,13 @@
 """The change feed: every event any process wrote, in order, as it is written.
 
-Subscribers tail the events table by sequence number. Commits made through this
-process's store wake them at once (the store's `on_commit` hook). Commits of
-other processes to an SQLite store wake them too, through an inotify watch on
-the database's files (`dbwatch`), with a slow poll as a fallback; where there
-is no watch (PostgreSQL, no inotify), they are seen at the next short poll.
+Subscribers tail the events table by sequence number (which the store keeps in
+commit order, see `eventlog.append`, so reading "above the last one seen" never
+skips an event). Commits made through this process's store wake them at once
+(the store's `on_commit` hook). Commits of other processes wake them too: on
+SQLite through an inotify watch on the database's files (`dbwatch`), on
+PostgreSQL through LISTEN/NOTIFY (`store.listen`), each with a slow poll as a
+fallback; where there is no watch (no inotify, the listening connection down),
+they are seen at the next short poll.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from launch_tui.core.dbwatch import DbWatch
 from launch_tui.core.events import Event
 from launch_tui.core.store import engine, eventlog
+from launch_tui.core.store.listen import PgListen
 from launch_tui.core.store.session import Store
 
 _BATCH = 500
@@ -79,10 +83,15 @@ class Feed:
         wake = asyncio.Event()
         file_wake = _FileWake(wake)
         self._waiters.add(wake)
-        dbwatch = DbWatch.for_sqlite(self._db) if watch and self._db is not None else None
-        if dbwatch is not None:
-            dbwatch.add(file_wake)
-        poll = watched_poll_s if dbwatch is not None else poll_s
+        dbwatch: DbWatch | None = None
+        listen: PgListen | None = None
+        if watch and self._db is not None:
+            dbwatch = DbWatch.for_sqlite(self._db)
+            if dbwatch is not None:
+                dbwatch.add(file_wake)
+        elif watch and self._db is None:
+            listen = PgListen.for_url(self._store.url)
+            listen.add(wake)
         rechecks: list[float] = []
         try:
             while not self.closed:
@@ -99,6 +108,8 @@ class Feed:
                     rechecks = []
                 elif by_file:
                     rechecks = list(_RECHECK_S)
+                watched = dbwatch is not None or (listen is not None and listen.active)
+                poll = watched_poll_s if watched else poll_s
                 timeout = rechecks.pop(0) if rechecks else poll
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
                 # cancellation that races with the event being set, hanging shutdown.
@@ -110,3 +121,6 @@ class Feed:
             if dbwatch is not None:
                 dbwatch.discard(file_wake)
                 dbwatch.release()
+            if listen is not None:
+                listen.discard(wake)
+                listen.release()

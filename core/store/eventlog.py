@@ -16,12 +16,38 @@ from launch_tui.core.store.schema import events
 _APPEND = Prepared(events.insert().values(ts=bindparam("ts"), kind=bindparam("kind"),
                                           payload=bindparam("payload")))
 
+# PostgreSQL: the channel writers notify after committing events, and the advisory
+# lock that puts event sequence numbers in commit order (see `append`).
+CHANNEL = "launch_tui_events"
+_APPEND_LOCK = 0x6C61756E63680001  # "launch" + 1: any constant no other lock uses
+
 
 def append(conn: Connection, evs: Sequence[tuple[float, Event]]) -> None:
-    """Insert (time, event) pairs, in order."""
-    if evs:
-        _APPEND.executemany(conn, [{"ts": ts, "kind": e.kind, "payload": e.payload()}
-                                   for ts, e in evs])
+    """Insert (time, event) pairs, in order, as the last statements of a transaction.
+
+    Subscribers read "every event numbered above the last one I saw", which is only
+    safe if no event can commit with a lower number than one already visible. SQLite
+    has one writer at a time, so that holds. On PostgreSQL, sequence values are
+    handed out before commit, so two transactions can commit out of order; the
+    transaction-scoped advisory lock taken here, held until this transaction ends,
+    makes event-writing transactions take their numbers and commit one at a time.
+    The caller commits right after, so the lock is held for a moment only. Then a
+    NOTIFY, which PostgreSQL delivers to listeners when (and only if) it commits.
+    """
+    if not evs:
+        return
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_APPEND_LOCK})")
+    _APPEND.executemany(conn, [{"ts": ts, "kind": e.kind, "payload": e.payload()}
+                               for ts, e in evs])
+    if postgres:
+        conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
+
+
+def db_now(conn: Connection) -> float:
+    """The database's time (PostgreSQL: the start of this transaction), in epoch seconds."""
+    return float(conn.exec_driver_sql("SELECT extract(epoch FROM now())::float8").scalar_one())
 
 
 def last_seq(conn: Connection) -> int:

@@ -49,6 +49,13 @@ class Store:
         self.url = url
         self._clock = clock
         read_engine, write_engine = engine.create_engines(url)
+        # Time comes from the database where other machines share it (PostgreSQL):
+        # a write reads `now()` as it begins and every time it stamps is that one;
+        # elsewhere our clock is corrected by the skew that read measured. SQLite is
+        # one machine's file, and that machine's clock is the only clock.
+        self._db_clock = not engine.is_sqlite(read_engine)
+        self._skew = 0.0  # the database's clock minus ours
+        self._tx_now: float | None = None
         # SQLite serialises writers at BEGIN IMMEDIATE; PostgreSQL needs row locks
         # that concurrent claimers skip instead of waiting on.
         self.skip_locked = not engine.is_sqlite(read_engine)
@@ -77,6 +84,12 @@ class Store:
     async def prepare(self) -> None:
         """Create the schema on an empty database; refuse one that is not ours or newer."""
         await engine.prepare(self.write, self.url)
+        if self._db_clock:
+            # A process that only reads (a TUI) still shows ages by the database's clock.
+            await self.read(self._measure_skew)
+
+    def _measure_skew(self, conn: Conn) -> None:
+        self._skew = eventlog.db_now(conn) - self._clock()
 
     async def dispose(self) -> None:
         """Finish queued work, close every connection and end the threads."""
@@ -86,7 +99,12 @@ class Store:
             await asyncio.to_thread(thread.join)
 
     def now(self) -> float:
-        return self._clock()
+        """The time to stamp and compare with: inside a write on PostgreSQL, the
+        database's time at the start of its transaction; otherwise our clock
+        corrected by the database's last reading (see __init__)."""
+        if self._tx_now is not None and self._writing == threading.get_ident():
+            return self._tx_now
+        return self._clock() + self._skew
 
     async def write(self, fn: Callable[..., T], *args: Any, bulk: bool = False) -> T:
         """`fn(conn, *args)` in one write transaction on the writer thread."""
@@ -107,8 +125,11 @@ class Store:
         finally:
             self._events, self._learnt, self._writing = [], [], None
 
-    def _begin_events(self) -> None:
+    def _begin_events(self, conn: Conn) -> None:
         self._tx_events = []  # nothing from a transaction that failed may carry over
+        if self._db_clock:
+            self._tx_now = eventlog.db_now(conn)
+            self._skew = self._tx_now - self._clock()
 
     def _flush_events(self, conn: Conn) -> None:
         events, self._tx_events = self._tx_events, []

@@ -63,7 +63,7 @@ class DbWorkers:
     def __init__(self, name: str, size: int, connect: Callable[[], Connection], *,
                  group: int = 1, begin_sql: str | None = None,
                  lock_path: str | None = None,
-                 on_begin: Callable[[], None] | None = None,
+                 on_begin: Callable[[Connection], None] | None = None,
                  before_commit: Callable[[Connection], None] | None = None,
                  after_commit: Callable[[], None] | None = None) -> None:
         self._name = name
@@ -188,7 +188,7 @@ class DbWorkers:
             if self._begin_sql:
                 dbapi.execute(self._begin_sql)
             if self._on_begin is not None:
-                self._on_begin()
+                self._on_begin(conn)
             try:
                 if len(jobs) == 1:
                     outcomes.append((jobs[0], jobs[0].fn(conn, *jobs[0].args), None))

@@ -1,0 +1,106 @@
+"""Waking on commits that other processes make to a PostgreSQL store: LISTEN/NOTIFY.
+
+Every transaction that writes events ends with `NOTIFY launch_tui_events` (see
+`eventlog.append`), which PostgreSQL delivers to listeners when it commits. One
+listening connection per event loop and database, shared by every subscriber
+in the process, wakes them; the change feed then reads the events table as it
+would after a poll. While the connection is down (a restart of the server, a
+network cut), `active` is False, the feed falls back to its short poll, and the
+listener reconnects with back-off; on reconnecting it wakes everyone, since
+notifications sent meanwhile are lost (the events are not: the feed reads by
+sequence number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from launch_tui.core.store.eventlog import CHANNEL
+
+log = logging.getLogger("launch_tui.store")
+
+_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PgListen]] = (
+    weakref.WeakKeyDictionary()
+)
+_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def conninfo(url: str) -> str:
+    """The libpq URI psycopg connects with, for a store URL (its driver name dropped;
+    options such as sslmode travel in the query string)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PgListen:
+    def __init__(self, loop: asyncio.AbstractEventLoop, url: str) -> None:
+        self._loop = loop
+        self._url = url
+        self._waiters: set[asyncio.Event] = set()
+        self._users = 0
+        self.active = False  # listening now: notifications will arrive
+        self._task = loop.create_task(self._listen(), name="launch-store-listen")
+
+    @classmethod
+    def for_url(cls, url: str) -> PgListen:
+        """The running loop's listener on `url`, started on first use."""
+        loop = asyncio.get_running_loop()
+        listeners = _BY_LOOP.setdefault(loop, {})
+        listener = listeners.get(url)
+        if listener is None:
+            listener = listeners[url] = cls(loop, url)
+        listener._users += 1
+        return listener
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users > 0:
+            return
+        listeners = _BY_LOOP.get(self._loop, {})
+        if listeners.get(self._url) is self:
+            del listeners[self._url]
+        self._task.cancel()
+
+    def add(self, waiter: asyncio.Event) -> None:
+        self._waiters.add(waiter)
+
+    def discard(self, waiter: asyncio.Event) -> None:
+        self._waiters.discard(waiter)
+
+    def _wake_all(self) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+
+    async def _listen(self) -> None:
+        import psycopg  # the PostgreSQL driver; only a PostgreSQL store gets here
+
+        failures = 0
+        while True:
+            conn: Any = None
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    conninfo(self._url), autocommit=True,
+                    application_name="launch-tui listen")
+                await conn.execute(f"LISTEN {CHANNEL}")
+                self.active = True
+                failures = 0
+                self._wake_all()  # whatever committed while we were not listening
+                async for _ in conn.notifies():
+                    self._wake_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the feed polls meanwhile; say why once in a while
+                log.debug("store: listening for changes failed (%s); retrying", exc)
+            finally:
+                self.active = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            self._wake_all()  # subscribers switch to their poll now
+            await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
+            failures += 1
