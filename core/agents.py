@@ -46,15 +46,15 @@ class Agents:
         if not queue_names:
             raise ValidationError("queues: an agent needs at least one queue (-q).", field="queues")
         project = project_or_default(self._settings, project)
-        now = self._store.now()
         host = self._hostname()
         pid = self._pid()
         store = self._store
 
         def tx(conn: Conn) -> Agent:
+            now = store.now()  # inside: on PostgreSQL, the database's time
             for q in queue_names:
                 require_queue(conn, project, q)
-            row = agents_db.find(conn, name)
+            row = agents_db.find(conn, name, lock=True)
             if row is not None and _alive(row, now, host, pid, self._settings.agent_stale_s):
                 raise ConflictError(
                     f"agent: '{name}' is already running (pid {row.pid} on {row.host}); "
@@ -72,7 +72,10 @@ class Agents:
                 max_jobs=max_jobs, running=0, heartbeat_at=now, started_at=now, host=host,
                 pid=pid,
             )
-            agents_db.put(conn, name, values, exists=row is not None)
+            if not agents_db.put(conn, name, values, exists=row is not None):
+                raise ConflictError(
+                    f"agent: another process is starting as '{name}' at this moment; "
+                    "choose another --name.")
             store.emit(conn, AgentHeartbeat(agent=name, status=str(AgentStatus.POLLING),
                                             running=0))
             return agents_db.load(conn, name)

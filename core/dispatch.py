@@ -169,10 +169,10 @@ class Dispatch:
         """Lease the next pending item of the first queue (in the given order) that has one."""
         project = project_or_default(self._settings, project)
         lease_s = lease_s if lease_s is not None else self._settings.lease_s
-        now = self._store.now()
         store = self._store
 
         def tx(conn: Conn) -> QueueItem | None:
+            now = store.now()  # inside: the database's time, on PostgreSQL
             _expire_leases(store, conn, now)
             for name in queue_names:
                 qrow = require_queue(conn, project, name)
@@ -229,10 +229,10 @@ class Dispatch:
         enqueued), the item fails at stage `agent` and ValidationError is raised.
         """
         run_id = self._new_run_id()
-        now = self._store.now()
         store = self._store
 
         def tx(conn: Conn) -> ValidationError | None:
+            now = store.now()
             item = _held(conn, item_id, agent)
             qrow = require_queue(conn, item.project, item.queue)
             job = require_job(conn, item.project, item.job)
@@ -335,7 +335,7 @@ class Dispatch:
     async def update_run(self, run_id: str, *, handle: dict[str, Any] | None,
                          spec: RunSpec | None, reason: str | None) -> None:
         """Record details (backend handle, resolved spec) without changing state."""
-        values: dict[str, Any] = {"updated_at": self._store.now()}
+        values: dict[str, Any] = {}
         if handle is not None:
             values["handle"] = handle
         if spec is not None:
@@ -344,7 +344,7 @@ class Dispatch:
             values["reason"] = reason
 
         def tx(conn: Conn) -> None:
-            if not runs_db.set_details(conn, run_id, values):
+            if not runs_db.set_details(conn, run_id, {**values, "updated_at": self._store.now()}):
                 raise NotFound(f"run: '{run_id}' does not exist.")
 
         await self._store.write(tx)

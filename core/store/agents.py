@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Row, Select, bindparam, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from launch_tui.core.model import TERMINAL_RUN_STATES, Agent, AgentFence, AgentStatus
 from launch_tui.core.store import rows
@@ -17,20 +18,30 @@ _HEARTBEAT = Prepared(update(agents).where(agents.c.name == bindparam("agent")).
     status=bindparam("status"), running=bindparam("running"), heartbeat_at=bindparam("at")))
 
 
-def find(conn: Connection, name: str) -> Row[Any] | None:
-    return conn.execute(select(agents).where(agents.c.name == name)).first()
+def find(conn: Connection, name: str, *, lock: bool = False) -> Row[Any] | None:
+    """The agent's row; with `lock`, locked until the transaction ends (PostgreSQL:
+    two processes starting under one name then take turns; SQLite's writer
+    already serialises them)."""
+    query = select(agents).where(agents.c.name == name)
+    return conn.execute(query.with_for_update() if lock else query).first()
 
 
 def load(conn: Connection, name: str) -> Agent:
     return rows.to_agent(conn.execute(select(agents).where(agents.c.name == name)).one())
 
 
-def put(conn: Connection, name: str, values: dict[str, Any], *, exists: bool) -> None:
-    """Write an agent's row: insert it, or replace the one a previous life left."""
+def put(conn: Connection, name: str, values: dict[str, Any], *, exists: bool) -> bool:
+    """Write an agent's row: insert it, or replace the one a previous life left.
+    False when the row to insert was inserted by another process meanwhile (the
+    transaction must then be abandoned: PostgreSQL refuses its further statements)."""
     if exists:
         conn.execute(update(agents).where(agents.c.name == name).values(**values))
-    else:
+        return True
+    try:
         conn.execute(agents.insert().values(name=name, **values))
+    except IntegrityError:
+        return False
+    return True
 
 
 def heartbeat(conn: Connection, name: str, status: AgentStatus, running: int, at: float
@@ -39,11 +50,13 @@ def heartbeat(conn: Connection, name: str, status: AgentStatus, running: int, at
 
 
 def holds(conn: Connection, fence: AgentFence) -> Row[Any] | None:
-    """The agent's row if the process `fence` names still holds the name, else None."""
+    """The agent's row if the process `fence` names still holds the name, else None.
+    On PostgreSQL the row is share-locked until the transaction ends, so another
+    process cannot take the name between this check and the writes it guards."""
     return conn.execute(select(agents).where(
         agents.c.name == fence.name, agents.c.host == fence.host, agents.c.pid == fence.pid,
         agents.c.started_at == fence.started_at,
-    )).first()
+    ).with_for_update(read=True)).first()
 
 
 def stale(conn: Connection, before: float) -> list[str]:

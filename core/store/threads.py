@@ -31,7 +31,9 @@ import collections
 import contextlib
 import logging
 import os
+import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +42,10 @@ from sqlalchemy.engine import Connection
 log = logging.getLogger("launch_tui.store")
 
 CONTROL_STREAK = 32  # control jobs in a row after which one waiting bulk job runs
+TRANSIENT_RETRIES = 8  # new transactions for jobs PostgreSQL aborted (deadlock, serialization)
+# SQLSTATEs of errors that mean "run the transaction again": serialization_failure,
+# deadlock_detected.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
 
 Deliver = Callable[[asyncio.Future[Any], Any, BaseException | None], None]
 
@@ -176,7 +182,25 @@ class DbWorkers:
 
     def _run(self, conn: Connection | None, jobs: list[_Job]) -> Connection | None:
         """Run `jobs` in one transaction and post their outcomes; return the connection
-        to use next (None: open a new one)."""
+        to use next (None: open a new one). Jobs that PostgreSQL aborted to break a
+        deadlock, or for a serialization failure, run again in a new transaction (a
+        job is a function of the connection alone, so running it again is safe);
+        only after TRANSIENT_RETRIES such attempts does the caller see the error."""
+        for attempt in range(TRANSIENT_RETRIES + 1):
+            conn, outcomes = self._attempt(conn, jobs)
+            again = [job for job, _, exc in outcomes if _transient(exc)]
+            if not again or attempt == TRANSIENT_RETRIES:
+                _post(outcomes)
+                break
+            _post([o for o in outcomes if not _transient(o[2])])
+            jobs = again
+            # Two writers that deadlocked would likely meet again at once: stagger them.
+            time.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+        return conn
+
+    def _attempt(self, conn: Connection | None, jobs: list[_Job]
+                 ) -> tuple[Connection | None, list[tuple[_Job, Any, BaseException | None]]]:
+        """One transaction of `jobs`: the connection to use next, and each job's outcome."""
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         try:
             if conn is None:
@@ -187,9 +211,9 @@ class DbWorkers:
             assert dbapi is not None
             if self._begin_sql:
                 dbapi.execute(self._begin_sql)
-            if self._on_begin is not None:
-                self._on_begin(conn)
             try:
+                if self._on_begin is not None:
+                    self._on_begin(conn)
                 if len(jobs) == 1:
                     outcomes.append((jobs[0], jobs[0].fn(conn, *jobs[0].args), None))
                 else:
@@ -206,10 +230,8 @@ class DbWorkers:
             # Nothing of this transaction was committed: each job that had not failed
             # on its own fails with what ended it.
             own = {id(job): e for job, _, e in outcomes if e is not None}
-            _post([(job, None, own.get(id(job), exc)) for job in jobs])
-            return _usable(conn)
-        _post(outcomes)
-        return conn
+            return _usable(conn), [(job, None, own.get(id(job), exc)) for job in jobs]
+        return conn, outcomes
 
     @staticmethod
     def _run_savepoints(conn: Connection, dbapi: Any, jobs: list[_Job],
@@ -278,6 +300,16 @@ class _WriteLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """Whether an error is PostgreSQL aborting a transaction that may simply run again.
+    Statements run on the driver raise its errors; those run through SQLAlchemy wrap
+    them (`orig`)."""
+    if exc is None:
+        return False
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
 
 
 def _close(conn: Connection | None) -> None:
