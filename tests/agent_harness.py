@@ -78,13 +78,15 @@ class CliResult:
 class AgentProcess:
     """A headless `launch-tui agent` in its own OS process (and session)."""
 
-    def __init__(self, lab: Lab, name: str, queues: Sequence[str], args: Sequence[str]) -> None:
+    def __init__(self, lab: Lab, name: str, queues: Sequence[str], args: Sequence[str],
+                 *, home: Path | None = None, prefix: Sequence[str] = ()) -> None:
         self.name = name
         self.log_path = lab.root / f"agent-{name}-{len(lab.processes)}.log"
-        argv = cli_argv("agent", *(a for q in queues for a in ("-q", q)), "--name", name, *args)
+        argv = [*prefix,
+                *cli_argv("agent", *(a for q in queues for a in ("-q", q)), "--name", name, *args)]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                argv, cwd=lab.root, env=lab.env(), stdin=subprocess.DEVNULL, stdout=log,
+                argv, cwd=lab.root, env=lab.env(home), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         lab.processes.append(self.proc)
@@ -121,6 +123,7 @@ class Lab:
         # None: the embedded SQLite store in the home; else a PostgreSQL URL.
         self.store_url = store_url
         self.agents: list[LaunchAgent] = []
+        self.homes: list[Path] = [self.home]  # the lab's own and other "machines'" homes
         self.processes: list[subprocess.Popen[bytes]] = []
         self._jobs = 0
 
@@ -178,13 +181,17 @@ class Lab:
         await agent.start()
         return agent
 
-    def spawn_agent(self, queues: Sequence[str], name: str, *args: str) -> AgentProcess:
-        return AgentProcess(self, name, queues, args)
+    def spawn_agent(self, queues: Sequence[str], name: str, *args: str,
+                    home: Path | None = None, prefix: Sequence[str] = ()) -> AgentProcess:
+        """A `launch-tui agent` process; `home`: a home of its own (another machine's,
+        sharing the lab's PostgreSQL store); `prefix`: a command to run it under."""
+        return AgentProcess(self, name, queues, args, home=home, prefix=prefix)
 
-    async def cli(self, *args: str, within: float = 30.0) -> CliResult:
+    async def cli(self, *args: str, within: float = 30.0, home: Path | None = None
+                  ) -> CliResult:
         """Run `launch-tui ARGS` to completion without blocking this event loop."""
         proc = await asyncio.create_subprocess_exec(
-            *cli_argv(*args), cwd=self.root, env=self.env(), stdin=subprocess.DEVNULL,
+            *cli_argv(*args), cwd=self.root, env=self.env(home), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         try:
@@ -242,24 +249,35 @@ class Lab:
 
         return await wait_for(has, f"run {run_id} to log {text!r}", within)
 
-    def run_dir(self, run_id: str) -> Path:
-        return self.home / "work" / run_id
+    def run_dir(self, run_id: str, home: Path | None = None) -> Path:
+        return (home or self.home) / "work" / run_id
 
-    def record(self, run_id: str, name: str) -> dict[str, Any] | None:
+    def record(self, run_id: str, name: str, home: Path | None = None
+               ) -> dict[str, Any] | None:
         try:
-            return json.loads((self.run_dir(run_id) / name).read_text())
+            return json.loads((self.run_dir(run_id, home) / name).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
     # -------------------------------------------------------------- teardown
 
-    def kill_run_processes(self, run_id: str) -> None:
+    def machine(self, name: str, settings: str = "") -> Path:
+        """The home of another machine sharing the lab's store: nothing of the lab's
+        home (artifacts, run directories) is in it. Its processes are stopped at the end."""
+        home = self.root / f"machine-{name}"
+        home.mkdir()
+        if settings:
+            (home / "settings.toml").write_text(settings)
+        self.homes.append(home)
+        return home
+
+    def kill_run_processes(self, run_id: str, home: Path | None = None) -> None:
         """SIGKILL a run's supervisor and its job's process group (pids from the run dir)."""
-        sup = self.record(run_id, sv.SUPERVISOR)
+        sup = self.record(run_id, sv.SUPERVISOR, home)
         if sup is not None and sv.is_alive(int(sup["pid"]), sup.get("start_time")):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(sup["pid"]), signal.SIGKILL)
-        job = self.record(run_id, sv.JOB)
+        job = self.record(run_id, sv.JOB, home)
         if job is not None and sv.is_alive(int(job["pid"]), job.get("start_time")):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(job["pgid"]), signal.SIGKILL)
@@ -274,12 +292,13 @@ class Lab:
                     os.kill(proc.pid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     await asyncio.to_thread(proc.wait, 10)
-        work = self.home / "work"
-        if work.is_dir():
-            for run_dir in work.iterdir():
-                self.kill_run_processes(run_dir.name)
-        for pid, _ in running_servers(self.home):  # the home's local-process fork server
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        for home in self.homes:
+            work = home / "work"
+            if work.is_dir():
+                for run_dir in work.iterdir():
+                    self.kill_run_processes(run_dir.name, home)
+            for pid, _ in running_servers(home):  # the home's local-process fork server
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         await self.service.close()
 

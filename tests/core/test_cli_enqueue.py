@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
 
 import pytest
+
+from launch_tui.core.service import LaunchService
 
 QUEUE_CONFIG = {
     "resource_args": {"timeout_s": "{{timeout}}"},
@@ -62,13 +65,14 @@ def test_job_describe_json(cli, seeded: Path) -> None:
 
 
 def _store_state(home: Path) -> tuple[int, int, int]:
-    db = sqlite3.connect(home / "launch.db")
-    try:
-        return tuple(db.execute(q).fetchone()[0] for q in (  # type: ignore[return-value]
-            "select count(*) from items", "select coalesce(max(seq), 0) from events",
-            "select count(*) from jobs"))
-    finally:
-        db.close()
+    """Items, the last event and jobs in the home's store, as the service sees them."""
+
+    async def read() -> tuple[int, int, int]:
+        async with await LaunchService.open(home=home) as svc:
+            items = await svc.list_items(states=None, limit=100_000)
+            return len(items), await svc.last_event_seq(), len(await svc.list_jobs())
+
+    return asyncio.run(read())
 
 
 BAD_LAUNCHES = [

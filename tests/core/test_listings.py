@@ -113,6 +113,7 @@ async def test_a_cursor_that_is_not_one_is_refused_in_one_sentence(
         await service.list_runs(limit=-1)
 
 
+@pytest.mark.sqlite_only  # SQLite's plans; PostgreSQL's planner chooses by statistics
 async def test_listings_read_an_index_in_order(service: LaunchService, code_dir: Path) -> None:
     """No listing sorts its matches (TEMP B-TREE) or scans a table without an index,
     whatever the filter: each page costs the same on a store of any size."""

@@ -137,8 +137,8 @@ def test_a_mask_where_nothing_is_stored_is_refused(cli, queue: str, write) -> No
 
 
 @pytest.fixture
-async def lab(tmp_path: Path, home: Path) -> AsyncIterator[Lab]:
-    lab = await Lab.open(tmp_path)  # the same home as the `cli` fixture's
+async def lab(tmp_path: Path, home: Path, store_url: str | None) -> AsyncIterator[Lab]:
+    lab = await Lab.open(tmp_path, store_url)  # the same home and store as `cli`'s
     assert lab.home == home
     try:
         yield lab

@@ -17,6 +17,7 @@ from launch_tui.core.service import LaunchService
 from tests.core.conftest import REPO
 
 
+@pytest.mark.sqlite_only
 async def test_database_file_is_private_and_in_wal_mode(service: LaunchService,
                                                         home: Path) -> None:
     db = home / "launch.db"

@@ -43,11 +43,11 @@ TICKS = script(
 
 
 @pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+async def lab(tmp_path: Path, store_url: str | None) -> AsyncIterator[Lab]:
     home = tmp_path / "home"
     home.mkdir()
     (home / "settings.toml").write_text(f"[agent]\nstale_s = {STALE_S}\n")
-    lab = await Lab.open(tmp_path)
+    lab = await Lab.open(tmp_path, store_url)
     try:
         yield lab
     finally:
