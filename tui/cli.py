@@ -20,6 +20,7 @@ import click
 
 from launch_tui.core.configfile import load_mapping, parse_assignments
 from launch_tui.core.errors import LaunchError, ValidationError
+from launch_tui.core.events import RunLogAppended, RunStateChanged
 from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Priority, RunState
 from launch_tui.core.service import LaunchService
 from launch_tui.tui.listing import jsonable, parse_since, write_json_array
@@ -551,28 +552,42 @@ async def logs(service: LaunchService, run_id: str, follow: bool, timestamps: bo
             stream = "" if chunk.stream == "stdout" else f"[{chunk.stream}] "
             click.echo(f"{prefix}{stream}{chunk.text}")
         return
-    last = 0
+    # Where the change feed stands before the first read: whatever is written after
+    # that read is announced after this point, so following misses nothing.
+    seq = await service.last_event_seq() if follow else 0
+    last = await _print_logs(service, run_id, 0, timestamps)
+    if not follow:
+        return
+    run = await service.get_run(run_id)
+    if run.state not in TERMINAL_RUN_STATES:
+        # Woken by the feed (LISTEN/NOTIFY or the SQLite file watch), never a fixed poll.
+        async for ev in service.subscribe(after=seq):
+            if getattr(ev, "run_id", None) != run_id:
+                continue
+            if isinstance(ev, RunLogAppended):
+                last = await _print_logs(service, run_id, last, timestamps)
+            elif isinstance(ev, RunStateChanged) and RunState(ev.state) in TERMINAL_RUN_STATES:
+                break
+        run = await service.get_run(run_id)
+    # Lines stored between the last read and the final state.
+    await _print_logs(service, run_id, last, timestamps)
+    click.echo(f"-- run {run.id} {run.state}"
+               + (f" (exit code {run.exit_code})" if run.exit_code is not None else ""),
+               err=True)
+
+
+async def _print_logs(service: LaunchService, run_id: str, after: int, timestamps: bool
+                      ) -> int:
+    """Print the run's stored lines after line id `after`; return the last id printed."""
     while True:
-        batch = await service.run_logs(run_id, after=last, limit=2000)
+        batch = await service.run_logs(run_id, after=after, limit=2000)
         for line in batch:
             prefix = time.strftime("%H:%M:%S ", time.localtime(line.ts)) if timestamps else ""
             stream = "" if line.stream == "stdout" else f"[{line.stream}] "
             click.echo(f"{prefix}{stream}{line.text}")
-            last = line.id
-        if len(batch) == 2000:
-            continue
-        if not follow:
-            return
-        run = await service.get_run(run_id)
-        if run.state in TERMINAL_RUN_STATES:
-            # One more read: lines stored between the last read and the final state.
-            if not await service.run_logs(run_id, after=last, limit=1):
-                click.echo(f"-- run {run.id} {run.state}"
-                           + (f" (exit code {run.exit_code})" if run.exit_code is not None
-                              else ""), err=True)
-                return
-            continue
-        await asyncio.sleep(0.2)
+            after = line.id
+        if len(batch) < 2000:
+            return after
 
 
 @cli.command()

@@ -71,7 +71,7 @@ class LaunchAgent:
         max_jobs: int = 1,
         poll_interval_s: float | None = None,
         event_driven: bool = True,
-        heartbeat_s: float = 5.0,
+        heartbeat_s: float | None = None,
         cancel_grace_s: float = 10.0,
     ) -> None:
         if not queues:
@@ -86,7 +86,10 @@ class LaunchAgent:
             poll_interval_s if poll_interval_s is not None else settings.poll_interval_s
         )
         self.event_driven = event_driven
-        self.heartbeat_s = heartbeat_s
+        # Beat well within the liveness window others judge us by (`[agent] stale_s`):
+        # a window shorter than the beat would make a live agent look gone.
+        self.heartbeat_s = (heartbeat_s if heartbeat_s is not None
+                            else min(5.0, settings.agent_stale_s / 3))
         self.status = AgentStatus.STOPPED
         self._fence: AgentFence | None = None  # set by start(): who holds the name
         self._lost = False  # the name was taken by another process: write nothing more
