@@ -1,5 +1,6 @@
 """Engine set-up: SQLite (WAL, 0600, BEGIN IMMEDIATE for writes) or PostgreSQL (psycopg),
-and preparing a database: creating the schema, refusing one that is not ours.
+and preparing a database: bringing its schema to the newest revision (`migrations`),
+refusing one that is not ours.
 What cannot be a store is refused first, before anything touches it (`location`).
 
 The engines are plain synchronous SQLAlchemy Core engines used only from the
@@ -13,20 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import NullPool
-from sqlalchemy.schema import CreateIndex
 
 from launch_tui.core.errors import StoreError
-from launch_tui.core.settings import DEFAULT_PROJECT
-from launch_tui.core.store import location, schema
+from launch_tui.core.store import location, migrations, schema
 
 _WRITE = "launch_write"
 BUSY_TIMEOUT_MS = 60_000
@@ -111,9 +109,14 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
     return engine, engine.execution_options(**{_WRITE: True})
 
 
-async def prepare(write: Callable[..., Awaitable[Any]], url: str) -> None:
-    """Create the schema on an empty database; refuse one that is not ours or is newer.
-    `write` is the store's: this runs on its writer thread, under the write lock."""
+async def prepare(read: Callable[..., Awaitable[Any]], write: Callable[..., Awaitable[Any]],
+                  url: str) -> None:
+    """Bring the database to the newest schema revision (creating it when empty); refuse
+    one that is not ours or is newer. `read` and `write` are the store's.
+
+    Fast path: one read on a reader thread says the database is ours and at HEAD, and
+    that is all (without importing Alembic, and without the write lock). Otherwise
+    `migrations.runner` does the rest on the writer thread, under the write lock."""
     path = _sqlite_path(url)
     if path is not None:
         # Read-only first: a file that is not ours is refused before the writer's
@@ -124,6 +127,12 @@ async def prepare(write: Callable[..., Awaitable[Any]], url: str) -> None:
             if p.exists():
                 os.chmod(p, 0o600)
     try:
+        try:
+            if await read(_at_head):
+                return
+        except DatabaseError as exc:
+            if not _no_such_table(exc):
+                raise
         await write(_prepare, url)
     except DatabaseError as exc:
         reason = " ".join(str(exc.orig).split())  # drivers' messages span lines
@@ -136,32 +145,29 @@ async def prepare(write: Callable[..., Awaitable[Any]], url: str) -> None:
         raise StoreError(f"store: cannot open {_where(url)} ({exc}).") from exc
 
 
+# Ours and at HEAD: exactly one row, (app marker, schema_version, revision) as
+# `migrations.runner` leaves them; anything else goes the slow way, which says why.
+_AT_HEAD = (f"SELECT a.value, s.value, v.version_num FROM {schema.meta.name} a, "
+            f"{schema.meta.name} s, {migrations.VERSION_TABLE} v "
+            "WHERE a.key = 'app' AND s.key = 'schema_version'")
+_HEAD_ROW = (schema.APP_MARKER, str(schema.SCHEMA_VERSION), migrations.HEAD)
+
+
+def _at_head(conn: Connection) -> bool:
+    return conn.exec_driver_sql(_AT_HEAD).all() == [_HEAD_ROW]
+
+
+def _no_such_table(exc: DatabaseError) -> bool:
+    """An empty database, or one made before migrations (no version table)."""
+    # PostgreSQL: undefined_table; SQLite says so in words.
+    return (getattr(exc.orig, "sqlstate", None) == "42P01"
+            or "no such table" in str(exc.orig))
+
+
 def _prepare(conn: Connection, url: str) -> None:
-    names = set(conn.dialect.get_table_names(conn))
-    if not names:
-        schema.metadata.create_all(conn)
-        conn.execute(
-            schema.meta.insert(),
-            [
-                {"key": "app", "value": schema.APP_MARKER},
-                {"key": "schema_version", "value": str(schema.SCHEMA_VERSION)},
-            ],
-        )
-        conn.execute(schema.projects.insert().values(name=DEFAULT_PROJECT, created_at=time.time()))
-        return
-    meta = (dict(conn.execute(select(schema.meta.c.key, schema.meta.c.value)).all())
-            if schema.meta.name in names else {})
-    location.refuse_foreign(_where(url), names, meta)
-    # Columns and indexes added since a database was made (each with a default, so
-    # no data migration is needed).
-    for table, column, ddl in schema.ADDED_COLUMNS:
-        have = {c["name"] for c in conn.dialect.get_columns(conn, table)}
-        if column not in have:
-            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
-    for index in schema.ADDED_INDEXES:
-        conn.execute(CreateIndex(index, if_not_exists=True))
-    for name in schema.RETIRED_INDEXES:
-        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    from launch_tui.core.store.migrations import runner  # imports Alembic: only when needed
+
+    runner.upgrade(conn, _where(url))
 
 
 def _where(url: str) -> str:

@@ -1,8 +1,8 @@
-"""The database schema. Bump SCHEMA_VERSION with every change and add a migration.
+"""The database schema, as the query modules use it.
 
-Indexes alone may be added without either: list them in ADDED_INDEXES too, and
-preparing an existing database creates the ones it lacks. Likewise a column with a
-default (ADDED_COLUMNS): older databases get it by ALTER TABLE … ADD COLUMN.
+Every change here is also an Alembic revision in `migrations/versions/` (written out
+by hand), which is what creates and upgrades databases; tests/core/test_migrations.py
+checks that a database the revisions made matches this metadata.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+# launch_meta's schema_version row. Releases from before migrations refuse a database
+# whose number is above theirs (1), as this one does (see location.refuse_foreign);
+# revisions they could still work with leave it alone.
 SCHEMA_VERSION = 1
 APP_MARKER = "launch-tui"
 
@@ -190,19 +193,4 @@ events = Table(
     Index("ix_events_kind", "kind", "seq"),
     # Sequence numbers must never be reused: subscribers tail by "seq > last seen".
     sqlite_autoincrement=True,
-)
-
-# Indexes added after schema version 1 was first released; `engine.prepare` creates
-# them (IF NOT EXISTS) on databases made before.
-ADDED_INDEXES = tuple(
-    ix for table in (items, runs) for ix in table.indexes
-    if ix.name in ("ix_items_lease", "ix_items_history", "ix_runs_newest",
-                   "ix_runs_queue_newest", "ix_runs_state_newest", "ix_runs_updated")
-)
-# Indexes that others above replaced; `engine.prepare` drops them (IF EXISTS).
-RETIRED_INDEXES = ("ix_runs_created", "ix_runs_state")
-
-# Columns added since a database was made: (table, column name, DDL type and default).
-ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("items", "attempt", "INTEGER NOT NULL DEFAULT 0"),
 )

@@ -82,8 +82,9 @@ class Store:
         self._tx_events: list[tuple[float, Event]] = []
 
     async def prepare(self) -> None:
-        """Create the schema on an empty database; refuse one that is not ours or newer."""
-        await engine.prepare(self.write, self.url)
+        """Bring the schema to the newest revision (creating it on an empty database);
+        refuse a database that is not ours or newer."""
+        await engine.prepare(self.read, self.write, self.url)
         if self._db_clock:
             # A process that only reads (a TUI) still shows ages by the database's clock.
             await self.read(self._measure_skew)
