@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -194,3 +196,17 @@ events = Table(
     # Sequence numbers must never be reused: subscribers tail by "seq > last seen".
     sqlite_autoincrement=True,
 )
+
+# Content-addressed blobs (code snapshots: a tar of the tree, keyed by the tree's
+# digest), so an agent on another machine can fetch what a job was made from. A blob
+# is `chunks` rows of about 1 MiB, written a few per transaction; it is complete when
+# all of them are there (core/store/blobs.py).
+blobs = Table("blobs", metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("created_at", Float, nullable=False))
+blob_chunks = Table("blob_chunks", metadata,
+    Column("digest", String(64), ForeignKey("blobs.digest", ondelete="CASCADE"), primary_key=True),
+    Column("n", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False))
