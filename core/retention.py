@@ -14,6 +14,9 @@ How long things are kept is `[retention]` in settings.toml (`settings.Retention`
   OUTPUT_MIN_AGE_S of its end (output still in flight may be stored just after).
 - agents not heard of for `agents_days` (at least AGENTS_MIN_AGE_S), unless they
   own a run that has not ended (their row is how another agent adopts it).
+- code snapshot blobs no job version names, untouched for BLOBS_MIN_AGE_S: left by
+  an upload that crashed or whose job was refused and could not take it back.
+  Never one a version names (versions are never deleted).
 
 Each batch is one bulk write (`store.write(fn, bulk=True)`): claims, state changes
 and heartbeats waiting for the writer go before it, so a prune delays them by at
@@ -34,6 +37,7 @@ from launch_tui.core.errors import ValidationError
 from launch_tui.core.events import AgentHeartbeat, RunLogAppended, RunMetricsLogged
 from launch_tui.core.settings import Retention
 from launch_tui.core.store import agents as agents_db
+from launch_tui.core.store import blobs as blobs_db
 from launch_tui.core.store import eventlog
 from launch_tui.core.store import output as output_db
 from launch_tui.core.store.session import Conn, Store
@@ -42,6 +46,8 @@ DAY_S = 86_400.0
 EVENTS_MIN_AGE_S = DAY_S
 OUTPUT_MIN_AGE_S = 3_600.0
 AGENTS_MIN_AGE_S = DAY_S
+BLOBS_MIN_AGE_S = 3_600.0  # far longer than any upload between two of its writes
+BLOB_CHUNKS = 8  # chunks (about 1 MiB each) deleted per batch
 NOTICE_KINDS = (AgentHeartbeat.kind, RunLogAppended.kind, RunMetricsLogged.kind)
 BATCH = 1000
 
@@ -55,6 +61,7 @@ class PruneReport:
     run_logs: int = 0
     run_metrics: int = 0
     agents: int = 0
+    blobs: int = 0  # code snapshots no job version names
     seconds: float = 0.0
     batches: int = 0  # write transactions it took
     dry_run: bool = False
@@ -63,7 +70,7 @@ class PruneReport:
     def tables(self) -> dict[str, int]:
         """Rows per table."""
         return {"events": self.events, "run_logs": self.run_logs,
-                "run_metrics": self.run_metrics, "agents": self.agents}
+                "run_metrics": self.run_metrics, "agents": self.agents, "blobs": self.blobs}
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Cutoffs:
     logs: float
     metrics: float
     agents: float
+    blobs: float
 
     @classmethod
     def of(cls, retention: Retention, now: float) -> Cutoffs:
@@ -87,6 +95,7 @@ class Cutoffs:
             logs=before(retention.logs_days, OUTPUT_MIN_AGE_S),
             metrics=before(retention.metrics_days, OUTPUT_MIN_AGE_S),
             agents=before(retention.agents_days, AGENTS_MIN_AGE_S),
+            blobs=now - BLOBS_MIN_AGE_S,
         )
 
 
@@ -119,15 +128,19 @@ async def prune_once(
         ("run_metrics", partial(output_db.prune_ended, which="run_metrics", before=cut.metrics,
                                 limit=batch)),
         ("agents", partial(agents_db.prune_gone, before=cut.agents, limit=batch)),
+        ("blobs", partial(blobs_db.prune_unreferenced, before=cut.blobs,
+                          chunks=min(batch, BLOB_CHUNKS))),
     ]
-    counts = dict.fromkeys(("notices", "events", "run_logs", "run_metrics", "agents"), 0)
+    counts = dict.fromkeys(("notices", "events", "run_logs", "run_metrics", "agents", "blobs"),
+                           0)
     batches = 0
 
     def report(complete: bool = True) -> PruneReport:
         return PruneReport(
             events=counts["notices"] + counts["events"], notices=counts["notices"],
             run_logs=counts["run_logs"], run_metrics=counts["run_metrics"],
-            agents=counts["agents"], seconds=time.monotonic() - started, batches=batches,
+            agents=counts["agents"], blobs=counts["blobs"], seconds=time.monotonic() - started,
+            batches=batches,
             complete=complete)
 
     for name, step in steps:
@@ -160,4 +173,5 @@ def _count(conn: Conn, cut: Cutoffs, bound: int) -> dict[str, Any]:
         "run_logs": output_db.count_ended(conn, "run_logs", before=cut.logs),
         "run_metrics": output_db.count_ended(conn, "run_metrics", before=cut.metrics),
         "agents": agents_db.count_gone(conn, before=cut.agents),
+        "blobs": blobs_db.count_unreferenced(conn, before=cut.blobs),
     }

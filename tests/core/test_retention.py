@@ -326,7 +326,7 @@ async def test_gc_dry_run_counts_and_changes_nothing_then_gc_deletes(
     assert dry.code == 0, dry.err
     assert dry.json()["dry_run"] is True
     assert dry.json()["tables"] == {"events": dry.json()["events"], "run_logs": 10,
-                                    "run_metrics": 2, "agents": 0}
+                                    "run_metrics": 2, "agents": 0, "blobs": 0}
     assert dry.json()["events"] > 3
     assert await service.events_after(0, limit=1000) == events
     assert await output_of(service, old) == await output_of(service, recent) == (5, 2)
@@ -339,7 +339,7 @@ async def test_gc_dry_run_counts_and_changes_nothing_then_gc_deletes(
     assert projects(await service.events_after(0, limit=1000)) == []
     again = cli("gc", "--json")
     assert again.code == 0 and again.json()["tables"] == dict.fromkeys(
-        ("events", "run_logs", "run_metrics", "agents"), 0)
+        ("events", "run_logs", "run_metrics", "agents", "blobs"), 0)
 
     bad = cli("gc", "--logs-days", "-1")
     assert (bad.code, bad.out) == (1, "")
