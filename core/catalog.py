@@ -8,6 +8,7 @@ always points at the newest version; other aliases point wherever users set them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,12 @@ from launch_tui.core.errors import ConflictError, NotFound, ValidationError
 from launch_tui.core.events import JobAliasSet, JobVersionCreated, ProjectCreated
 from launch_tui.core.model import Job, JobKind, JobVersion, Project
 from launch_tui.core.settings import Settings
+from launch_tui.core.snapshot_blobs import (
+    BlobIncomplete,
+    SnapshotBlobs,
+    Upload,
+    require_complete,
+)
 from launch_tui.core.snapshots import stage_snapshot
 from launch_tui.core.store import jobs as jobs_db
 from launch_tui.core.store import projects as projects_db
@@ -129,10 +136,17 @@ def _no_version(conn: Conn, job: Row, number: int) -> NotFound:
     return NotFound(f"job: '{job.name}' has no version v{number} (versions v0 to v{latest}).")
 
 
+# Uploads of one snapshot tried before giving up, when another process's refused job
+# takes the same content back from the store between the upload and the commit.
+UPLOAD_ATTEMPTS = 3
+
+
 class Catalog:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings,
+                 snapshots: SnapshotBlobs | None = None) -> None:
         self._store = store
         self._settings = settings
+        self._snapshots = snapshots or SnapshotBlobs(store, settings.artifacts)
 
     # ------------------------------------------------------------------ projects
 
@@ -182,12 +196,27 @@ class Catalog:
             "schema_inferred": inferred,
         }
         spec = jobrules.VersionSpec("code", ep, source, environment, defaults, schema)
+        upload = Upload()
         try:
-            result = await self._create_version(project, name, JobKind.CODE, spec, aliases)
+            # The blob is complete before the version that names it commits (checked
+            # in that transaction), so an agent anywhere can fetch what it names.
+            for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+                await self._snapshots.upload(staged, upload)
+                try:
+                    result = await self._create_version(project, name, JobKind.CODE, spec,
+                                                        aliases, snapshot=snap.digest)
+                    break
+                except BlobIncomplete:
+                    if attempt == UPLOAD_ATTEMPTS:
+                        raise
         except BaseException:
-            # Refused (another kind of job by that name, …): the copy goes, and content
-            # already in place, which other versions share, stays.
+            # Refused (another kind of job by that name, …): the copy and the blob this
+            # call stored go; content already in place, which other versions share, stays.
             await asyncio.to_thread(staged.discard)
+            if upload.created:
+                # Best effort: what is left (the store failed) `gc` removes later.
+                with contextlib.suppress(Exception):
+                    await self._snapshots.forget(snap.digest)
             raise
         await asyncio.to_thread(staged.publish)
         return result
@@ -258,7 +287,7 @@ class Catalog:
 
     async def _create_version(
         self, project: str | None, name: str, kind: JobKind, spec: jobrules.VersionSpec,
-        aliases: Iterable[str],
+        aliases: Iterable[str], *, snapshot: str | None = None,
     ) -> JobVersionResult:
         project = project_or_default(self._settings, project)
         alias_list: list[str] = [jobrules.check_alias(a) for a in aliases if a != "latest"]
@@ -268,6 +297,8 @@ class Catalog:
 
         def tx(conn: Conn) -> tuple[JobVersion, bool]:
             require_project(conn, project)
+            if snapshot is not None:
+                require_complete(conn, snapshot)
             job = jobs_db.find(conn, project, name)
             if job is None:
                 job_id = jobs_db.add(conn, project, name, str(kind), now)

@@ -54,6 +54,7 @@ from launch_tui.core.output import Output
 from launch_tui.core.queues import Queues
 from launch_tui.core.retention import PruneReport, prune_once
 from launch_tui.core.settings import Settings, load_settings
+from launch_tui.core.snapshot_blobs import SnapshotBlobs
 from launch_tui.core.store.session import Store
 
 __all__ = ["AGENT_STALE_S", "ClaimResult", "JobVersionResult", "LaunchService", "PruneReport",
@@ -70,7 +71,8 @@ class LaunchService:
         self._store = Store(settings.store_url, clock=lambda: time.time())
         self._feed = Feed(self._store)
         self._store.on_commit = self._feed.wake
-        self._catalog = Catalog(self._store, settings)
+        self._snapshots = SnapshotBlobs(self._store, settings.artifacts)
+        self._catalog = Catalog(self._store, settings, self._snapshots)
         self._queues = Queues(self._store, settings, self._catalog)
         self._dispatch = Dispatch(self._store, settings, new_run_id=lambda: new_run_id())
         self._listings = Listings(self._store, settings)
@@ -165,6 +167,12 @@ class LaunchService:
 
     async def job_version(self, job_ref: str, *, project: str | None = None) -> JobVersion:
         return redact.version(await self._catalog.job_version(job_ref, project=project))
+
+    async def ensure_snapshot(self, digest: str, what: str) -> bool:
+        """Make sure this machine's artifacts hold the code snapshot `digest` of `what`
+        ("job:vN"), fetched from the store if need be (True when it was). BuildError,
+        naming both, when neither has it."""
+        return await self._snapshots.ensure_local(digest, what)
 
     # ------------------------------------------------------------------ queues and items
 

@@ -12,6 +12,9 @@ Making one is two steps (`stage_snapshot`, then `publish` or `discard`): the
 copy waits beside the store until the job version that refers to it is
 committed, so a refused `job create code` leaves nothing behind, and nothing
 already in place (content is shared between versions) is ever removed.
+
+This directory is one machine's copy. The store keeps the snapshot too, as a blob
+other machines fetch from (`snapshot_blobs`, `snapshot_archive`).
 """
 
 from __future__ import annotations
@@ -178,10 +181,16 @@ def _file_sha256(f: SnapshotFile) -> str:
     return h.hexdigest()
 
 
+def entry_line(rel: str, executable: bool, file_sha256: str) -> bytes:
+    """One file's part of a snapshot's digest (also recomputed from archives, see
+    `snapshot_archive`)."""
+    return f"{rel}\0{'x' if executable else '-'}\0{file_sha256}\n".encode()
+
+
 def digest_of(files: list[SnapshotFile]) -> str:
     h = hashlib.sha256()
     for f in files:
-        h.update(f"{f.rel}\0{'x' if f.executable else '-'}\0{_file_sha256(f)}\n".encode())
+        h.update(entry_line(f.rel, f.executable, _file_sha256(f)))
     return h.hexdigest()
 
 
@@ -192,6 +201,13 @@ class StagedSnapshot:
 
     snapshot: Snapshot
     copy: Path | None = field(default=None)
+    # (relative path, executable) of every file, in the order the digest takes them.
+    entries: tuple[tuple[str, bool], ...] = ()
+
+    @property
+    def tree(self) -> Path:
+        """Where the files are now: the copy, or the snapshot already in place."""
+        return self.copy if self.copy is not None else self.snapshot.path
 
     def publish(self) -> None:
         """Put the copy in place (nothing to do when the content was there already)."""
@@ -235,7 +251,7 @@ def stage_snapshot(root: Path, artifacts: Path, max_bytes: int) -> StagedSnapsho
         has_dockerfile="Dockerfile" in by_rel,
         python_version=python_version,
     )
-    return StagedSnapshot(snapshot, copy)
+    return StagedSnapshot(snapshot, copy, tuple((f.rel, f.executable) for f in files))
 
 
 def _copy(files: list[SnapshotFile], dest: Path) -> Path:

@@ -83,6 +83,12 @@ class AgentPort(Protocol):
 
     async def output_line_count(self, run_id: str) -> int: ...
 
+    async def ensure_snapshot(self, digest: str, what: str) -> bool:
+        """Put the code snapshot `digest` of `what` ("job:vN") into this machine's
+        artifacts unless it is there (True when it was fetched); BuildError if it
+        cannot be had."""
+        ...
+
     async def agent_heartbeat(
         self, name: str, status: AgentStatus, running: int, fence: AgentFence | None = None
     ) -> None: ...

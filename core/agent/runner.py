@@ -34,7 +34,15 @@ from launch_tui.core.errors import (
     LaunchError,
     ValidationError,
 )
-from launch_tui.core.model import AgentFence, ErrorStage, LogStream, Run, RunSpec, RunState
+from launch_tui.core.model import (
+    AgentFence,
+    ErrorStage,
+    JobKind,
+    LogStream,
+    Run,
+    RunSpec,
+    RunState,
+)
 
 FAIL_TAIL_LINES = 10
 BUILD_FLUSH_LINES = 50
@@ -197,6 +205,7 @@ class RunRunner:
 
         started = time.monotonic()
         try:
+            await self._ensure_snapshot(spec, build_log)
             result = await builder.build(spec, build_log)
         except BuildError as exc:
             await self.port.append_logs(run.id, build_lines)
@@ -227,6 +236,23 @@ class RunRunner:
         )
         await self.port.update_run(run.id, spec=spec, reason=what)
         return spec, result
+
+    async def _ensure_snapshot(self, spec: RunSpec, log: Callable[[str], Awaitable[None]]
+                               ) -> None:
+        """A code job's snapshot on this machine before its builder looks for it there
+        (`BackendContext.snapshot_dir`): fetched from the store when it was made on
+        another machine. Builders and backends never see the store."""
+        digest = spec.source.get("snapshot") if spec.kind is JobKind.CODE else None
+        if not digest:
+            return
+        try:
+            fetched = await self.port.ensure_snapshot(str(digest), f"{spec.job}:v{spec.version}")
+        except BuildError:
+            raise
+        except LaunchError as exc:  # the artifacts directory is not writable, …
+            raise BuildError(str(exc)) from exc
+        if fetched:
+            await log(f"source: fetched code snapshot {str(digest)[:12]} from the store")
 
     async def _supervise(self, run: Run, active: ActiveRun, backend: Backend) -> None:
         assert active.handle is not None
