@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.core import snapshot_blobs
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.errors import BuildError, ValidationError
@@ -79,17 +78,13 @@ async def _rows(service: LaunchService) -> tuple[int, int]:
 
 @contextlib.asynccontextmanager
 async def _machine(lab: Lab, name: str) -> AsyncIterator[LaunchService]:
-    """A service of another machine: home `name` beside the lab's, the lab's store.
-    Its fork server (runs of its agents) is stopped at the end."""
-    home = lab.root / name
-    service = await LaunchService.open(home=home, store=_store_of(lab))
+    """A service of another machine: a home of its own (`Lab.machine`: its processes
+    are stopped with the lab's) on the lab's store."""
+    service = await LaunchService.open(home=lab.machine(name), store=_store_of(lab))
     try:
         yield service
     finally:
         await service.close()
-        for pid, _ in running_servers(home):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
 
 
 @contextlib.asynccontextmanager
@@ -120,7 +115,7 @@ async def test_a_code_job_made_with_one_home_runs_on_an_agent_with_another(lab: 
     digest = (await lab.service.job_version("tj")).source["snapshot"]
     assert (lab.home / "artifacts" / "code" / digest).is_dir()  # the maker keeps its copy
 
-    async with _machine(lab, "home-b") as b:
+    async with _machine(lab, "b") as b:
         cache = b.artifacts / "code" / digest
         assert not b.artifacts.exists()
         item = await lab.service.enqueue("tj", queue)
@@ -140,7 +135,7 @@ async def test_concurrent_runs_of_one_job_fetch_it_once(lab: Lab) -> None:
     queue = await lab.queue()
     job = await lab.job({"train.py": "print(open('data.txt').read())\n",
                          "data.txt": "x" * 3_000_000}, "python train.py")
-    async with _machine(lab, "home-b") as b:
+    async with _machine(lab, "b") as b:
         items = [await lab.service.enqueue(job, queue) for _ in range(3)]
         async with _agent(b, queue, name="agent-b", max_jobs=3):
             runs = [await lab.wait_run((await lab.run_of(i.id)).id, within=60) for i in items]
@@ -161,7 +156,7 @@ async def test_a_snapshot_in_neither_place_fails_the_run_at_build(lab: Lab) -> N
         conn.execute(delete(blobs))
 
     await lab.service._store.write(lose)
-    async with _machine(lab, "home-b") as b:
+    async with _machine(lab, "b") as b:
         item = await lab.service.enqueue(job, queue)
         async with _agent(b, queue, name="agent-b"):
             run = await lab.wait_run((await lab.run_of(item.id)).id, within=60)
@@ -202,7 +197,7 @@ async def test_the_stored_blob_round_trips_byte_for_byte(lab: Lab) -> None:
     blob = await lab.service._store.read(blobs_db.status, digest)
     assert blob is not None and blob.complete
 
-    async with _machine(lab, "home-b") as b:
+    async with _machine(lab, "b") as b:
         assert await b.ensure_snapshot(digest, "odd:v0") is True
         assert await b.ensure_snapshot(digest, "odd:v0") is False  # cached now
         fetched = _tree(b.artifacts / "code" / digest)
@@ -237,7 +232,7 @@ async def test_a_tampered_chunk_is_refused_in_one_sentence(lab: Lab) -> None:
             blob_chunks.c.digest == digest, blob_chunks.c.n == 0).values(data=bytes(data)))
 
     await lab.service._store.write(tamper)
-    async with _machine(lab, "home-c") as c:
+    async with _machine(lab, "c") as c:
         with pytest.raises(BuildError) as caught:
             await c.ensure_snapshot(digest, "odd:v0")
         message = str(caught.value)
@@ -335,7 +330,7 @@ async def test_a_big_snapshot_is_stored_in_chunks_without_holding_up_heartbeats(
     assert finished - first_write[0] > 0.2 * len(writes) >= 1.2  # the whole upload
 
     # It comes back whole on another machine.
-    async with _machine(lab, "home-b") as b:
+    async with _machine(lab, "b") as b:
         assert await b.ensure_snapshot(digest, "big:v0")
         assert (b.artifacts / "code" / digest / "weights.bin").read_bytes() == (
             src / "weights.bin").read_bytes()
@@ -352,7 +347,7 @@ async def test_content_already_stored_is_not_uploaded_again(
         conn, *a))
     # Another job from the same files, and the same job again from another home.
     await lab.service.create_code_job(src, "python train.py", name="two")
-    async with _machine(lab, "home-b") as b:
+    async with _machine(lab, "b") as b:
         await b.create_code_job(src, "python train.py", name="one")
     assert calls == []
     assert await _rows(lab.service) == (1, 1)

@@ -9,13 +9,11 @@ on PostgreSQL both name the test's database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 from pathlib import Path
 
-from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.core.model import LogStream, RunState
 from tests.agent_harness import Lab, cli_argv, script
 
@@ -31,7 +29,8 @@ TRAIN = script(
 
 
 def _spawn_agent(lab: Lab, home: Path, queue: str, log: Path) -> subprocess.Popen[bytes]:
-    """`launch-tui agent` with `home` as its home and the lab's store as its store."""
+    """`launch-tui agent` with `home` as its home and the lab's store as its store (on
+    SQLite, the lab's file by path: `Lab.env` leaves an embedded store to each home)."""
     env = lab.env(home=home)
     env["LAUNCH_TUI_STORE"] = lab.store_url or str(lab.home / "launch.db")
     with open(log, "wb") as out:
@@ -58,26 +57,19 @@ async def test_an_agent_process_with_its_own_home_runs_a_job_made_elsewhere(lab:
     digest = (await lab.service.job_version("tj")).source["snapshot"]
     item = await lab.service.enqueue("tj", queue)
 
-    home_b = lab.root / "home-b"
+    home_b = lab.machine("b")  # its processes are stopped with the lab's
     log = lab.root / "agent-b.log"
     proc = _spawn_agent(lab, home_b, queue, log)
-    try:
-        run = await lab.wait_run((await lab.run_of(item.id, within=30)).id, within=60)
-        output = await lab.output(run.id)
-        assert run.state == RunState.FINISHED, (run.error_message, output, log.read_text())
-        assert run.agent == "agent-b"
-        assert output == ["config: from machine A", "tool executable: True"]
-        build = await lab.service.run_logs(run.id, streams=(LogStream.BUILD,))
-        assert f"source: fetched code snapshot {digest[:12]} from the store" in [
-            line.text for line in build]
-        cached = home_b / "artifacts" / "code" / digest
-        assert (cached / "conf" / "settings.txt").read_text() == "from machine A\n"
-        assert os.listdir(home_b / "artifacts" / "code") == [digest]
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(proc.wait, 30)
-        for pid, _ in running_servers(home_b):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    run = await lab.wait_run((await lab.run_of(item.id, within=30)).id, within=60)
+    output = await lab.output(run.id)
+    assert run.state == RunState.FINISHED, (run.error_message, output, log.read_text())
+    assert run.agent == "agent-b"
+    assert output == ["config: from machine A", "tool executable: True"]
+    build = await lab.service.run_logs(run.id, streams=(LogStream.BUILD,))
+    assert f"source: fetched code snapshot {digest[:12]} from the store" in [
+        line.text for line in build]
+    cached = home_b / "artifacts" / "code" / digest
+    assert (cached / "conf" / "settings.txt").read_text() == "from machine A\n"
+    assert os.listdir(home_b / "artifacts" / "code") == [digest]
+    os.kill(proc.pid, signal.SIGTERM)  # a clean stop
+    assert await asyncio.to_thread(proc.wait, 30) == 0, log.read_text()
