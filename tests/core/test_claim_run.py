@@ -6,7 +6,6 @@ and an older database gains the indexes this version adds."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 
@@ -184,28 +183,6 @@ async def test_concurrent_writes_commit_together_and_fail_alone(
     outcomes = await asyncio.gather(*(attempt(n) for n in names))
     assert outcomes == ["conflict" if n == "taken" else "made" for n in names]
     assert {p.name for p in await service.list_projects()} >= {n for n in names}
-
-
-async def test_an_older_database_gains_the_new_indexes(home: Path) -> None:
-    svc = await LaunchService.open(home=home)
-    await svc.close()
-    db = sqlite3.connect(home / "launch.db")
-    for name in ("ix_items_lease", "ix_items_history", "ix_runs_newest", "ix_runs_queue_newest",
-                 "ix_runs_state_newest"):
-        db.execute(f"drop index {name}")
-    # Indexes that newer ones replaced go.
-    db.execute("create index ix_runs_created on runs (created_at)")
-    db.execute("create index ix_runs_state on runs (state)")
-    db.commit()
-    db.close()
-    svc = await LaunchService.open(home=home)
-    await svc.close()
-    db = sqlite3.connect(home / "launch.db")
-    names = {r[0] for r in db.execute("select name from sqlite_master where type='index'")}
-    db.close()
-    assert {"ix_items_lease", "ix_items_history", "ix_runs_newest", "ix_runs_queue_newest",
-            "ix_runs_state_newest"} <= names
-    assert not {"ix_runs_created", "ix_runs_state"} & names
 
 
 def test_store_urls_of_old_settings_still_open() -> None:

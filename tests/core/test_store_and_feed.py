@@ -27,6 +27,7 @@ async def test_database_file_is_private_and_in_wal_mode(service: LaunchService,
     conn.close()
 
 
+@pytest.mark.sqlite_only  # the file itself; tests/core/test_migrations.py covers both stores
 async def test_newer_schema_is_refused(service: LaunchService, home: Path) -> None:
     await service.close()
     conn = sqlite3.connect(home / "launch.db")
