@@ -24,7 +24,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from launch_tui.core.errors import StoreError
-from launch_tui.core.store import location, migrations, schema
+from launch_tui.core.store import connect_errors, location, migrations, pgparams, schema
 
 _WRITE = "launch_write"
 BUSY_TIMEOUT_MS = 60_000
@@ -61,7 +61,8 @@ def writer_lock_path(url: str) -> str | None:
     return None if path is None else f"{path}-writer.lock"
 
 
-def create_engines(url: str) -> tuple[Engine, Engine]:
+def create_engines(url: str, *, statement_timeout_s: float | None = None
+                   ) -> tuple[Engine, Engine]:
     """Return (read_engine, write_engine); they differ only in how transactions begin.
     A URL or path that cannot be a store is refused (StoreError) before anything is
     created or opened."""
@@ -105,7 +106,11 @@ def create_engines(url: str) -> tuple[Engine, Engine]:
                 dbapi_conn.execute(f"BEGIN {mode}")
 
     else:
-        engine = create_engine(url, poolclass=NullPool)
+        # libpq parameters, defaults and one-sentence connection errors: `pgparams`,
+        # `connect_errors`. (SQLite has no statement timeout.)
+        engine = create_engine(url, poolclass=NullPool, connect_args=pgparams.connect_args(url))
+        connect_errors.install(engine, url)
+        pgparams.set_statement_timeout(engine, statement_timeout_s)
     return engine, engine.execution_options(**{_WRITE: True})
 
 
@@ -172,4 +177,4 @@ def _prepare(conn: Connection, url: str) -> None:
 
 def _where(url: str) -> str:
     path = _sqlite_path(url)
-    return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
+    return str(path) if path is not None else connect_errors.shown_url(url)

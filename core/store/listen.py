@@ -19,8 +19,7 @@ import logging
 import weakref
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
+from launch_tui.core.store import pgparams
 from launch_tui.core.store.eventlog import CHANNEL
 
 log = logging.getLogger("launch_tui.store")
@@ -32,9 +31,10 @@ _RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
 def conninfo(url: str) -> str:
-    """The libpq URI psycopg connects with, for a store URL (its driver name dropped;
-    options such as sslmode travel in the query string)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """The libpq connection string psycopg connects with, for a store URL: the URL's
+    parameters (sslmode, connect_timeout, … in its query) and the store's defaults
+    (`pgparams`); "launch-tui listen" is its name unless the URL or PGAPPNAME names one."""
+    return pgparams.conninfo(url, fallback_name="launch-tui listen")
 
 
 class PgListen:
@@ -83,9 +83,8 @@ class PgListen:
         while True:
             conn: Any = None
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    conninfo(self._url), autocommit=True,
-                    application_name="launch-tui listen")
+                conn = await psycopg.AsyncConnection.connect(conninfo(self._url),
+                                                             autocommit=True)
                 await conn.execute(f"LISTEN {CHANNEL}")
                 self.active = True
                 failures = 0

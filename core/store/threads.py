@@ -39,6 +39,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from launch_tui.core.store import connect_errors
+
 log = logging.getLogger("launch_tui.store")
 
 CONTROL_STREAK = 32  # control jobs in a row after which one waiting bulk job runs
@@ -228,9 +230,12 @@ class DbWorkers:
                 self._after_commit()
         except Exception as exc:
             # Nothing of this transaction was committed: each job that had not failed
-            # on its own fails with what ended it.
+            # on its own fails with what ended it: a lost connection or a cancelled
+            # statement as one sentence (`connect_errors`).
             own = {id(job): e for job, _, e in outcomes if e is not None}
-            return _usable(conn), [(job, None, own.get(id(job), exc)) for job in jobs]
+            return _usable(conn), [
+                (job, None, connect_errors.translate(own.get(id(job), exc), conn))
+                for job in jobs]
         return conn, outcomes
 
     @staticmethod

@@ -173,8 +173,8 @@ def test_an_unreachable_postgresql_is_one_line(tmp_path: Path) -> None:
 
     r = run("--store", "postgresql://u:pw@127.0.0.1:1/launch", "queue", "list",
             home=tmp_path / "h")
-    line = sentence(r)
-    assert line.startswith("store: cannot open postgresql+psycopg://u:***@127.0.0.1:1/launch (")
+    assert sentence(r) == ('store: cannot connect to PostgreSQL database "launch" on '
+                           "127.0.0.1:1 as u: connection refused.")
     assert "pw" not in r.err
 
 
