@@ -68,7 +68,9 @@ class LaunchService:
         self.settings = settings
         # The clock, run ids, host name and pid are looked up in this module at call
         # time: tui/demo.py replaces them here to seed a reproducible world.
-        self._store = Store(settings.store_url, clock=lambda: time.time())
+        self._store = Store(settings.store_url, clock=lambda: time.time(),
+                            readers=settings.store.pool_size,
+                            statement_timeout_s=settings.store.statement_timeout_s)
         self._feed = Feed(self._store)
         self._store.on_commit = self._feed.wake
         self._snapshots = SnapshotBlobs(self._store, settings.artifacts)

@@ -2,9 +2,16 @@
 
 `$LAUNCH_TUI_HOME/settings.toml` (all keys optional):
 
-    store = "postgresql://…"              # default: sqlite file in the home dir
+    store = "postgresql://…"              # default: sqlite file in the home dir; or, with
+                                          # the keys below, `url` in a [store] table
     default_project = "default"
     snapshot_max_mb = 100
+    [store]
+    url = "postgresql://me@db.example/launch?sslmode=verify-full"  # as `store` above
+    pool_size = 4         # reader threads, each with its own connection (plus one writer
+                          # and, on PostgreSQL, one LISTEN connection per process)
+    statement_timeout_s = 30  # PostgreSQL: cancel a statement after this long (0: no
+                          # limit; unset: the server's, role's or URL's own setting)
     [agent]
     poll_interval_s = 3.0
     lease_s = 30.0
@@ -108,9 +115,55 @@ def retention_from(data: object, *, where: str = "settings: retention.") -> Rete
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """How the store uses its database (`[store]`). libpq's own connection parameters
+    (sslmode, application_name, connect_timeout, …) go in the URL's query string."""
+
+    pool_size: int = 4
+    statement_timeout_s: float | None = None
+
+
+POOL_SIZE_MAX = 64  # each reader is a thread and a server connection
+
+
+def store_from(data: object) -> tuple[str | None, StoreSettings]:
+    """Check the `store` key: a URL (or SQLite path), or a `[store]` table of `url`,
+    `pool_size` and `statement_timeout_s`. Returns (url or None, the settings)."""
+    if isinstance(data, str):
+        return data, StoreSettings()
+    if not isinstance(data, dict):
+        raise ValidationError(
+            "settings: store must be a URL or path, or a [store] table "
+            f"(got {data!r}).", field="store")
+    known = ("url", *(f.name for f in fields(StoreSettings)))
+    for key in data:
+        if key not in known:
+            raise ValidationError(f"settings: store.{key} is not a store setting "
+                                  f"(known: {', '.join(known)}).", field=f"store.{key}")
+    url = data.get("url")
+    if url is not None and (not isinstance(url, str) or not url):
+        raise ValidationError(f"settings: store.url must be a URL or path (got {url!r}).",
+                              field="store.url")
+    pool_size = data.get("pool_size", StoreSettings.pool_size)
+    # bool is an int to Python, but `pool_size = true` is a mistake, not one thread.
+    if (isinstance(pool_size, bool) or not isinstance(pool_size, int)
+            or not 1 <= pool_size <= POOL_SIZE_MAX):
+        raise ValidationError(f"settings: store.pool_size must be a whole number from 1 to "
+                              f"{POOL_SIZE_MAX} (got {pool_size!r}).", field="store.pool_size")
+    timeout = data.get("statement_timeout_s")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not 0 <= timeout < float("inf")):
+        raise ValidationError(f"settings: store.statement_timeout_s must be a number of "
+                              f"seconds, 0 (no limit) or more (got {timeout!r}).",
+                              field="store.statement_timeout_s")
+    return url, StoreSettings(pool_size=pool_size,
+                              statement_timeout_s=None if timeout is None else float(timeout))
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
-    store_url: str
+    store_url: str = field(repr=False)  # may hold a password: not in tracebacks' locals
     default_project: str = DEFAULT_PROJECT
     snapshot_max_bytes: int = 100 * 1024 * 1024
     poll_interval_s: float = 3.0
@@ -118,6 +171,7 @@ class Settings:
     agent_stale_s: float = 30.0
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     retention: Retention = field(default_factory=Retention)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def artifacts(self) -> Path:
@@ -165,7 +219,8 @@ def load_settings(home: Path | None = None, store: str | None = None) -> Setting
             raise ValidationError(f"settings: {path} is not valid TOML ({exc}).") from exc
         except OSError as exc:
             raise ValidationError(f"settings: cannot read {path} ({exc.strerror}).") from exc
-    url = store or os.environ.get("LAUNCH_TUI_STORE") or data.get("store")
+    file_url, store_settings = store_from(data.get("store", {}))
+    url = store or os.environ.get("LAUNCH_TUI_STORE") or file_url
     store_url = normalise_store_url(url) if url else sqlite_url(home / "launch.db")
     agent = data.get("agent", {})
     return Settings(
@@ -178,4 +233,5 @@ def load_settings(home: Path | None = None, store: str | None = None) -> Setting
         agent_stale_s=float(agent.get("stale_s", 30.0)),
         backends=data.get("backends", {}),
         retention=retention_from(data.get("retention", {})),
+        store=store_settings,
     )

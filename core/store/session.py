@@ -45,10 +45,12 @@ class Store:
     """One database: a writer thread, reader threads, a clock, and caches of rows that
     never change."""
 
-    def __init__(self, url: str, *, clock: Callable[[], float], readers: int = READERS) -> None:
+    def __init__(self, url: str, *, clock: Callable[[], float], readers: int = READERS,
+                 statement_timeout_s: float | None = None) -> None:
         self.url = url
         self._clock = clock
-        read_engine, write_engine = engine.create_engines(url)
+        read_engine, write_engine = engine.create_engines(
+            url, statement_timeout_s=statement_timeout_s)
         # Time comes from the database where other machines share it (PostgreSQL):
         # a write reads `now()` as it begins and every time it stamps is that one;
         # elsewhere our clock is corrected by the skew that read measured. SQLite is
