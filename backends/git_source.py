@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+from launch_tui.core import jobenv
 from launch_tui.core.backend import BuildLog
 from launch_tui.core.errors import BuildError
 
@@ -38,7 +39,8 @@ def redact(text: str) -> str:
 
 
 def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
+    # Git has no business with the store's URL or database password (core.jobenv).
+    env = jobenv.without_control_plane(os.environ)
     # A parent repository's variables (e.g. when run from a git hook) must not
     # redirect our clone.
     for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_CONFIG_PARAMETERS"):

@@ -22,6 +22,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from launch_tui.core import jobenv
 from launch_tui.core.backend import BuildLog
 from launch_tui.core.errors import BuildError
 
@@ -123,7 +124,9 @@ async def _stream_lines(stream: asyncio.StreamReader, log: BuildLog, tail: deque
 
 
 async def _run(argv: list[str], cwd: Path, log: BuildLog, tail: deque[str]) -> int:
-    env = dict(os.environ)
+    # pip runs the build scripts of the job's requirements: they get the agent's
+    # environment minus the store's URL and database password.
+    env = jobenv.without_control_plane(os.environ)
     # The agent's own venv must not leak into the job's, and pip must not
     # stop to look for a newer version of itself.
     env.pop("VIRTUAL_ENV", None)

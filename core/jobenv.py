@@ -32,3 +32,15 @@ def inherited(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str
         if any(fnmatch.fnmatchcase(name, p) for p in patterns)
         and not any(fnmatch.fnmatchcase(name, p) for p in NEVER_INHERIT)
     }
+
+
+def without_control_plane(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` without the names that carry the control plane's access
+    (NEVER_INHERIT): for the agent's own helper processes that run code a job
+    brings along, such as pip building a job's requirements (a package's setup.py
+    runs with pip's environment)."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if not any(fnmatch.fnmatchcase(name, p) for p in NEVER_INHERIT)
+    }
