@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar
 
@@ -56,7 +57,10 @@ class Store:
         # elsewhere our clock is corrected by the skew that read measured. SQLite is
         # one machine's file, and that machine's clock is the only clock.
         self._db_clock = not engine.is_sqlite(read_engine)
-        self._skew = 0.0  # the database's clock minus ours
+        # The database's clock minus this machine's. Only the machine's error is taken
+        # out: a clock the caller shifted on purpose (the demo and tests age data that
+        # way) keeps its shift relative to the database's time.
+        self._skew = 0.0
         self._tx_now: float | None = None
         # SQLite serialises writers at BEGIN IMMEDIATE; PostgreSQL needs row locks
         # that concurrent claimers skip instead of waiting on.
@@ -92,7 +96,7 @@ class Store:
             await self.read(self._measure_skew)
 
     def _measure_skew(self, conn: Conn) -> None:
-        self._skew = eventlog.db_now(conn) - self._clock()
+        self._skew = eventlog.db_now(conn) - time.time()
 
     async def dispose(self) -> None:
         """Finish queued work, close every connection and end the threads."""
@@ -131,8 +135,8 @@ class Store:
     def _begin_events(self, conn: Conn) -> None:
         self._tx_events = []  # nothing from a transaction that failed may carry over
         if self._db_clock:
-            self._tx_now = eventlog.db_now(conn)
-            self._skew = self._tx_now - self._clock()
+            self._skew = eventlog.db_now(conn) - time.time()
+            self._tx_now = self._clock() + self._skew
 
     def _flush_events(self, conn: Conn) -> None:
         events, self._tx_events = self._tx_events, []
