@@ -234,6 +234,8 @@ DO \$\$ BEGIN
     CREATE ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
   END IF;
 END \$\$;
+-- Dropping a test's database ends sessions left on it, also of roles a test made.
+GRANT pg_signal_backend TO $PG_ROLE;
 SQL
     say "PostgreSQL is up (PID $(cat "$ours"))"
 }
