@@ -106,12 +106,15 @@ class DbWorkers:
             if not self._threads:
                 self._stopping = False
             self._lanes[1 if bulk else 0].append(job)
-            if self._idle == 0 and len(self._threads) < self._size:
+            # Another thread when more jobs wait than threads are idle to take them
+            # (a burst that finds one idle reader is not served by that one alone).
+            waiting = len(self._lanes[0]) + len(self._lanes[1])
+            if self._idle:
+                self._cond.notify()
+            if waiting > self._idle and len(self._threads) < self._size:
                 thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
                 self._threads.append(thread)
                 thread.start()
-            else:
-                self._cond.notify()
         return future
 
     def stop(self) -> asyncio.Future[None]:
