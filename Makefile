@@ -30,9 +30,14 @@ lint: install
 screenshots: install
 	$(BIN)/python scripts/screenshots.py
 
+## Run the store benchmarks (figures in benchmarks/README.md). Each also measures
+## PostgreSQL, in throwaway databases, when LAUNCH_TUI_TEST_PG names a server:
+## eval "$(scripts/test-services.sh env)" first (or pass --pg-url to a script).
 bench: install
+	$(BIN)/python -c 'import huey' 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/claim_throughput.py
 	$(BIN)/python benchmarks/dispatch_latency.py
+	$(BIN)/python benchmarks/feed_wake.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

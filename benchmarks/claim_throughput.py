@@ -1,24 +1,35 @@
-"""Full item lifecycles per second on the embedded SQLite store, against huey.
+"""Full item lifecycles per second on SQLite and PostgreSQL, against huey.
 
 A lifecycle is what every queue item goes through: `enqueue`, then `claim_run`
 (the item becomes a queued run, in one transaction), then `set_run_state(...,
 finished)`. One producer task enqueues N items while claimers take them, in
 three set-ups: 1 claimer task, 4 claimer tasks (one process), and 2 processes x
-2 claimer tasks (the producer in a third process). The baseline, measured in the
-same run on the same disk: huey's SqliteHuey enqueueing N no-op tasks and its
-consumer (4 worker threads, in-process) executing them until every result is in
-(also with 1 worker, beside our 1 claimer). huey is tuned to poll every
-millisecond, so its polling back-off does not count against it.
+2 claimer tasks (the producer in a third process). Each set-up runs on each
+store (--stores, see benchmarks/benchstores.py): a fresh SQLite file, and a
+fresh PostgreSQL database created for the measurement and dropped after it.
+The baseline, measured in the same run on the same disk: huey's SqliteHuey
+enqueueing N no-op tasks and its consumer (4 worker threads, in-process)
+executing them until every result is in (also with 1 worker, beside our 1
+claimer). huey is tuned to poll every millisecond, so its polling back-off does
+not count against it.
 
 Also: how long one claim_run takes on an empty store and with --seed finished
-items (and their runs) in it, which must stay flat: every lookup on the claim
-path goes through an index (the query plans are printed).
+items (and their runs) in it (--pg-seed on PostgreSQL, default the same count),
+which must stay flat: every lookup on the claim path goes through an index (the
+query plans are printed). The seed rows go in through core/store/bulk.py, in
+batches of 20,000 rows per transaction; on PostgreSQL the script then runs
+VACUUM ANALYZE on items and runs (what autovacuum does shortly after such a
+load; left to autovacuum, it ran in the middle of the samples).
 
     .venv/bin/pip install -e '.[bench]'
+    eval "$(scripts/test-services.sh env)"     # LAUNCH_TUI_TEST_PG: adds PostgreSQL
     .venv/bin/python benchmarks/claim_throughput.py [--items 3000] [--seed 300000]
+        [--pg-seed N] [--stores sqlite,postgres] [--pg-url URL]
 
 Goal: at least 1,000 lifecycles/s and not below huey; claim_run with 300,000
 finished items within 20 % of the empty store.
+
+Measured figures: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -39,9 +50,21 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchstores import (  # noqa: E402
+    Fresh,
+    StoreKind,
+    add_arguments,
+    chosen,
+    durability,
+    fresh,
+    load,
+    server_version,
+    vacuum_analyze,
+)
+
 from launch_tui.core.model import ItemState, RunState  # noqa: E402
 from launch_tui.core.service import LaunchService  # noqa: E402
-from launch_tui.core.store import schema  # noqa: E402
+from launch_tui.core.store import bulk, schema  # noqa: E402
 
 CHILD = r"""
 import asyncio, sys, time
@@ -49,8 +72,8 @@ from pathlib import Path
 from launch_tui.core.model import RunState
 from launch_tui.core.service import LaunchService
 
-async def main(home, name, tasks):
-    svc = await LaunchService.open(home=home)
+async def main(home, url, name, tasks):
+    svc = await LaunchService.open(store=url, home=home)
     done_flag = Path(home) / "producer-done"
     count = 0
     async def claimer(i):
@@ -70,7 +93,7 @@ async def main(home, name, tasks):
     await svc.close()
     print(count, flush=True)
 
-asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
 
 PRODUCER = r"""
@@ -78,8 +101,8 @@ import asyncio, sys
 from pathlib import Path
 from launch_tui.core.service import LaunchService
 
-async def main(home, n):
-    svc = await LaunchService.open(home=home)
+async def main(home, url, n):
+    svc = await LaunchService.open(store=url, home=home)
     print("ready", flush=True)
     sys.stdin.readline()  # go
     for _ in range(n):
@@ -87,13 +110,13 @@ async def main(home, n):
     (Path(home) / "producer-done").touch()
     await svc.close()
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
-async def make_world(home: Path) -> LaunchService:
-    svc = await LaunchService.open(home=home)
-    code = home / "code"
+async def make_world(where: Fresh) -> LaunchService:
+    svc = await LaunchService.open(store=where.url, home=where.home)
+    code = where.home / "code"
     code.mkdir(exist_ok=True)
     (code / "x.py").write_text("print(1)\n")
     await svc.create_code_job(code, "python x.py", name="x")
@@ -101,9 +124,9 @@ async def make_world(home: Path) -> LaunchService:
     return svc
 
 
-async def in_process(home: Path, n: int, claimers: int) -> float:
+async def in_process(where: Fresh, n: int, claimers: int) -> float:
     """Lifecycles per second: one producer task, `claimers` claimer tasks."""
-    svc = await make_world(home)
+    svc = await make_world(where)
     # One token per item enqueued: claimers in the producer's process are woken by
     # it (as an agent is, in-process), one per item, with no polling.
     available = asyncio.Semaphore(0)
@@ -134,11 +157,12 @@ async def in_process(home: Path, n: int, claimers: int) -> float:
     return n / elapsed
 
 
-def across_processes(home: Path, n: int, procs: int, tasks: int) -> float:
-    asyncio.run(_world_only(home))
+def across_processes(where: Fresh, n: int, procs: int, tasks: int) -> float:
+    asyncio.run(_world_only(where))
 
     def spawn(code: str, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-c", code, str(home), *args], cwd=REPO,
+        return subprocess.Popen([sys.executable, "-c", code, str(where.home), where.url, *args],
+                                cwd=REPO,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     ps = [spawn(CHILD, f"p{k}", str(tasks)) for k in range(procs)] + [spawn(PRODUCER, str(n))]
@@ -156,8 +180,8 @@ def across_processes(home: Path, n: int, procs: int, tasks: int) -> float:
     return n / elapsed
 
 
-async def _world_only(home: Path) -> None:
-    svc = await make_world(home)
+async def _world_only(where: Fresh) -> None:
+    svc = await make_world(where)
     await svc.close()
 
 
@@ -192,12 +216,19 @@ def huey_rate(home: Path, n: int, workers: int) -> float:
     return n / elapsed
 
 
-async def claim_latency(home: Path, seed: int, samples: int) -> tuple[float, dict[str, str]]:
+async def claim_latency(where: Fresh, seed: int, samples: int
+                        ) -> tuple[float, dict[str, str], float]:
     """Median claim_run time (ms) with `seed` finished items and runs in the store,
-    and the query plans of the claim path's lookups."""
-    svc = await make_world(home)
+    the query plans of the claim path's lookups, and the seconds seeding took."""
+    svc = await make_world(where)
+    seeding = time.perf_counter()
     if seed:
         await _seed_finished(svc, seed)
+        # PostgreSQL's autovacuum would otherwise vacuum and analyze the 2 x `seed` new
+        # rows while the samples run (it did, in trials): do now what it does soon
+        # after a bulk load anyway, and measure the steady state.
+        vacuum_analyze(where, "items", "runs")
+    seeding = time.perf_counter() - seeding
     times = []
     for _ in range(samples):
         await svc.enqueue("x", "q")
@@ -208,7 +239,7 @@ async def claim_latency(home: Path, seed: int, samples: int) -> tuple[float, dic
         await svc.set_run_state(run.id, RunState.FINISHED)
     plans = await svc._store.read(_plans)
     await svc.close()
-    return statistics.median(times) * 1000, plans
+    return statistics.median(times) * 1000, plans, seeding
 
 
 async def _seed_finished(svc: LaunchService, count: int) -> None:
@@ -223,12 +254,12 @@ async def _seed_finished(svc: LaunchService, count: int) -> None:
 
     def write(conn: Any, first: int, size: int) -> None:
         ids = range(first, first + size)
-        conn.execute(schema.items.insert(), [
+        bulk.add_items(conn, [
             {"id": i, "queue_id": queue_id, "job_id": job_id, "version": 0,
              "config_overrides": {}, "resource_overrides": {}, "template_values": {},
              "priority": 2, "state": str(ItemState.CLAIMED), "run_id": f"seed{i:08d}",
              "created_at": now, "updated_at": now} for i in ids])
-        conn.execute(schema.runs.insert(), [
+        bulk.add_runs(conn, [
             {"id": f"seed{i:08d}", "item_id": i, "queue_id": queue_id, "job_id": job_id,
              "version": 0, "agent": "seed", "state": str(RunState.FINISHED), "spec": {},
              "timestamps": {"finished": now}, "created_at": now, "updated_at": now}
@@ -239,7 +270,8 @@ async def _seed_finished(svc: LaunchService, count: int) -> None:
 
 
 def _plans(conn: Any) -> dict[str, str]:
-    """EXPLAIN QUERY PLAN of the lookups claim_run makes (SQLite)."""
+    """The query plans of the lookups claim_run makes: EXPLAIN QUERY PLAN on SQLite,
+    EXPLAIN (COSTS OFF) on PostgreSQL, one line each."""
     queries = {
         "lease expiry probe": "SELECT id FROM items WHERE state='leased' AND lease_expires < 1 "
                               "LIMIT 1",
@@ -252,45 +284,91 @@ def _plans(conn: Any) -> dict[str, str]:
                      "JOIN jobs ON runs.job_id = jobs.id WHERE runs.id='x'",
         "runs newest first": "SELECT * FROM runs ORDER BY created_at DESC LIMIT 50",
     }
-    return {name: "; ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q))
+    if conn.dialect.name == "sqlite":
+        return {name: "; ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + q))
+                for name, q in queries.items()}
+    return {name: "; ".join(r[0].strip().removeprefix("->  ")
+                            for r in conn.exec_driver_sql("EXPLAIN (COSTS OFF) " + q))
             for name, q in queries.items()}
 
 
-def fresh(fn: Any, *args: Any) -> Any:
+def fresh_dir(fn: Any, *args: Any) -> Any:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         return fn(Path(tmp), *args)
+
+
+def on_fresh(kind: StoreKind, fn: Any, *args: Any) -> Any:
+    """fn(Fresh, *args) on a new empty store of `kind` (a new database on PostgreSQL)."""
+    with fresh(kind) as where:
+        return fn(where, *args)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=300_000)
+    parser.add_argument("--seed", type=int, default=300_000,
+                        help="finished items in the store for the second claim_run figure")
+    parser.add_argument("--pg-seed", type=int, default=None,
+                        help="the same on PostgreSQL (default: --seed)")
     parser.add_argument("--samples", type=int, default=300)
+    add_arguments(parser)
     args = parser.parse_args()
+    kinds = chosen(args)
     n = args.items
-    rates: dict[str, float] = {}
-    rates["huey SqliteHuey, 4 worker threads"] = fresh(huey_rate, n, 4)
-    rates["huey SqliteHuey, 1 worker thread"] = fresh(huey_rate, n, 1)
-    rates["launch-tui, 1 claimer task"] = fresh(lambda h: asyncio.run(in_process(h, n, 1)))
-    rates["launch-tui, 4 claimer tasks"] = fresh(lambda h: asyncio.run(in_process(h, n, 4)))
-    rates["launch-tui, 2 processes x 2 claimer tasks"] = fresh(across_processes, n, 2, 2)
-    empty, plans = fresh(lambda h: asyncio.run(claim_latency(h, 0, args.samples)))
-    seeded, _ = fresh(lambda h: asyncio.run(claim_latency(h, args.seed, args.samples)))
+    load_before = load()
+    huey4 = fresh_dir(huey_rate, n, 4)
+    huey1 = fresh_dir(huey_rate, n, 1)
+    rows = []
+    plans: dict[str, dict[str, str]] = {}
+    for kind in kinds:
+        seed = args.pg_seed if kind.postgres and args.pg_seed is not None else args.seed
+        print(f"  {kind.label}: lifecycles ...", file=sys.stderr, flush=True)
+        one = on_fresh(kind, lambda w: asyncio.run(in_process(w, n, 1)))
+        four = on_fresh(kind, lambda w: asyncio.run(in_process(w, n, 4)))
+        procs = on_fresh(kind, across_processes, n, 2, 2)
+        print(f"  {kind.label}: claim_run, empty and with {seed:,} finished items ...",
+              file=sys.stderr, flush=True)
+        empty, _, _ = on_fresh(kind, lambda w: asyncio.run(claim_latency(w, 0, args.samples)))
+        seeded, plans[kind.label], took = on_fresh(
+            kind, lambda w, s=seed: asyncio.run(claim_latency(w, s, args.samples)))
+        print(f"  {kind.label}: seeded {seed:,} finished items and runs in {took:.1f} s "
+              "(with VACUUM ANALYZE on PostgreSQL)",
+              file=sys.stderr, flush=True)
+        rows.append((kind, one, four, procs, empty, seeded, seed, took))
 
-    print(f"full lifecycles (enqueue, claim_run, finish), {n} items, SQLite WAL, "
-          f"producer running alongside")
-    for label, rate in rates.items():
-        print(f"  {label:48s} {rate:8.0f} /s")
-    print(f"claim_run, median of {args.samples}")
-    print(f"  empty store                                      {empty:8.3f} ms")
-    print(f"  {args.seed:,} finished items in the store{'':<13s}{seeded:8.3f} ms   "
-          f"({(seeded / empty - 1) * 100:+.0f} %)")
-    print("query plans of the claim path")
-    for name, plan in plans.items():
-        print(f"  {name:20s} {plan}")
-    print(json.dumps({**{k: round(v) for k, v in rates.items()},
-                      "claim_run_ms_empty": round(empty, 3),
-                      f"claim_run_ms_{args.seed}_finished": round(seeded, 3)}))
+    print(f"full lifecycles (enqueue, claim_run, finish) per second, {n:,} items, producer "
+          f"running alongside; claim_run: median of {args.samples}, ms; {os.cpu_count()} cores")
+    header = (f"{'store':<34}{'1 claimer':>10}{'4 claimers':>11}{'2 procs x 2':>12}"
+              f"{'claim, empty':>14}{'claim, seeded':>15}{'change':>8}{'seeded items':>14}")
+    print(header)
+    print("-" * len(header))
+    print(f"{'baseline: huey SqliteHuey (threads)':<34}{huey1:>8.0f}/s{huey4:>9.0f}/s"
+          f"{'-':>12}{'-':>14}{'-':>15}{'-':>8}{'-':>14}")
+    for kind, one, four, procs, empty, seeded, seed, _ in rows:
+        print(f"{server_version(kind):<34}{one:>8.0f}/s{four:>9.0f}/s{procs:>10.0f}/s"
+              f"{empty:>11.3f} ms{seeded:>12.3f} ms{(seeded / empty - 1) * 100:>+7.0f}%"
+              f"{seed:>14,}")
+    print("(huey: 1 and 4 worker threads beside our 1 and 4 claimer tasks; seeded items "
+          "written with core/store/bulk.py, then VACUUM ANALYZE on PostgreSQL)")
+    for kind in kinds:
+        print(f"  {durability(kind)}")
+    print(f"  {load_before} before, {load()} after")
+    for kind, one, four, _procs, empty, seeded, seed, took in rows:
+        ok = min(one, four) >= 1000 and four >= huey4 and one >= huey1
+        flat = seeded <= empty * 1.2
+        print(f"goal on {kind.label}: >= 1,000/s and not below huey: "
+              f"{'met' if ok else 'NOT met'}; claim_run with {seed:,} finished within 20 % "
+              f"of empty: {'met' if flat else 'NOT met'} (seeding took {took:.0f} s)")
+    for label, plan in plans.items():
+        print(f"query plans of the claim path, {label}")
+        for name, text in plan.items():
+            print(f"  {name:20s} {text}")
+    print(json.dumps({
+        "huey_1_worker": round(huey1), "huey_4_workers": round(huey4),
+        **{kind.label: {"1_claimer": round(one), "4_claimers": round(four),
+                        "2_procs_x_2": round(procs), "claim_run_ms_empty": round(empty, 3),
+                        f"claim_run_ms_{seed}_finished": round(seeded, 3)}
+           for kind, one, four, procs, empty, seeded, seed, _ in rows}}))
 
 
 if __name__ == "__main__":

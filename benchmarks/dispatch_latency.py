@@ -1,14 +1,19 @@
-"""Dispatch latency: from enqueue to the job's first line, beside spawning the job directly.
+"""Dispatch latency on SQLite and PostgreSQL: from enqueue to the job's first line,
+beside spawning the job directly.
 
+    eval "$(scripts/test-services.sh env)"     # LAUNCH_TUI_TEST_PG: adds PostgreSQL
     .venv/bin/python benchmarks/dispatch_latency.py [--items 200] [--poll-items 200]
+        [--stores sqlite,postgres] [--pg-url URL]
 
-One LaunchAgent on a local-process queue in a throwaway home (real SQLite file,
-real processes). Items are enqueued one at a time at random (exponential)
+One LaunchAgent on a local-process queue, real processes, on each store in turn
+(--stores, see benchmarks/benchstores.py): a fresh SQLite file in a throwaway
+home, and a fresh PostgreSQL database created for the store's measurements and
+dropped after them. Items are enqueued one at a time at random (exponential)
 intervals, the way people and sweeps enqueue. The latency of an item is the
 timestamp its job prints as the very first thing it does (time.time(), stored
 in the run's logs) minus the item's enqueue time.
 
-Two variants of the same agent, measured in the same run:
+Variants of the same agent, on each store, measured in the same run:
 
   event-driven   LaunchAgent(...): woken by the change feed the moment an item is
                  enqueued (the settings' poll interval stays as a fallback)
@@ -26,6 +31,8 @@ under the same arrival process, so they see the same load (up to --items runs
 supervised at once). A third row runs the event-driven agent again with jobs
 that end at once, i.e. without that load. `--poll-items 0` skips the slow
 polling variant.
+
+Measured figures: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchstores import StoreKind, add_arguments, chosen, durability, fresh, load, server_version
 
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.service import LaunchService
@@ -151,9 +160,31 @@ def spawn_directly(src: Path, items: int) -> list[float]:
 
 
 def row(label: str, latencies: list[float]) -> str:
-    return (f"{label:<38} {len(latencies):>5}  {percentile(latencies, 50):>7.3f}  "
+    return (f"{label:<56} {len(latencies):>5}  {percentile(latencies, 50):>7.3f}  "
             f"{percentile(latencies, 90):>7.3f}  {percentile(latencies, 99):>7.3f}  "
             f"{max(latencies):>7.3f}  {statistics.fmean(latencies):>7.3f}")
+
+
+async def on_store(kind: StoreKind, src: Path, args: argparse.Namespace
+                   ) -> tuple[dict[str, Result], float]:
+    """The variants on one fresh store of `kind`; and its fallback poll interval."""
+    with fresh(kind) as where:
+        service = await LaunchService.open(store=where.url, home=where.home)
+        try:
+            await service.create_code_job(src, "python job.py", name="probe",
+                                          config_defaults={"hold": ""})
+            out = {"events": await measure(service, where.home, "events", items=args.items,
+                                           mean_interval_s=args.mean_interval, seed=1)}
+            if args.poll_items:
+                out["polling"] = await measure(
+                    service, where.home, "polling", items=args.poll_items,
+                    mean_interval_s=args.mean_interval, seed=2, event_driven=False,
+                    poll_interval_s=args.poll_interval)
+            out["light"] = await measure(service, where.home, "events-light", items=args.items,
+                                         mean_interval_s=args.mean_interval, seed=1, hold=False)
+        finally:
+            await service.close()
+    return out, service.settings.poll_interval_s
 
 
 async def main() -> None:
@@ -165,71 +196,73 @@ async def main() -> None:
                         help="mean seconds between enqueues (exponential)")
     parser.add_argument("--poll-interval", type=float, default=10.0,
                         help="the baseline's poll interval")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary home")
+    add_arguments(parser)
     args = parser.parse_args()
+    kinds = chosen(args)
 
     root = Path(tempfile.mkdtemp(prefix="dispatch-latency-"))
-    src = root / "src"
-    src.mkdir()
-    (src / "job.py").write_text(JOB)
-    service = await LaunchService.open(home=root / "home")
     started = time.monotonic()
+    load_before = load()
+    results: list[tuple[StoreKind, str, dict[str, Result], float]] = []
     try:
-        await service.create_code_job(src, "python job.py", name="probe",
-                                      config_defaults={"hold": ""})
-        print(f"dispatch latency benchmark in {root} ({os.cpu_count()} cores)", file=sys.stderr)
-        event = await measure(service, root, "events", items=args.items,
-                              mean_interval_s=args.mean_interval, seed=1)
-        polling = None
-        if args.poll_items:
-            polling = await measure(service, root, "polling", items=args.poll_items,
-                                    mean_interval_s=args.mean_interval, seed=2,
-                                    event_driven=False, poll_interval_s=args.poll_interval)
-        light = await measure(service, root, "events-light", items=args.items,
-                              mean_interval_s=args.mean_interval, seed=1, hold=False)
+        src = root / "src"
+        src.mkdir()
+        (src / "job.py").write_text(JOB)
+        print(f"dispatch latency benchmark ({os.cpu_count()} cores)", file=sys.stderr)
+        for kind in kinds:
+            print(f"{kind.label}:", file=sys.stderr)
+            out, fallback = await on_store(kind, src, args)
+            results.append((kind, server_version(kind), out, fallback))
         direct = spawn_directly(src, args.items)
     finally:
-        await service.close()
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
-    fallback = service.settings.poll_interval_s
     print()
     print("Enqueue -> the job's first line (a timestamp the job prints as the very first "
           "thing it does),")
     print(f"seconds; local-process target, one agent, one enqueue every {args.mean_interval:g} s "
           f"on average (exponential), {os.cpu_count()} cores")
-    print(f"{'variant':<38} {'items':>5}  {'p50':>7}  {'p90':>7}  {'p99':>7}  {'max':>7}  "
-          f"{'mean':>7}")
-    event_label = f"event-driven ({fallback:g} s fallback poll)"
-    poll_label = f"polling every {args.poll_interval:g} s"
-    light_label = "event-driven, jobs end at once"
-    direct_label = "baseline: subprocess.Popen, no agent"
-    print(row(event_label, event.start))
-    if polling:
-        print(row(poll_label, polling.start))
-    print(row(light_label, light.start))
-    print(row(direct_label, direct))
+    header = (f"{'store, variant':<56} {'items':>5}  {'p50':>7}  {'p90':>7}  {'p99':>7}  "
+              f"{'max':>7}  {'mean':>7}")
+    print(header)
+    print("-" * len(header))
+
+    def labels(version: str, fallback: float) -> dict[str, str]:
+        return {"events": f"{version}, event-driven ({fallback:g} s fallback poll)",
+                "polling": f"{version}, polling every {args.poll_interval:g} s",
+                "light": f"{version}, event-driven, jobs end at once"}
+
+    for _, version, out, fallback in results:
+        names = labels(version, fallback)
+        for key, res in out.items():
+            print(row(names[key], res.start))
+    print(row("baseline: subprocess.Popen, no agent, no store", direct))
     print("of which enqueue -> item leased by the agent:")
-    print(row(event_label, event.claim))
-    if polling:
-        print(row(poll_label, polling.claim))
-    print(row(light_label, light.claim))
+    for _, version, out, fallback in results:
+        names = labels(version, fallback)
+        for key, res in out.items():
+            print(row(names[key], res.claim))
     print("(event-driven: every job holds its slot until the variant's last job has started, so "
           f"up to {args.items}")
     print(" runs are supervised at once; 'jobs end at once': a few runs at a time; the "
           "baseline: one process at a time)")
-    overhead = percentile(light.start, 50) - percentile(direct, 50)
-    print(f"p50 above the baseline: {percentile(event.start, 50) - percentile(direct, 50):.3f} s "
-          f"under load, {overhead:.3f} s with jobs that end at once")
-    if polling:
-        if args.poll_items < args.items:
-            print(f"(the polling variant used {args.poll_items} items, fewer than "
-                  f"{args.items}, to keep the run short)")
-        ratio = percentile(polling.start, 50) / percentile(event.start, 50)
-        print(f"p50: event-driven is {ratio:.0f}x lower than polling every "
-              f"{args.poll_interval:g} s")
-    print(f"total benchmark time {time.monotonic() - started:.0f} s")
+    base = percentile(direct, 50)
+    for kind, _, out, _ in results:
+        event, light = out["events"], out["light"]
+        line = (f"{kind.label}: p50 above the baseline: "
+                f"{percentile(event.start, 50) - base:.3f} s under load, "
+                f"{percentile(light.start, 50) - base:.3f} s with jobs that end at once")
+        if "polling" in out:
+            ratio = percentile(out["polling"].start, 50) / percentile(event.start, 50)
+            line += f"; event-driven p50 {ratio:.0f}x lower than polling"
+        print(line)
+    if args.poll_items and args.poll_items < args.items:
+        print(f"(the polling variant used {args.poll_items} items, fewer than "
+              f"{args.items}, to keep the run short)")
+    for kind, *_ in results:
+        print(durability(kind))
+    print(f"{load_before} before, {load()} after; "
+          f"total benchmark time {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":
