@@ -157,6 +157,11 @@ class RunRunner:
         active.backend = backend
         if active.handle is None and resume:
             active.handle = await backend.find(run.id)
+            if active.handle is None and run.state not in (RunState.QUEUED, RunState.BUILDING):
+                # Its agent died while submitting it (or after): whether it started is
+                # unknown, and submitting again could run it twice.
+                await self._vanished(run, spec)
+                return
         if active.handle is None:
             built = await self._build(run, active, spec)
             if built is None:
@@ -182,6 +187,17 @@ class RunRunner:
             if run.state == RunState.STOPPING:
                 self.spawn(self.cancel(active))
         await self._supervise(run, active, backend)
+
+    async def _vanished(self, run: Run, spec: RunSpec) -> None:
+        """End a resumed run that was being started but that the target has no trace of."""
+        if run.state == RunState.STOPPING:
+            await self.finish(run.id, RunState.STOPPED,
+                              reason="cancelled while its agent was starting it; the agent "
+                                     "stopped before it started")
+            return
+        await self.finish(run.id, RunState.CRASHED,
+                          reason=f"its agent stopped while starting it, and {spec.resource} "
+                                 "has no trace of it here")
 
     async def _build(
         self, run: Run, active: ActiveRun, spec: RunSpec

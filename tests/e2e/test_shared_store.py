@@ -109,8 +109,9 @@ async def test_three_agent_machines_and_a_fourth_that_enqueues(lab: Lab, tmp_pat
     runs = await lab.service.list_runs("shared", limit=100)
     # None lost: every item has exactly one run, in exactly one terminal state.
     assert sorted(r.item_id for r in runs) == sorted(items)
-    assert all(r.state in (RunState.FINISHED, RunState.CRASHED) for r in runs), \
-        [(r.id, r.state, r.error_message) for r in runs]
+    assert all(r.state in (RunState.FINISHED, RunState.CRASHED) for r in runs), [
+        (r.id, r.agent, r.state, r.error_message, r.reason) for r in runs
+        if r.state not in (RunState.FINISHED, RunState.CRASHED)]
     # None run twice: one process per run.
     per_run = Counter(p.name.split("-")[0] for p in marks.iterdir())
     assert all(per_run[r.id] == 1 for r in runs), per_run
