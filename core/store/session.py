@@ -53,15 +53,14 @@ class Store:
         read_engine, write_engine = engine.create_engines(
             url, statement_timeout_s=statement_timeout_s)
         # Time comes from the database where other machines share it (PostgreSQL):
-        # a write reads `now()` as it begins and every time it stamps is that one;
-        # elsewhere our clock is corrected by the skew that read measured. SQLite is
-        # one machine's file, and that machine's clock is the only clock.
+        # every write reads the database's `now()` as it begins, and every time the
+        # store stamps or compares is this machine's clock corrected by the last such
+        # reading. SQLite is one machine's file, and its clock is the only clock.
         self._db_clock = not engine.is_sqlite(read_engine)
         # The database's clock minus this machine's. Only the machine's error is taken
         # out: a clock the caller shifted on purpose (the demo and tests age data that
         # way) keeps its shift relative to the database's time.
         self._skew = 0.0
-        self._tx_now: float | None = None
         # SQLite serialises writers at BEGIN IMMEDIATE; PostgreSQL needs row locks
         # that concurrent claimers skip instead of waiting on.
         self.skip_locked = not engine.is_sqlite(read_engine)
@@ -96,7 +95,7 @@ class Store:
             await self.read(self._measure_skew)
 
     def _measure_skew(self, conn: Conn) -> None:
-        self._skew = eventlog.db_now(conn) - time.time()
+        self._skew = _skew(eventlog.db_now(conn))
 
     async def dispose(self) -> None:
         """Finish queued work, close every connection and end the threads."""
@@ -106,11 +105,8 @@ class Store:
             await asyncio.to_thread(thread.join)
 
     def now(self) -> float:
-        """The time to stamp and compare with: inside a write on PostgreSQL, the
-        database's time at the start of its transaction; otherwise our clock
-        corrected by the database's last reading (see __init__)."""
-        if self._tx_now is not None and self._writing == threading.get_ident():
-            return self._tx_now
+        """The time to stamp and compare with: on PostgreSQL, the database's time (this
+        machine's clock corrected by the last reading, to within CLOCK_TOLERANCE_S)."""
         return self._clock() + self._skew
 
     async def write(self, fn: Callable[..., T], *args: Any, bulk: bool = False) -> T:
@@ -135,8 +131,7 @@ class Store:
     def _begin_events(self, conn: Conn) -> None:
         self._tx_events = []  # nothing from a transaction that failed may carry over
         if self._db_clock:
-            self._skew = eventlog.db_now(conn) - time.time()
-            self._tx_now = self._clock() + self._skew
+            self._skew = _skew(eventlog.db_now(conn))
 
     def _flush_events(self, conn: Conn) -> None:
         events, self._tx_events = self._tx_events, []
@@ -185,6 +180,17 @@ class Store:
             self._learnt.append(remember)
         else:
             remember()
+
+
+# Clocks that agree with the database's this closely are taken to agree: the reading
+# itself is this coarse (a round trip; `now()` is when the transaction began), and
+# stamps then stay in step with this machine's clock, log lines' times included.
+CLOCK_TOLERANCE_S = 0.25
+
+
+def _skew(db_now: float) -> float:
+    skew = db_now - time.time()
+    return 0.0 if abs(skew) < CLOCK_TOLERANCE_S else skew
 
 
 def _put(cache: dict[Any, Any], key: Any, value: Any) -> None:
