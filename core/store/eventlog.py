@@ -31,18 +31,17 @@ def append(conn: Connection, evs: Sequence[tuple[float, Event]]) -> None:
     handed out before commit, so two transactions can commit out of order; the
     transaction-scoped advisory lock taken here, held until this transaction ends,
     makes event-writing transactions take their numbers and commit one at a time.
-    The caller commits right after, so the lock is held for a moment only. Then a
-    NOTIFY, which PostgreSQL delivers to listeners when (and only if) it commits.
+    The caller commits right after, so the lock is held for a moment only. With it,
+    a NOTIFY, which PostgreSQL delivers to listeners when (and only if) it commits.
     """
     if not evs:
         return
-    postgres = conn.dialect.name == "postgresql"
-    if postgres:
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_APPEND_LOCK})")
+    if conn.dialect.name == "postgresql":
+        # One round trip for both: the notification is queued now and sent at commit.
+        conn.exec_driver_sql(
+            f"SELECT pg_advisory_xact_lock({_APPEND_LOCK}), pg_notify('{CHANNEL}', '')")
     _APPEND.executemany(conn, [{"ts": ts, "kind": e.kind, "payload": e.payload()}
                                for ts, e in evs])
-    if postgres:
-        conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
 
 
 def db_now(conn: Connection) -> float:

@@ -53,14 +53,16 @@ class Store:
         read_engine, write_engine = engine.create_engines(
             url, statement_timeout_s=statement_timeout_s)
         # Time comes from the database where other machines share it (PostgreSQL):
-        # every write reads the database's `now()` as it begins, and every time the
-        # store stamps or compares is this machine's clock corrected by the last such
-        # reading. SQLite is one machine's file, and its clock is the only clock.
+        # writes read the database's `now()` as they begin (every CLOCK_READING_S),
+        # and every time the store stamps or compares is this machine's clock
+        # corrected by the last such reading. SQLite is one machine's file, and its
+        # clock is the only clock.
         self._db_clock = not engine.is_sqlite(read_engine)
         # The database's clock minus this machine's. Only the machine's error is taken
         # out: a clock the caller shifted on purpose (the demo and tests age data that
         # way) keeps its shift relative to the database's time.
         self._skew = 0.0
+        self._next_reading = 0.0  # time.monotonic() of the next reading
         # SQLite serialises writers at BEGIN IMMEDIATE; PostgreSQL needs row locks
         # that concurrent claimers skip instead of waiting on.
         self.skip_locked = not engine.is_sqlite(read_engine)
@@ -130,8 +132,12 @@ class Store:
 
     def _begin_events(self, conn: Conn) -> None:
         self._tx_events = []  # nothing from a transaction that failed may carry over
-        if self._db_clock:
+        if self._db_clock and time.monotonic() >= self._next_reading:
+            # Clocks drift by milliseconds a day: a reading every few seconds of
+            # writing keeps leases and heartbeats right and costs no round trip per
+            # transaction.
             self._skew = _skew(eventlog.db_now(conn))
+            self._next_reading = time.monotonic() + CLOCK_READING_S
 
     def _flush_events(self, conn: Conn) -> None:
         events, self._tx_events = self._tx_events, []
@@ -186,6 +192,7 @@ class Store:
 # itself is this coarse (a round trip; `now()` is when the transaction began), and
 # stamps then stay in step with this machine's clock, log lines' times included.
 CLOCK_TOLERANCE_S = 0.25
+CLOCK_READING_S = 5.0  # how often writes read the database's clock
 
 
 def _skew(db_now: float) -> float:

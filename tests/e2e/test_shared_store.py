@@ -112,9 +112,11 @@ async def test_three_agent_machines_and_a_fourth_that_enqueues(lab: Lab, tmp_pat
     assert all(r.state in (RunState.FINISHED, RunState.CRASHED) for r in runs), [
         (r.id, r.agent, r.state, r.error_message, r.reason) for r in runs
         if r.state not in (RunState.FINISHED, RunState.CRASHED)]
-    # None run twice: one process per run.
+    # None run twice: one process per finished run, at most one per crashed run (a
+    # run its agent died while starting may never have started).
     per_run = Counter(p.name.split("-")[0] for p in marks.iterdir())
-    assert all(per_run[r.id] == 1 for r in runs), per_run
+    assert all(per_run[r.id] == 1 for r in runs if r.state == RunState.FINISHED), per_run
+    assert all(per_run[r.id] <= 1 for r in runs), per_run
     # The dead agent's runs went to the living (re-attached and finished here,
     # since its processes survived it on this one host).
     assert {r.agent for r in runs} <= {"m0", "m2"}
