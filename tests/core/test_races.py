@@ -152,24 +152,29 @@ async def _events_after(service: LaunchService, seq: int):  # type: ignore[no-un
 
 
 REGISTER = r"""
-import asyncio, sys
+import asyncio, sys, time
 from launch_tui.core.errors import LaunchError
 from launch_tui.core.service import LaunchService
-async def main():
+async def main(start_at):
     svc = await LaunchService.open()
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     try:
         await svc.register_agent("shared-name", ["q"])
         print("won")
+        # Alive until every other process has tried: the name of a process that
+        # exited is free again, rightly.
+        await asyncio.sleep(max(0.0, start_at + 5 - time.time()))
     except LaunchError as exc:
         print("lost:", exc)
     finally:
         await svc.close()
-asyncio.run(main())
+asyncio.run(main(float(sys.argv[1])))
 """
 
 
 async def test_one_name_started_by_four_processes_at_once(queue: str) -> None:
-    outs = await _run_all(*([sys.executable, "-c", REGISTER] for _ in range(4)))
+    start_at = str(time.time() + 3)
+    outs = await _run_all(*([sys.executable, "-c", REGISTER, start_at] for _ in range(4)))
     won = [o for o in outs if o.strip() == "won"]
     lost = [o.strip() for o in outs if o.startswith("lost:")]
     assert len(won) == 1, outs
