@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python -c 'import huey' 2>/dev/null || $(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/claim_throughput.py
 	$(BIN)/python benchmarks/dispatch_latency.py
+	$(BIN)/python benchmarks/claim_backlog.py
 	$(BIN)/python benchmarks/feed_wake.py
 
 clean:
