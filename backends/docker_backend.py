@@ -227,6 +227,10 @@ class DockerBackend(BackendBase):
         async with self.events.subscribe(name) as events:
             # Subscribed before reading: an end in between still arrives as an event.
             current, due = await self._look(handle.run_id, name)
+            if current.state.terminal and current.exit_code is not None:
+                # It ran and ended before this first look: its process did run, and the
+                # run's history says so (a `running` time) like any other run's.
+                yield RunStatus(RunState.RUNNING)
             yield current
             while not current.state.terminal:
                 event = await events.next(None if due is None else max(0.0, due - time.time()))

@@ -135,7 +135,9 @@ async def test_a_run_that_ended_before_the_watch_is_reported_at_once(
     await asyncio.to_thread(docker_client.api.wait, handle.data["container"], timeout=30)
     async with asyncio.timeout(10):
         seen = [s async for s in backend.watch(handle)]
-    assert seen == [RunStatus(RunState.FAILED, reason="exit code 5", exit_code=5)]
+    # Reported at once, with the running it had (its history is whole).
+    assert seen == [RunStatus(RunState.RUNNING),
+                    RunStatus(RunState.FAILED, reason="exit code 5", exit_code=5)]
 
 
 async def test_a_start_is_pushed_too(
