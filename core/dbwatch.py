@@ -17,54 +17,33 @@ import asyncio
 import weakref
 from pathlib import Path
 
-_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Path, DbWatch]] = (
-    weakref.WeakKeyDictionary()
-)
+from launch_tui.core.store.wake import Registry, SharedWake
+
+_BY_LOOP: Registry = weakref.WeakKeyDictionary()
 
 
-class DbWatch:
+class DbWatch(SharedWake):
     def __init__(self, loop: asyncio.AbstractEventLoop, db: Path) -> None:
         from inotify_simple import INotify, flags  # Linux only; imported when used
 
+        super().__init__(loop)
         self._flags = flags
-        self._loop = loop
         self._names = {db.name, f"{db.name}-wal"}
         self._inotify = INotify(nonblocking=True)
         self._inotify.add_watch(db.parent, flags.MODIFY | flags.CREATE | flags.MOVED_TO)
-        self._waiters: set[asyncio.Event] = set()
-        self._users = 0
         loop.add_reader(self._inotify.fileno(), self._on_events)
 
     @classmethod
     def for_sqlite(cls, db: Path) -> DbWatch | None:
         """The running loop's watch of `db`, made on first use; None where unavailable."""
-        loop = asyncio.get_running_loop()
-        watches = _BY_LOOP.setdefault(loop, {})
-        watch = watches.get(db)
-        if watch is None:
-            try:
-                watch = cls(loop, db)
-            except (ImportError, OSError):
-                return None
-            watches[db] = watch
-        watch._users += 1
-        return watch
+        try:
+            return cls.shared(_BY_LOOP, db, lambda loop: cls(loop, db))
+        except (ImportError, OSError):
+            return None
 
-    def release(self) -> None:
-        self._users -= 1
-        if self._users > 0:
-            return
-        for path, watch in list(_BY_LOOP.get(self._loop, {}).items()):
-            if watch is self:
-                del _BY_LOOP[self._loop][path]
+    def _close(self) -> None:
         self._loop.remove_reader(self._inotify.fileno())
         self._inotify.close()
-
-    def add(self, waiter: asyncio.Event) -> None:
-        self._waiters.add(waiter)
-
-    def discard(self, waiter: asyncio.Event) -> None:
-        self._waiters.discard(waiter)
 
     def _on_events(self) -> None:
         try:
@@ -72,5 +51,4 @@ class DbWatch:
         except OSError:
             return
         if any(e.name in self._names or e.mask & self._flags.Q_OVERFLOW for e in events):
-            for waiter in self._waiters:
-                waiter.set()
+            self.wake_all()

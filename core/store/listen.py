@@ -21,12 +21,11 @@ from typing import Any
 
 from launch_tui.core.store import pgparams
 from launch_tui.core.store.eventlog import CHANNEL
+from launch_tui.core.store.wake import Registry, SharedWake
 
 log = logging.getLogger("launch_tui.store")
 
-_BY_LOOP: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, PgListen]] = (
-    weakref.WeakKeyDictionary()
-)
+_BY_LOOP: Registry = weakref.WeakKeyDictionary()
 _RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 
@@ -37,44 +36,20 @@ def conninfo(url: str) -> str:
     return pgparams.conninfo(url, fallback_name="launch-tui listen")
 
 
-class PgListen:
+class PgListen(SharedWake):
     def __init__(self, loop: asyncio.AbstractEventLoop, url: str) -> None:
-        self._loop = loop
+        super().__init__(loop)
         self._url = url
-        self._waiters: set[asyncio.Event] = set()
-        self._users = 0
         self.active = False  # listening now: notifications will arrive
         self._task = loop.create_task(self._listen(), name="launch-store-listen")
 
     @classmethod
     def for_url(cls, url: str) -> PgListen:
         """The running loop's listener on `url`, started on first use."""
-        loop = asyncio.get_running_loop()
-        listeners = _BY_LOOP.setdefault(loop, {})
-        listener = listeners.get(url)
-        if listener is None:
-            listener = listeners[url] = cls(loop, url)
-        listener._users += 1
-        return listener
+        return cls.shared(_BY_LOOP, url, lambda loop: cls(loop, url))
 
-    def release(self) -> None:
-        self._users -= 1
-        if self._users > 0:
-            return
-        listeners = _BY_LOOP.get(self._loop, {})
-        if listeners.get(self._url) is self:
-            del listeners[self._url]
+    def _close(self) -> None:
         self._task.cancel()
-
-    def add(self, waiter: asyncio.Event) -> None:
-        self._waiters.add(waiter)
-
-    def discard(self, waiter: asyncio.Event) -> None:
-        self._waiters.discard(waiter)
-
-    def _wake_all(self) -> None:
-        for waiter in self._waiters:
-            waiter.set()
 
     async def _listen(self) -> None:
         import psycopg  # the PostgreSQL driver; only a PostgreSQL store gets here
@@ -88,9 +63,9 @@ class PgListen:
                 await conn.execute(f"LISTEN {CHANNEL}")
                 self.active = True
                 failures = 0
-                self._wake_all()  # whatever committed while we were not listening
+                self.wake_all()  # whatever committed while we were not listening
                 async for _ in conn.notifies():
-                    self._wake_all()
+                    self.wake_all()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the feed polls meanwhile; say why once in a while
@@ -100,6 +75,6 @@ class PgListen:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
-            self._wake_all()  # subscribers switch to their poll now
+            self.wake_all()  # subscribers switch to their poll now
             await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S) - 1)])
             failures += 1
