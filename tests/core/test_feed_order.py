@@ -48,11 +48,12 @@ async def test_four_writer_processes_lose_no_event(service: LaunchService, home:
     seqs: list[int] = []
     total = WRITERS * EACH
     done = asyncio.Event()
+    start = await service.last_event_seq()  # every writer's event comes after this
 
     async def follow() -> None:
         # A short poll would hide the bug behind re-reads; a slow one leaves the
         # wake-ups (inotify on SQLite, NOTIFY on PostgreSQL) to do the work.
-        async for ev in service.subscribe(poll_s=1.0):
+        async for ev in service.subscribe(after=start, poll_s=1.0):
             seqs.append(ev.seq)
             if isinstance(ev, AgentLog) and ev.agent in seen:
                 seen[ev.agent].append(int(ev.message.split()[1]))
@@ -61,7 +62,6 @@ async def test_four_writer_processes_lose_no_event(service: LaunchService, home:
                     return
 
     follower = asyncio.create_task(follow())
-    await asyncio.sleep(0.3)
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
     procs = [await asyncio.create_subprocess_exec(
