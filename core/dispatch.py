@@ -326,7 +326,7 @@ class Dispatch:
                 exit_code=exit_code, error_stage=error_stage, error_message=error_message,
                 handle=handle, spec=spec,
             )
-            if state == RunState.CRASHED and head.state != RunState.CRASHED:
+            if state in _RETRIED and head.state != state:
                 run = _retry_after_crash(self._store, conn, run)
             return run
 
@@ -378,9 +378,14 @@ def _not_held(item: QueueItem, agent: str) -> ConflictError:
     )
 
 
+# Ends that are not the job's own doing: its agent or machine died (crashed), or the
+# cluster evicted or preempted it (preempted). The job's own failure is never retried.
+_RETRIED = (RunState.CRASHED, RunState.PREEMPTED)
+
+
 def _retry_after_crash(store: Store, conn: Conn, run: Run) -> Run:
-    """A run that crashed (its machine or agent died, not the job's own failure) is
-    enqueued again, in the same transaction, while its queue's `max_retries` allows."""
+    """A run that crashed or was preempted (see _RETRIED) is enqueued again, in the
+    same transaction, while its queue's `max_retries` allows."""
     qrow = require_queue(conn, run.project, run.queue)
     max_retries = int((qrow.config or {}).get("max_retries") or 0)
     retried = items_db.retry(conn, run.item_id, max_retries, store.now())

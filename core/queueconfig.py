@@ -61,8 +61,9 @@ def extra_values(resource: str, raw: Mapping[str, Any]) -> dict[str, Any]:
         if key == "base_image":
             _check_image(value)
         elif key == "max_retries":
-            # How often an item whose run crashed (its agent or machine died) is
-            # enqueued again; a job's own failure is never retried.
+            # How often an item whose run crashed (its agent or machine died) or was
+            # preempted (a cluster evicted it) is enqueued again; a job's own failure
+            # is never retried.
             if (isinstance(value, bool) or not isinstance(value, int)
                     or not 0 <= value <= MAX_RETRIES_LIMIT):
                 raise ValidationError(
