@@ -346,7 +346,7 @@ class DockerBackend(BackendBase):
         except docker.errors.APIError as exc:
             raise BackendError(f"docker: cannot stop container {name}: {_why(exc)}.") from exc
 
-    async def find(self, run_id: str) -> RunHandle | None:
+    async def find(self, run_id: str, spec: RunSpec | None = None) -> RunHandle | None:
         container = await self._get(container_name(run_id))
         if container is None:
             return None

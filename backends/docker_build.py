@@ -533,6 +533,14 @@ class DockerBuilder:
         tag = self.image_tag(spec, plan.dockerfile, commit)
         details: dict[str, Any] = {"local_image": tag, "base_image": self.base_image(spec)}
         client = await self.client()
+        dest = self.destination(spec)
+        if dest:
+            remote = remote_ref(dest, tag)
+            if await self._in_registry(client, remote):
+                await log(f"build: {remote} is already in the registry; not building or "
+                          "pushing it again")
+                return BuildResult(image=remote, cached=True, commit=commit,
+                                   details={**details, "pushed": False})
         try:
             await asyncio.to_thread(client.api.inspect_image, tag)
             cached = True
@@ -542,9 +550,29 @@ class DockerBuilder:
         if not cached:
             await self._run_build(client, spec, plan, tag, log)
         image = tag
-        if self._registry.get("destination"):
-            image = await self._push(client, tag, log)
+        if self.destination(spec):
+            image = await self._push(client, tag, self.destination(spec), log)
         return BuildResult(image=image, cached=cached, commit=commit, details=details)
+
+    def destination(self, spec: RunSpec) -> str | None:
+        """The registry repository built images are pushed to: the queue's
+        `builder.destination`, else the agent's `registry.destination` setting."""
+        builder = spec.queue_config.get("builder")
+        dest = builder.get("destination") if isinstance(builder, dict) else None
+        return str(dest or self._registry.get("destination") or "").rstrip("/") or None
+
+    async def _in_registry(self, client: docker.DockerClient, remote: str) -> bool:
+        """Whether the registry has `remote` already (then nothing is built or pushed)."""
+        import docker
+
+        try:
+            await asyncio.to_thread(client.api.inspect_distribution, remote,
+                                    auth_config=self._auth())
+            return True
+        except docker.errors.DockerException:
+            # Not there (404, "manifest unknown"), no pull rights, or a registry that
+            # does not answer: build and push as usual; the push says what is wrong.
+            return False
 
     async def _run_build(
         self, client: docker.DockerClient, spec: RunSpec, plan: _Plan, tag: str, log: BuildLog
@@ -620,13 +648,12 @@ class DockerBuilder:
         if pending.strip():
             await log(_ANSI.sub("", pending).rstrip())
 
-    async def _push(self, client: docker.DockerClient, tag: str, log: BuildLog) -> str:
+    async def _push(self, client: docker.DockerClient, tag: str, dest: str, log: BuildLog
+                    ) -> str:
         import docker
 
-        dest = str(self._registry["destination"]).rstrip("/")
-        local_repo, version = tag.rsplit(":", 1)
-        remote_repo = f"{dest}/{local_repo.split('/', 1)[1]}"
-        remote = f"{remote_repo}:{version}"
+        remote = remote_ref(dest, tag)
+        remote_repo, version = remote.rsplit(":", 1)
         await log(f"push: {remote}")
         auth = self._auth()
         try:
@@ -641,6 +668,12 @@ class DockerBuilder:
         except docker.errors.DockerException as exc:
             raise BuildError(f"image: cannot push '{remote}': {self._reason(exc)}.") from exc
         return remote
+
+
+def remote_ref(dest: str, tag: str) -> str:
+    """`launch-tui/job:hash` pushed to `dest` (host/path): `host/path/job:hash`."""
+    local_repo, version = tag.rsplit(":", 1)
+    return f"{dest.rstrip('/')}/{local_repo.split('/', 1)[1]}:{version}"
 
 
 def _labels(spec: RunSpec) -> dict[str, str]:

@@ -264,7 +264,7 @@ class LocalProcessBackend(BackendBase):
                     return
                 await waiter.next()
 
-    async def find(self, run_id: str) -> RunHandle | None:
+    async def find(self, run_id: str, spec: RunSpec | None = None) -> RunHandle | None:
         run_dir = run_dir_for(self.ctx, run_id)
         return self._handle(run_id) if (run_dir / sv.SUPERVISOR).exists() else None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from launch_tui.backends import schemas
 from launch_tui.backends.docker_policy import check_docker_args
+from launch_tui.backends.kubernetes_manifest import check_kubernetes_args
 from launch_tui.core.backend import Backend, BackendContext, BackendPlugin, Builder
 
 
@@ -29,6 +30,18 @@ def _docker_backend(ctx: BackendContext) -> Backend:
     return DockerBackend(ctx)
 
 
+def _kubernetes_backend(ctx: BackendContext) -> Backend:
+    from launch_tui.backends.kubernetes_backend import KubernetesBackend
+
+    return KubernetesBackend(ctx)
+
+
+def _kubernetes_builder(ctx: BackendContext) -> Builder:
+    from launch_tui.backends.kubernetes_build import KubernetesBuilder
+
+    return KubernetesBuilder(ctx)
+
+
 def _docker_builder(ctx: BackendContext) -> Builder:
     from launch_tui.backends.docker_build import DockerBuilder
 
@@ -44,8 +57,13 @@ DOCKER = BackendPlugin(
     "docker", schemas.DOCKER, _docker_backend, _docker_builder, extra="docker",
     check_args=check_docker_args, queue_keys=("allow_volumes", "allow_host_network"), order=1,
 )
+KUBERNETES = BackendPlugin(
+    "kubernetes", schemas.KUBERNETES, _kubernetes_backend, _kubernetes_builder,
+    extra="kubernetes", check_args=check_kubernetes_args,
+    queue_keys=("builder", "namespace", "context", "image_pull_grace_s", "allow_privileged"),
+    order=2,
+)
 # Known targets whose runners are not in this version yet: queues can be made and
 # checked against their schema, and a run says plainly that it cannot start.
-KUBERNETES = BackendPlugin("kubernetes", schemas.KUBERNETES, extra="kubernetes", order=2)
 SAGEMAKER = BackendPlugin("sagemaker", schemas.SAGEMAKER, extra="sagemaker", order=3)
 VERTEX = BackendPlugin("vertex", schemas.VERTEX, extra="vertex", order=4)

@@ -61,19 +61,38 @@ DOCKER: dict[str, Any] = {
     },
 }
 
+# A queue's partial batch/v1 Job (W&B Launch's shape: `metadata`, `spec` with
+# `template.spec`, or `spec` as a bare Pod spec) plus shorthands; launch-tui fills in
+# the image, command, environment and labels (backends/kubernetes_manifest.py).
 KUBERNETES: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "namespace": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-        "cpu": {"type": "string", "description": "CPU request, e.g. 500m or 2"},
-        "memory": {"type": "string", "description": "Memory request, e.g. 2Gi"},
-        "gpus": {"type": "integer", "minimum": 0},
+        "namespace": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+                      "maxLength": 63, "description": "Namespace of the run's Job"},
+        "cpu": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?m?$",
+                "description": "CPU request, e.g. 500m or 2"},
+        "memory": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?([EPTGMK]i?|[eptgmk])?$",
+                   "description": "Memory request and limit, e.g. 2Gi"},
+        "gpus": {"type": "integer", "minimum": 0, "description": "nvidia.com/gpu limit"},
         "node_selector": {"type": "object", "additionalProperties": {"type": "string"}},
         "service_account": {"type": "string"},
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "env": _ENV,
-        "backoff_limit": {"type": "integer", "minimum": 0},
+        "backoff_limit": {"type": "integer", "minimum": 0,
+                          "description": "Pod retries before the Job fails (default 0)"},
+        "parallelism": {"type": "integer", "minimum": 1,
+                        "description": "Pods run at once (each must succeed)"},
+        "active_deadline_s": {"type": "integer", "minimum": 1,
+                              "description": "Fail the run after this many seconds"},
+        "ttl_seconds_after_finished": {
+            "type": "integer", "minimum": 0,
+            "description": "How long the finished Job stays in the cluster (default 3600)"},
+        "apiVersion": {"const": "batch/v1"},
+        "kind": {"const": "Job"},
+        "metadata": {"type": "object", "description": "The Job's metadata (labels, annotations)"},
+        "spec": {"type": "object",
+                 "description": "A Job spec (with template.spec), or a bare Pod spec"},
     },
 }
 

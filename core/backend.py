@@ -48,6 +48,10 @@ class LogChunk:
     stream: LogStream
     text: str  # one line, without its trailing newline
     ts: float
+    # Which of the run's output streams it came from, for runs that have several read
+    # at once (a pod of a Kubernetes Job); None for a run with one stream. A replay
+    # after an agent restart keeps the order of each source, not their interleaving.
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class BackendContext:
     home: Path
     artifacts: Path
     settings: dict[str, Any] = field(default_factory=dict)
+    agent: str | None = None  # the agent's name, for targets that label what they make
 
     def snapshot_dir(self, digest: str) -> Path:
         return self.artifacts / "code" / digest
@@ -113,8 +118,11 @@ class Backend(Protocol):
         """Ask the run to stop; kill it if it has not stopped after grace_s."""
         ...
 
-    async def find(self, run_id: str) -> RunHandle | None:
-        """Re-attach after an agent restart: the run's handle if it was ever submitted."""
+    async def find(self, run_id: str, spec: RunSpec | None = None) -> RunHandle | None:
+        """Re-attach after an agent restart: the run's handle if it was ever submitted.
+
+        `spec` says where to look on targets where that depends on the queue (a
+        cluster's context and namespace)."""
         ...
 
     async def cleanup(self, handle: RunHandle) -> None:

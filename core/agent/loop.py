@@ -94,7 +94,8 @@ class LaunchAgent:
         self._fence: AgentFence | None = None  # set by start(): who holds the name
         self._lost = False  # the name was taken by another process: write nothing more
         self._runner = RunRunner(port, self._log, cancel_grace_s=cancel_grace_s,
-                                 fence=lambda: self._fence, on_fenced=self._lose_name)
+                                 fence=lambda: self._fence, on_fenced=self._lose_name,
+                                 agent=self.name)
         self._active: dict[str, ActiveRun] = {}
         self._wake = asyncio.Event()
         self._stopping = False

@@ -77,8 +77,10 @@ class RunRunner:
         cancel_grace_s: float,
         fence: Callable[[], AgentFence | None] = lambda: None,
         on_fenced: Callable[[FencedOut], Awaitable[None]] | None = None,
+        agent: str | None = None,
     ) -> None:
         self.port = port
+        self.agent = agent
         self._log = log
         self._fence = fence
         self._on_fenced = on_fenced
@@ -95,7 +97,7 @@ class RunRunner:
     def _context(self, resource: str) -> BackendContext:
         s = self.port.settings
         return BackendContext(home=s.home, artifacts=s.artifacts,
-                              settings=s.backends.get(resource, {}))
+                              settings=s.backends.get(resource, {}), agent=self.agent)
 
     def _backend(self, resource: str) -> Backend:
         if resource not in self._backends:
@@ -156,7 +158,7 @@ class RunRunner:
             return
         active.backend = backend
         if active.handle is None and resume:
-            active.handle = await backend.find(run.id)
+            active.handle = await backend.find(run.id, spec)
             if active.handle is None and run.state not in (RunState.QUEUED, RunState.BUILDING):
                 # Its agent died while submitting it (or after): whether it started is
                 # unknown, and submitting again could run it twice.
@@ -273,13 +275,21 @@ class RunRunner:
     async def _supervise(self, run: Run, active: ActiveRun, backend: Backend) -> None:
         assert active.handle is not None
         handle = active.handle
-        skip = await self.port.output_line_count(run.id)
+        skip = await self.port.output_line_counts(run.id)
         pump = asyncio.create_task(self._pump_logs(run.id, active, backend, handle, skip))
         state = run.state
         status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")
+        waiting_on: str | None = None
         try:
             # The backend says when something changes (pushed where it can be).
             async for status in backend.watch(handle):
+                if (status.state == RunState.STARTING and status.reason
+                        and status.reason != waiting_on):
+                    # Why it has not started yet (a cluster's "Unschedulable: 0/3 nodes
+                    # …", an image still pulling): on the run, for people to see.
+                    waiting_on = status.reason
+                    await self.port.update_run(run.id, reason=status.reason)
+                    await self._log(f"run {run.id} waits: {status.reason}", run_id=run.id)
                 if status.state == RunState.RUNNING and state in (
                     RunState.QUEUED, RunState.BUILDING, RunState.STARTING
                 ):
@@ -351,28 +361,37 @@ class RunRunner:
                             f"{pump.exception()!r}", level="error", run_id=active.run_id)
 
     async def _pump_logs(
-        self, run_id: str, active: ActiveRun, backend: Backend, handle: RunHandle, skip: int
+        self, run_id: str, active: ActiveRun, backend: Backend, handle: RunHandle,
+        skip: dict[str | None, int],
     ) -> None:
         """Hand the run's output to the agent's collector; helper lines become metrics.
 
         The collector stores it within FLUSH_S, bounded per run, so reading never
-        waits for the store (see core/agent/output.py).
+        waits for the store (see core/agent/output.py). `skip`: how many lines of each
+        source the store already has (from before an agent restart); the backend
+        replays from the start, and each source in its own order, however several
+        sources interleave.
         """
         out = self.output.open(run_id, backend.output_location(handle))
+        skip = {source: n for source, n in skip.items() if n > 0}
         stored = False
         try:
             async for chunk in backend.logs(handle, follow=True):
                 active.consumed += 1
-                if skip:
-                    skip -= 1  # already stored before an agent restart
+                source = chunk.source
+                if source in skip:
+                    skip[source] -= 1  # already stored before an agent restart
+                    if not skip[source]:
+                        del skip[source]
                     continue
                 record = sdk.parse_line(chunk.text) if chunk.stream == LogStream.STDOUT else None
                 if record is not None:
                     out.metric(int(record.get("step", 0)), float(record.get("ts", chunk.ts)),
-                               record["values"])
+                               record["values"], source)
                 else:
-                    out.line(chunk.ts, chunk.stream, chunk.text)
-                    active.tail.append(chunk.text)
+                    out.line(chunk.ts, chunk.stream, chunk.text, source)
+                    active.tail.append(chunk.text if source is None
+                                       else f"[{source}] {chunk.text}")
             active.read_all = True
             # The run's conclusion waits until all it printed is stored (or marked):
             # however long the store takes, nothing is dropped here.
