@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Services the tests talk to: a private Docker daemon with a locally built Python
-# base image (no registry is reachable), and a private PostgreSQL server.
+# base image (no public registry is reachable), a private PostgreSQL server, and a
+# private image registry on loopback.
 #
-#   scripts/test-services.sh start   start dockerd and PostgreSQL (those of ours not already up),
-#                                    build the base image
+#   scripts/test-services.sh start   start dockerd, PostgreSQL and the registry (those of ours
+#                                    not already up), build the base image
 #   scripts/test-services.sh stop    stop the servers this script started (by their PIDs)
 #   scripts/test-services.sh env     print `export ...` lines for the tests: eval "$(... env)"
 #
@@ -11,6 +12,12 @@
 # $PG_STATE, listening on 127.0.0.1:$PG_PORT and on a socket in that directory;
 # the tests connect as role `launch` (password auth over TCP) and make one
 # database per test.
+#
+# The registry is Debian's docker-registry (the open-source Distribution registry),
+# run from a config of our own under $REGISTRY_STATE: plain HTTP on
+# 127.0.0.1:$REGISTRY_PORT only, no auth, deletes enabled. dockerd pushes to it over
+# plain HTTP because it treats 127.0.0.0/8 as an insecure registry by default.
+# The package's own service (:5000 on every interface) is never started or enabled.
 #
 # The daemon must not touch host networking: no bridge, no iptables, no IP
 # forwarding or masquerading. It listens on a unix socket only. Containers
@@ -27,6 +34,9 @@ PG_STATE=${LAUNCH_TUI_PG_STATE:-/tmp/launch-tui-pg}
 PG_PORT=${LAUNCH_TUI_PG_PORT:-55432}
 PG_ROLE=launch
 PG_PASSWORD=launch-test-pw
+REGISTRY_STATE=${LAUNCH_TUI_REGISTRY_STATE:-/tmp/launch-tui-registry}
+REGISTRY_DATA=${LAUNCH_TUI_REGISTRY_DATA:-/var/lib/launch-tui-registry}
+REGISTRY_PORT=${LAUNCH_TUI_REGISTRY_PORT:-55000}
 
 SOCK="$STATE_DIR/docker.sock"
 PIDFILE="$STATE_DIR/docker.pid"
@@ -53,6 +63,9 @@ ensure_tools() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     [[ -n $(pg_bindir) ]] || missing+=(postgresql)
     command -v faketime >/dev/null || missing+=(faketime)
+    command -v docker-registry >/dev/null || missing+=(docker-registry)
+    command -v kubectl >/dev/null || missing+=(kubernetes-client)
+    command -v curl >/dev/null || missing+=(curl)
     if ((${#missing[@]})); then
         # Debian's postgresql package would make and start a cluster of its own on
         # port 5432; the tests use a private one (start_postgres), so make none.
@@ -60,10 +73,28 @@ ensure_tools() {
             mkdir -p /etc/postgresql-common
             echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
         fi
+        # No package may start its service while we install (docker-registry's would
+        # listen on :5000 on every interface): policy-rc.d answers 101, "denied", to
+        # invoke-rc.d and deb-systemd-invoke. One already in place is left alone.
+        local policy=/usr/sbin/policy-rc.d made_policy=
+        if [[ ! -e $policy ]]; then
+            printf '#!/bin/sh\n# launch-tui test-services: no service starts during install\nexit 101\n' \
+                >"$policy"
+            chmod 0755 "$policy"
+            made_policy=1
+        fi
         say "installing ${missing[*]} with apt-get"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        local rc=0
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+            >/dev/null; } || rc=$?
+        [[ -z $made_policy ]] || rm -f "$policy"
+        ((rc == 0)) || die "apt-get install ${missing[*]} failed."
+        if [[ " ${missing[*]} " == *" docker-registry "* ]]; then
+            # Nor start at the next boot: we run a registry of our own (start_registry).
+            update-rc.d docker-registry disable >/dev/null 2>&1 || true
+            deb-systemd-helper disable docker-registry.service >/dev/null 2>&1 || true
+        fi
     fi
 }
 
@@ -258,11 +289,96 @@ stop_postgres() {
     rm -f "$ours"
 }
 
+# ------------------------------------------------------------------ registry
+
+registry_answering() {
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$REGISTRY_PORT/v2/" 2>/dev/null
+}
+
+start_registry() {
+    local ours="$REGISTRY_STATE/started-by-us" log="$REGISTRY_STATE/registry.log"
+    local config="$REGISTRY_STATE/config.yml"
+    command -v docker-registry >/dev/null || die "no docker-registry (Debian package docker-registry)."
+    if registry_answering; then
+        say "registry already answering on 127.0.0.1:$REGISTRY_PORT"
+        return
+    fi
+    if [[ -f $ours ]] && kill -0 "$(cat "$ours")" 2>/dev/null; then
+        die "a registry (PID $(cat "$ours")) is ours but does not answer; see $log."
+    fi
+    mkdir -p "$REGISTRY_STATE" "$REGISTRY_DATA"
+    rm -f "$ours"
+    cat >"$config" <<YAML
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DATA
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$REGISTRY_PORT
+  headers:
+    X-Content-Type-Options: [nosniff]
+YAML
+    say "starting the registry on 127.0.0.1:$REGISTRY_PORT (data $REGISTRY_DATA, log $log)"
+    # setsid: it outlives this script; its own PID (no wrapper) is what we stop.
+    setsid docker-registry serve "$config" </dev/null >"$log" 2>&1 &
+    local pid=$!
+    local i
+    for i in $(seq 1 60); do
+        if registry_answering; then
+            echo "$pid" >"$ours"
+            say "registry is up (PID $pid)"
+            return
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$log" >&2 || true
+            die "the registry exited while starting; the log above is from $log."
+        fi
+        sleep 0.5
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    tail -n 20 "$log" >&2 || true
+    die "the registry did not answer on 127.0.0.1:$REGISTRY_PORT within 30s; see $log."
+}
+
+stop_registry() {
+    local ours="$REGISTRY_STATE/started-by-us" pid
+    if [[ ! -f $ours ]]; then
+        say "no registry started by this script; nothing to stop"
+        return
+    fi
+    pid=$(cat "$ours")
+    # Only the process we started, and only if that PID is still a docker-registry.
+    if ! kill -0 "$pid" 2>/dev/null || [[ $(cat "/proc/$pid/comm" 2>/dev/null) != docker-registry ]]; then
+        say "registry PID $pid is already gone"
+        rm -f "$ours"
+        return
+    fi
+    say "stopping the registry (PID $pid)"
+    kill -TERM "$pid"
+    local i
+    for i in $(seq 1 20); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "the registry did not stop within 10s; killing PID $pid"
+        kill -KILL "$pid"
+    fi
+    rm -f "$ours"
+}
+
 print_env() {
     echo "export DOCKER_HOST=unix://$SOCK"
     echo "export LAUNCH_TUI_TEST_BASE_IMAGE=$BASE_IMAGE"
     # A server URL; the tests make a database of their own for each test.
     echo "export LAUNCH_TUI_TEST_PG=postgresql://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
+    echo "export LAUNCH_TUI_TEST_REGISTRY=127.0.0.1:$REGISTRY_PORT"
 }
 
 case "${1:-}" in
@@ -272,8 +388,10 @@ start)
     start_daemon
     ensure_base_image
     start_postgres
+    start_registry
     ;;
 stop)
+    stop_registry
     stop_postgres
     stop_daemon
     ;;
