@@ -88,13 +88,22 @@ class LogStream(StrEnum):
     AGENT = "agent"
 
 
+# A line of a run's output as the agent stores it, and a metric record: without or
+# with the source it came from (see OutputBatch).
+OutputLine = tuple[float, LogStream | str, str] | tuple[float, LogStream | str, str, str | None]
+OutputMetric = (tuple[int, float, dict[str, float]]
+                | tuple[int, float, dict[str, float], str | None])
+
+
 @dataclass(frozen=True)
 class OutputBatch:
     """What one run produced since the last write: log lines and metric records, in order."""
 
     run_id: str
-    lines: tuple[tuple[float, LogStream | str, str], ...] = ()
-    metrics: tuple[tuple[int, float, dict[str, float]], ...] = ()
+    # (ts, stream, text) or (ts, stream, text, source), and (step, ts, values) or
+    # (step, ts, values, source): the source (a pod's name) where a run has several.
+    lines: tuple[OutputLine, ...] = ()
+    metrics: tuple[OutputMetric, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -346,6 +355,7 @@ class LogLine:
     ts: float
     stream: LogStream
     text: str
+    source: str | None = None  # the run's output stream it came from (a pod), if several
 
 
 @dataclass(frozen=True)
@@ -354,3 +364,4 @@ class MetricRecord:
     step: int
     ts: float
     values: dict[str, float]
+    source: str | None = None

@@ -14,7 +14,14 @@ from collections.abc import Iterable, Sequence
 
 from launch_tui.core.agents import check_fence
 from launch_tui.core.events import Event, RunLogAppended, RunMetricsLogged
-from launch_tui.core.model import AgentFence, LogLine, LogStream, MetricRecord, OutputBatch
+from launch_tui.core.model import (
+    AgentFence,
+    LogLine,
+    LogStream,
+    MetricRecord,
+    OutputBatch,
+    OutputLine,
+)
 from launch_tui.core.store import output as output_db
 from launch_tui.core.store.session import Conn, Store
 
@@ -42,15 +49,16 @@ class Output:
             output_db.add_metrics(conn, [(b.run_id, b.metrics) for b in batches if b.metrics])
             for b in batches:
                 if b.metrics:
-                    step, _, values = b.metrics[-1]
+                    step, _, values = b.metrics[-1][:3]
                     evs.append(RunMetricsLogged(run_id=b.run_id, step=step, values=values))
             store.emit(conn, *evs)
 
         await store.write(tx, bulk=True)
 
     async def append_logs(self, run_id: str,
-                          lines: Sequence[tuple[float, LogStream | str, str]]) -> None:
-        """Store a batch of (timestamp, stream, text) lines and announce it with one event."""
+                          lines: Sequence[OutputLine]) -> None:
+        """Store a batch of (timestamp, stream, text[, source]) lines and announce it with
+        one event."""
         if lines:
             await self.append_output([OutputBatch(run_id, tuple(lines))])
 
@@ -64,13 +72,19 @@ class Output:
         return await self._store.read(
             lambda conn: output_db.logs(conn, run_id, after=after, limit=limit, streams=streams))
 
-    async def output_line_count(self, run_id: str) -> int:
-        """How many lines of the run's own output there were: stored log lines, metric
-        records, and the lines gap markers say were not stored.
+    async def output_line_counts(self, run_id: str) -> dict[str | None, int]:
+        """How many lines of the run's own output there were, per source (None: a run's
+        one stream): stored log lines, metric records, and the lines gap markers say
+        were not stored.
 
-        An agent re-attaching after a restart skips this many lines of the backend's replay.
+        An agent re-attaching after a restart skips this many lines of each source in
+        the backend's replay.
         """
         return await self._store.read(output_db.count_output, run_id)
+
+    async def output_line_count(self, run_id: str) -> int:
+        """All sources' lines together (see output_line_counts)."""
+        return sum((await self.output_line_counts(run_id)).values())
 
     async def tail_logs(self, run_id: str, lines: int) -> list[LogLine]:
         return await self._store.read(output_db.tail, run_id, lines)

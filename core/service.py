@@ -42,6 +42,7 @@ from launch_tui.core.model import (
     LogStream,
     MetricRecord,
     OutputBatch,
+    OutputLine,
     Priority,
     Project,
     Queue,
@@ -349,8 +350,9 @@ class LaunchService:
         await self._output.append_output(batches, fence)
 
     async def append_logs(self, run_id: str,
-                          lines: Sequence[tuple[float, LogStream | str, str]]) -> None:
-        """Store a batch of (timestamp, stream, text) lines and announce it with one event."""
+                          lines: Sequence[OutputLine]) -> None:
+        """Store a batch of (timestamp, stream, text[, source]) lines and announce it with
+        one event."""
         await self._output.append_logs(run_id, lines)
 
     async def full_output(self, run_id: str) -> AsyncIterator[LogChunk]:
@@ -367,8 +369,13 @@ class LaunchService:
 
     async def output_line_count(self, run_id: str) -> int:
         """Lines of the run's own output the store accounts for (stored lines, metric
-        records, lines gap markers stand for); a re-attaching agent skips that many."""
+        records, lines gap markers stand for), all sources together."""
         return await self._output.output_line_count(run_id)
+
+    async def output_line_counts(self, run_id: str) -> dict[str | None, int]:
+        """The same per source (None: a run's one output stream); a re-attaching agent
+        skips that many lines of each source of the backend's replay."""
+        return await self._output.output_line_counts(run_id)
 
     async def tail_logs(self, run_id: str, lines: int = 200) -> list[LogLine]:
         return await self._output.tail_logs(run_id, lines)

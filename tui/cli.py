@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -541,21 +541,55 @@ async def runs(service: LaunchService, queue_name: str | None, states: tuple[str
 @click.option("--full", is_flag=True,
               help="Every line the run printed, read from where its backend keeps them "
                    "(when the stored log says lines were not stored).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON array of the lines (ts, stream, source, text, …).")
 @run_with_service
 async def logs(service: LaunchService, run_id: str, follow: bool, timestamps: bool,
-               full: bool) -> None:
-    """Print a run's logs."""
+               full: bool, as_json: bool) -> None:
+    """Print a run's logs. A line from one of a run's several sources (a pod) is
+    shown as `[source] text`."""
     await service.get_run(run_id)  # unknown run -> clear error
-    if full:
-        async for chunk in service.full_output(run_id):
-            prefix = time.strftime("%H:%M:%S ", time.localtime(chunk.ts)) if timestamps else ""
-            stream = "" if chunk.stream == "stdout" else f"[{chunk.stream}] "
-            click.echo(f"{prefix}{stream}{chunk.text}")
+    pages = (_full_pages(service, run_id) if full
+             else _log_pages(service, run_id, follow))
+    if as_json:
+        await write_json_array(pages)  # page by page, as they are read
         return
+    async for page in pages:
+        for line in page:
+            click.echo(_log_text(line, timestamps))
+
+
+def _log_text(line: Any, timestamps: bool) -> str:
+    """`[HH:MM:SS ][[source] ][[stream] ]text` of a stored LogLine or a backend's LogChunk."""
+    prefix = time.strftime("%H:%M:%S ", time.localtime(line.ts)) if timestamps else ""
+    source = f"[{line.source}] " if line.source else ""
+    stream = "" if line.stream == "stdout" else f"[{line.stream}] "
+    return f"{prefix}{source}{stream}{line.text}"
+
+
+async def _full_pages(service: LaunchService, run_id: str,
+                      size: int = 2000) -> AsyncIterator[list[Any]]:
+    page: list[Any] = []
+    async for chunk in service.full_output(run_id):
+        page.append(chunk)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+async def _log_pages(service: LaunchService, run_id: str, follow: bool
+                     ) -> AsyncIterator[list[Any]]:
+    """The run's stored lines a page at a time; with `follow`, then the lines stored
+    after, as the change feed announces them, until the run ends (said on stderr)."""
     # Where the change feed stands before the first read: whatever is written after
     # that read is announced after this point, so following misses nothing.
     seq = await service.last_event_seq() if follow else 0
-    last = await _print_logs(service, run_id, 0, timestamps)
+    last = 0
+    async for page in _stored_pages(service, run_id, last):
+        last = page[-1].id
+        yield page
     if not follow:
         return
     run = await service.get_run(run_id)
@@ -565,29 +599,30 @@ async def logs(service: LaunchService, run_id: str, follow: bool, timestamps: bo
             if getattr(ev, "run_id", None) != run_id:
                 continue
             if isinstance(ev, RunLogAppended):
-                last = await _print_logs(service, run_id, last, timestamps)
+                async for page in _stored_pages(service, run_id, last):
+                    last = page[-1].id
+                    yield page
             elif isinstance(ev, RunStateChanged) and RunState(ev.state) in TERMINAL_RUN_STATES:
                 break
         run = await service.get_run(run_id)
     # Lines stored between the last read and the final state.
-    await _print_logs(service, run_id, last, timestamps)
+    async for page in _stored_pages(service, run_id, last):
+        yield page
     click.echo(f"-- run {run.id} {run.state}"
                + (f" (exit code {run.exit_code})" if run.exit_code is not None else ""),
                err=True)
 
 
-async def _print_logs(service: LaunchService, run_id: str, after: int, timestamps: bool
-                      ) -> int:
-    """Print the run's stored lines after line id `after`; return the last id printed."""
+async def _stored_pages(service: LaunchService, run_id: str, after: int
+                        ) -> AsyncIterator[list[Any]]:
+    """The run's stored lines after line id `after`, a page at a time."""
     while True:
         batch = await service.run_logs(run_id, after=after, limit=2000)
-        for line in batch:
-            prefix = time.strftime("%H:%M:%S ", time.localtime(line.ts)) if timestamps else ""
-            stream = "" if line.stream == "stdout" else f"[{line.stream}] "
-            click.echo(f"{prefix}{stream}{line.text}")
-            after = line.id
+        if batch:
+            yield batch
+            after = batch[-1].id
         if len(batch) < 2000:
-            return after
+            return
 
 
 @cli.command()

@@ -160,10 +160,13 @@ STREAM_STYLE: dict[str, str] = {"stderr": "red", "build": "dim", "agent": "yello
 LEVEL_STYLE: dict[str, str] = {"error": "bold red", "warning": "yellow", "debug": "dim"}
 
 
-def log_line(ts: float, stream: str, text: str) -> Text:
-    """`12:03:04 text` — stderr in red, build and agent lines marked by stream name."""
+def log_line(ts: float, stream: str, text: str, source: str | None = None) -> Text:
+    """`12:03:04 text` — stderr in red, build and agent lines marked by stream name, a
+    line from one of a run's several sources (a pod) as `[source] text`."""
     line = Text()
     line.append(clock(ts) + " ", style="dim")
+    if source:
+        line.append(f"[{source}] ", style=style_of("cyan"))
     style = style_of(STREAM_STYLE.get(stream, ""))
     if stream not in ("stdout", "stderr"):
         line.append(f"[{stream}] ", style=style)

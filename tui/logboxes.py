@@ -139,7 +139,8 @@ class RunLogBox(LogBox):
             if lines:
                 self._last_id = lines[-1].id
                 self.log_view.write_lines(
-                    fmt.log_line(line.ts, str(line.stream), line.text) for line in lines
+                    fmt.log_line(line.ts, str(line.stream), line.text, line.source)
+                    for line in lines
                 )
 
 

@@ -8,7 +8,9 @@ thousands of small ones, and claims, heartbeats and cancels never queue behind
 them. A run that prints faster than the store accepts keeps being read (its
 backend keeps the full output); past its buffer's bound lines are counted, not
 stored, and the gap becomes one marker line saying how many and where the full
-log is (see `core.gaps`). Nothing is cut silently.
+log is (see `core.gaps`). Nothing is cut silently. Where a run has several output
+sources (pods), a gap has one marker per source that lost lines, stored with that
+source, so what a re-attaching agent skips of each source stays exact.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ RESUME_AT = MAX_BUFFERED_PER_RUN // 2  # ...until its buffer has drained to this
 KEEP_NEWEST = 1_000
 RETRY_MAX_S = 5.0
 
-Line = tuple[float, LogStream | str, str]
-Metric = tuple[int, float, dict[str, float]]
+Line = tuple[float, LogStream | str, str, str | None]  # (ts, stream, text, source)
+Metric = tuple[int, float, dict[str, float], str | None]  # (step, ts, values, source)
 
 
 class RunOutput:
@@ -50,7 +52,8 @@ class RunOutput:
         self.full_log = full_log
         # Lines and metric records in the order the run produced them.
         self.pending: collections.deque[tuple[str, Line | Metric]] = collections.deque()
-        self.dropped = 0  # lines of the current gap, not yet announced by a marker
+        # Lines of the current gap, not yet announced by a marker, by source.
+        self.dropped: dict[str | None, int] = {}
         self.dropped_total = 0
         self._dropping = False
         self._newest: collections.deque[tuple[str, Line | Metric]] = collections.deque(
@@ -59,11 +62,13 @@ class RunOutput:
         self.drained = asyncio.Event()
         self.drained.set()
 
-    def line(self, ts: float, stream: LogStream | str, text: str) -> None:
-        self._add("line", (ts, stream, text), ts)
+    def line(self, ts: float, stream: LogStream | str, text: str,
+             source: str | None = None) -> None:
+        self._add("line", (ts, stream, text, source), ts)
 
-    def metric(self, step: int, ts: float, values: dict[str, float]) -> None:
-        self._add("metric", (step, ts, values), ts)
+    def metric(self, step: int, ts: float, values: dict[str, float],
+               source: str | None = None) -> None:
+        self._add("metric", (step, ts, values, source), ts)
 
     def _add(self, kind: str, entry: Line | Metric, ts: float) -> None:
         size = len(self.pending)
@@ -72,7 +77,9 @@ class RunOutput:
         if self._dropping or size >= MAX_BUFFERED_PER_RUN:
             self._dropping = True
             if len(self._newest) == KEEP_NEWEST:
-                self.dropped += 1  # the oldest kept line falls out: it is not stored
+                # The oldest kept line falls out: it is not stored.
+                lost = self._newest[0][1][3]
+                self.dropped[lost] = self.dropped.get(lost, 0) + 1
                 self.dropped_total += 1
             self._newest.append((kind, entry))
             return
@@ -83,10 +90,10 @@ class RunOutput:
 
     def _mark_gap(self, ts: float) -> None:
         """End a gap: its marker, then the newest lines kept aside while dropping."""
-        if self.dropped:
-            marker = gap_line(self.dropped, self.full_log)
-            self.pending.append(("line", (ts, LogStream.AGENT, marker)))
-            self.dropped = 0
+        for source, count in self.dropped.items():
+            marker = gap_line(count, self.full_log)
+            self.pending.append(("line", (ts, LogStream.AGENT, marker, source)))
+        self.dropped.clear()
         if self._newest:
             self.pending.extend(self._newest)
             self._newest.clear()

@@ -81,7 +81,10 @@ class AgentPort(Protocol):
         self, batches: Sequence[OutputBatch], fence: AgentFence | None = None
     ) -> None: ...
 
-    async def output_line_count(self, run_id: str) -> int: ...
+    async def output_line_counts(self, run_id: str) -> dict[str | None, int]:
+        """Lines of the run's output the store accounts for, per source (None: a run's
+        one stream): what a re-attaching agent skips of each source's replay."""
+        ...
 
     async def ensure_snapshot(self, digest: str, what: str) -> bool:
         """Put the code snapshot `digest` of `what` ("job:vN") into this machine's

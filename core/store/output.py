@@ -10,12 +10,23 @@ from sqlalchemy import Select, Table, delete, func, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from launch_tui.core.gaps import GAP_PREFIX, gap_count
-from launch_tui.core.model import TERMINAL_RUN_STATES, LogLine, LogStream, MetricRecord
+from launch_tui.core.model import (
+    TERMINAL_RUN_STATES,
+    LogLine,
+    LogStream,
+    MetricRecord,
+    OutputLine,
+    OutputMetric,
+)
 from launch_tui.core.store import rows
 from launch_tui.core.store.schema import meta, run_logs, run_metrics, runs
 
-Line = tuple[float, LogStream | str, str]
-Metric = tuple[int, float, dict[str, float]]
+Line = OutputLine  # (ts, stream, text[, source])
+Metric = OutputMetric  # (step, ts, values[, source])
+
+
+def _source(entry: Line | Metric) -> str | None:
+    return entry[3] if len(entry) > 3 else None  # type: ignore[misc]
 
 
 def add_lines(conn: Connection, batches: Sequence[tuple[str, Sequence[Line]]]
@@ -25,8 +36,9 @@ def add_lines(conn: Connection, batches: Sequence[tuple[str, Sequence[Line]]]
     batches = [(run_id, lines) for run_id, lines in batches if lines]
     if not batches:
         return []
-    params = [{"run_id": run_id, "ts": ts, "stream": str(stream), "text": text}
-              for run_id, lines in batches for ts, stream, text in lines]
+    params = [{"run_id": run_id, "ts": line[0], "stream": str(line[1]), "text": line[2],
+               "source": _source(line)}
+              for run_id, lines in batches for line in lines]
     if conn.dialect.name != "sqlite":
         return [_add_returning(conn, run_id, params_of)
                 for run_id, params_of in _by_run(batches, params)]
@@ -67,8 +79,9 @@ def _add_returning(conn: Connection, run_id: str, params: list[dict[str, object]
 
 def add_metrics(conn: Connection, batches: Sequence[tuple[str, Sequence[Metric]]]) -> None:
     """Insert the metric records of several runs (one executemany)."""
-    params = [{"run_id": run_id, "step": s, "ts": ts, "values": v}
-              for run_id, records in batches for s, ts, v in records]
+    params = [{"run_id": run_id, "step": r[0], "ts": r[1], "values": r[2],
+               "source": _source(r)}
+              for run_id, records in batches for r in records]
     if params:
         conn.execute(run_metrics.insert(), params)
 
@@ -91,24 +104,32 @@ def tail(conn: Connection, run_id: str, lines: int) -> list[LogLine]:
     return [rows.to_log(r) for r in reversed(result.all())]
 
 
-def count_output(conn: Connection, run_id: str) -> int:
-    """Lines the run itself printed (stdout and stderr), the metric records it sent, and
-    the lines that gap markers stand for (printed, but not stored)."""
-    lines = conn.scalar(
-        select(func.count()).where(
+def count_output(conn: Connection, run_id: str) -> dict[str | None, int]:
+    """Per source (None: a run's one stream), the lines the run itself printed (stdout
+    and stderr), the metric records it sent, and the lines that gap markers stand for
+    (printed, but not stored). Sources with nothing are absent."""
+    counts: dict[str | None, int] = {}
+    lines = conn.execute(
+        select(run_logs.c.source, func.count()).where(
             run_logs.c.run_id == run_id,
             run_logs.c.stream.in_([str(LogStream.STDOUT), str(LogStream.STDERR)]),
-        )
+        ).group_by(run_logs.c.source)
     )
-    records = conn.scalar(select(func.count()).where(run_metrics.c.run_id == run_id))
-    markers = conn.scalars(
-        select(run_logs.c.text).where(
+    records = conn.execute(
+        select(run_metrics.c.source, func.count()).where(run_metrics.c.run_id == run_id)
+        .group_by(run_metrics.c.source)
+    )
+    markers = conn.execute(
+        select(run_logs.c.source, run_logs.c.text).where(
             run_logs.c.run_id == run_id,
             run_logs.c.stream == str(LogStream.AGENT),
             run_logs.c.text.startswith(GAP_PREFIX, autoescape=True),
         )
     )
-    return (lines or 0) + (records or 0) + sum(gap_count(text) for text in markers)
+    for source, n in [*lines, *records, *((s, gap_count(t)) for s, t in markers)]:
+        if n:
+            counts[source] = counts.get(source, 0) + n
+    return counts
 
 
 def metrics(conn: Connection, run_id: str) -> list[MetricRecord]:

@@ -173,9 +173,10 @@ def to_agent(row: Any) -> Agent:
 
 def to_log(row: Any) -> LogLine:
     return LogLine(id=row.id, run_id=row.run_id, ts=row.ts, stream=LogStream(row.stream),
-                   text=row.text)
+                   text=row.text, source=row.source)
 
 
 def to_metric(row: Any) -> MetricRecord:
     # "values" is a column name, read through the mapping to avoid any attribute clash.
-    return MetricRecord(run_id=row.run_id, step=row.step, ts=row.ts, values=row._mapping["values"])
+    return MetricRecord(run_id=row.run_id, step=row.step, ts=row.ts, values=row._mapping["values"],
+                        source=row.source)

@@ -156,6 +156,9 @@ run_logs = Table(
     Column("ts", Float, nullable=False),
     Column("stream", String(8), nullable=False),
     Column("text", Text, nullable=False),
+    # Which of the run's output streams (a pod: a DNS name, up to 253 characters) the
+    # line came from, where a run has several; NULL for one stream. Revision 0003.
+    Column("source", String(253), nullable=True),
     Index("ix_run_logs_run", "run_id", "id"),
 )
 
@@ -167,6 +170,7 @@ run_metrics = Table(
     Column("step", Integer, nullable=False),
     Column("ts", Float, nullable=False),
     Column("values", JSON, nullable=False),
+    Column("source", String(253), nullable=True),  # as run_logs.source
     Index("ix_run_metrics_run", "run_id", "id"),
 )
 

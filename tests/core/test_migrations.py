@@ -120,7 +120,9 @@ async def test_a_database_from_before_migrations_is_upgraded_with_its_data(
     # and two newer indexes, but with an index that was retired since.
     with db.begin() as conn:
         for statement in ("DROP TABLE alembic_version", "DROP TABLE blob_chunks",
-                          "DROP TABLE blobs", "ALTER TABLE items DROP COLUMN attempt",
+                          "DROP TABLE blobs", "ALTER TABLE run_logs DROP COLUMN source",
+                          "ALTER TABLE run_metrics DROP COLUMN source",
+                          "ALTER TABLE items DROP COLUMN attempt",
                           "DROP INDEX ix_runs_updated", "DROP INDEX ix_items_lease",
                           "CREATE INDEX ix_runs_state ON runs (state, id)"):
             conn.execute(text(statement))
@@ -142,6 +144,41 @@ async def test_a_database_from_before_migrations_is_upgraded_with_its_data(
             0, 0]
         assert conn.execute(text("SELECT value FROM launch_meta WHERE key = 'schema_version'")
                             ).scalar_one() == "1"
+
+
+async def test_a_store_at_0002_gets_output_sources_and_keeps_its_output(
+        service: LaunchService, db: Engine, home: Path, code_dir: Path) -> None:
+    await service.create_code_job(code_dir, "python train.py", name="t")
+    await service.create_queue("q", "local-process")
+    item = await service.enqueue("t", "q")
+    run = (await service.claim_run("agent-1", ["q"])).run
+    assert run is not None and run.item_id == item.id
+    await service.append_logs(run.id, [(1.0, "stdout", "one"), (2.0, "stderr", "two")])
+    await service.record_metrics(run.id, [(1, 3.0, {"loss": 0.5})])
+    await service.close()
+    # What revision 0002 left: output tables without the `source` column.
+    with db.begin() as conn:
+        for table in ("run_logs", "run_metrics"):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN source"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    assert "source" not in {c["name"] for c in inspect(db).get_columns("run_logs")}
+
+    svc = await LaunchService.open(home=home)
+    try:
+        lines = await svc.run_logs(run.id)
+        assert [(x.stream, x.text, x.source) for x in lines] == [
+            ("stdout", "one", None), ("stderr", "two", None)]
+        assert [(m.step, m.values, m.source) for m in await svc.run_metrics(run.id)] == [
+            (1, {"loss": 0.5}, None)]
+        assert await svc.output_line_counts(run.id) == {None: 3}
+        # The new column takes what a run with several sources writes.
+        await svc.append_logs(run.id, [(4.0, "stdout", "three", "pod-a")])
+        assert (await svc.run_logs(run.id, after=lines[-1].id))[0].source == "pod-a"
+        assert await svc.output_line_counts(run.id) == {None: 3, "pod-a": 1}
+    finally:
+        await svc.close()
+    assert _revision(db) == [migrations.HEAD] == ["0003"]
+    assert _drift(db) == []
 
 
 def _fingerprint(db: Engine) -> tuple[object, ...]:
