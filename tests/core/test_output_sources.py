@@ -215,7 +215,7 @@ async def test_a_flood_gap_is_marked_per_source_and_the_replay_skips_it_exactly(
         (flood, False),
         # The replay delivers all of pod-b and its new line first, then pod-a's: a total
         # count to skip would swallow B-last and store a line of pod-a twice.
-        (b_lines + [(B, "B-last")] + a_lines + [(A, "A-last")], True),
+        ([*b_lines, (B, "B-last"), *a_lines, (A, "A-last")], True),
     ]
     run_id = await start_run(lab, pods)
     first = await lab.service.run_logs(run_id, limit=1_000_000)
