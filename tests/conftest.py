@@ -13,6 +13,9 @@ from launch_tui.core.service import LaunchService
 from tests import stores
 from tests.agent_harness import Lab
 
+# the `kube` fixture: a Kubernetes API stand-in and a scripted kubelet
+pytest_plugins = ["tests.kube.fixtures"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
