@@ -9,6 +9,8 @@ from __future__ import annotations
 from launch_tui.backends import schemas
 from launch_tui.backends.docker_policy import check_docker_args
 from launch_tui.backends.kubernetes_manifest import check_kubernetes_args
+from launch_tui.backends.vertex_rules import QUEUE_KEYS as VERTEX_QUEUE_KEYS
+from launch_tui.backends.vertex_rules import check_vertex_args
 from launch_tui.core.backend import Backend, BackendContext, BackendPlugin, Builder
 
 
@@ -42,6 +44,18 @@ def _kubernetes_builder(ctx: BackendContext) -> Builder:
     return KubernetesBuilder(ctx)
 
 
+def _vertex_backend(ctx: BackendContext) -> Backend:
+    from launch_tui.backends.vertex_backend import VertexBackend
+
+    return VertexBackend(ctx)
+
+
+def _vertex_builder(ctx: BackendContext) -> Builder:
+    from launch_tui.backends.vertex_build import VertexBuilder
+
+    return VertexBuilder(ctx)
+
+
 def _docker_builder(ctx: BackendContext) -> Builder:
     from launch_tui.backends.docker_build import DockerBuilder
 
@@ -66,4 +80,7 @@ KUBERNETES = BackendPlugin(
 # Known targets whose runners are not in this version yet: queues can be made and
 # checked against their schema, and a run says plainly that it cannot start.
 SAGEMAKER = BackendPlugin("sagemaker", schemas.SAGEMAKER, extra="sagemaker", order=3)
-VERTEX = BackendPlugin("vertex", schemas.VERTEX, extra="vertex", order=4)
+VERTEX = BackendPlugin(
+    "vertex", schemas.VERTEX, _vertex_backend, _vertex_builder, extra="vertex",
+    check_args=check_vertex_args, queue_keys=VERTEX_QUEUE_KEYS, order=4,
+)

@@ -111,18 +111,57 @@ SAGEMAKER: dict[str, Any] = {
     },
 }
 
+# W&B Launch's Vertex AI resource args: `spec` is the custom job, `run` how it runs
+# (keys in snake_case, as the Python SDK spells them, or the REST API's camelCase).
+# launch-tui fills in each pool's image, command and environment and the run's
+# labels; backends/vertex_rules.py checks the rest. Project and location are the
+# queue's (`project`, `location`), not resource args.
+_VERTEX_POOL: dict[str, Any] = {
+    "type": "object",
+    "description": "A worker pool: machine_spec, replica_count, container_spec, disk_spec",
+    "properties": {
+        "machine_spec": {"type": "object", "description":
+                         "machine_type (default n1-standard-4), accelerator_type, "
+                         "accelerator_count"},
+        "replica_count": {"type": "integer", "minimum": 0},
+        "container_spec": {"type": "object", "description":
+                           "image_uri (default: the run's image), command (default: the "
+                           "job's entrypoint), args, env"},
+        "disk_spec": {"type": "object", "description": "boot_disk_type, boot_disk_size_gb"},
+    },
+}
 VERTEX: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "project": {"type": "string"},
-        "location": {"type": "string"},
-        "machine_type": {"type": "string"},
-        "accelerator_type": {"type": "string"},
-        "accelerator_count": {"type": "integer", "minimum": 0},
-        "replica_count": {"type": "integer", "minimum": 1},
-        "service_account": {"type": "string"},
-        "staging_bucket": {"type": "string", "pattern": r"^gs://.+"},
-        "env": _ENV,
+        "spec": {
+            "type": "object",
+            "description": "The custom job: worker_pool_specs, staging_bucket, "
+                           "base_output_dir, encryption_spec_key_name, labels",
+            "properties": {
+                "worker_pool_specs": {"type": "array", "minItems": 1, "items": _VERTEX_POOL},
+                "staging_bucket": {"type": "string", "pattern": r"^gs://.+",
+                                   "description": "Where the job's output goes "
+                                                  "(gs://BUCKET), unless base_output_dir"},
+                "base_output_dir": {"type": "string", "pattern": r"^gs://.+"},
+                "encryption_spec_key_name": {"type": "string", "description":
+                                             "A Cloud KMS key name"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "run": {
+            "type": "object",
+            "description": "How it runs: timeout, service_account, network, "
+                           "restart_job_on_worker_restart, enable_web_access",
+            "properties": {
+                "timeout": {"anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                                      {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?s$"}],
+                            "description": "Seconds (or \"3600s\") before Vertex stops the job"},
+                "service_account": {"type": "string"},
+                "network": {"type": "string"},
+                "restart_job_on_worker_restart": {"type": "boolean"},
+                "enable_web_access": {"type": "boolean"},
+            },
+        },
     },
 }
