@@ -9,6 +9,8 @@ from __future__ import annotations
 from launch_tui.backends import schemas
 from launch_tui.backends.docker_policy import check_docker_args
 from launch_tui.backends.kubernetes_manifest import check_kubernetes_args
+from launch_tui.backends.sagemaker_rules import QUEUE_KEYS as SAGEMAKER_QUEUE_KEYS
+from launch_tui.backends.sagemaker_rules import check_sagemaker_args
 from launch_tui.backends.vertex_rules import QUEUE_KEYS as VERTEX_QUEUE_KEYS
 from launch_tui.backends.vertex_rules import check_vertex_args
 from launch_tui.core.backend import Backend, BackendContext, BackendPlugin, Builder
@@ -44,6 +46,18 @@ def _kubernetes_builder(ctx: BackendContext) -> Builder:
     return KubernetesBuilder(ctx)
 
 
+def _sagemaker_backend(ctx: BackendContext) -> Backend:
+    from launch_tui.backends.sagemaker_backend import SageMakerBackend
+
+    return SageMakerBackend(ctx)
+
+
+def _sagemaker_builder(ctx: BackendContext) -> Builder:
+    from launch_tui.backends.sagemaker_build import SageMakerBuilder
+
+    return SageMakerBuilder(ctx)
+
+
 def _vertex_backend(ctx: BackendContext) -> Backend:
     from launch_tui.backends.vertex_backend import VertexBackend
 
@@ -77,9 +91,12 @@ KUBERNETES = BackendPlugin(
     queue_keys=("builder", "namespace", "context", "image_pull_grace_s", "allow_privileged"),
     order=2,
 )
+SAGEMAKER = BackendPlugin(
+    "sagemaker", schemas.SAGEMAKER, _sagemaker_backend, _sagemaker_builder, extra="sagemaker",
+    check_args=check_sagemaker_args, queue_keys=SAGEMAKER_QUEUE_KEYS, order=3,
+)
 # Known targets whose runners are not in this version yet: queues can be made and
 # checked against their schema, and a run says plainly that it cannot start.
-SAGEMAKER = BackendPlugin("sagemaker", schemas.SAGEMAKER, extra="sagemaker", order=3)
 VERTEX = BackendPlugin(
     "vertex", schemas.VERTEX, _vertex_backend, _vertex_builder, extra="vertex",
     check_args=check_vertex_args, queue_keys=VERTEX_QUEUE_KEYS, order=4,

@@ -6,6 +6,7 @@ validate queue configs and the TUI can build forms on any machine.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 _ENV: dict[str, Any] = {
@@ -96,17 +97,54 @@ KUBERNETES: dict[str, Any] = {
     },
 }
 
+# `CreateTrainingJob` parameters (launch-tui names the job and fills in the image,
+# entrypoint, environment and run tags: backends/sagemaker_rules.py), each in the
+# API's CamelCase or in snake_case; nested keys may use either spelling too.
+_SAGEMAKER_PARAMS: dict[str, dict[str, Any]] = {
+    "RoleArn": {"type": "string", "description":
+                "Execution role: an IAM role ARN, or a role name in the agent's account"},
+    "AlgorithmSpecification": {"type": "object", "description":
+                               "TrainingImage (default: the run's image), TrainingInputMode, "
+                               "ContainerEntrypoint (default: the job's entrypoint), …"},
+    "ResourceConfig": {"type": "object", "description":
+                       "InstanceType (required), InstanceCount (1), VolumeSizeInGB (30), …"},
+    "StoppingCondition": {"type": "object", "description":
+                          "MaxRuntimeInSeconds (default 86400), MaxWaitTimeInSeconds"},
+    "OutputDataConfig": {"type": "object", "description":
+                         "S3OutputPath (default: the queue's s3_output_path), KmsKeyId"},
+    "InputDataConfig": {"type": "array", "items": {"type": "object"}},
+    "HyperParameters": {"type": "object", "additionalProperties": {"type": "string"}},
+    "Environment": {**_ENV, "description": "Extra environment variables (values up to 512 "
+                                           "characters)"},
+    "Tags": {"type": "array", "items": {"type": "object"}},
+    "VpcConfig": {"type": "object"},
+    "EnableNetworkIsolation": {"type": "boolean"},
+    "EnableInterContainerTrafficEncryption": {"type": "boolean"},
+    "EnableManagedSpotTraining": {"type": "boolean"},
+    "CheckpointConfig": {"type": "object"},
+    "DebugHookConfig": {"type": "object"},
+    "DebugRuleConfigurations": {"type": "array", "items": {"type": "object"}},
+    "TensorBoardOutputConfig": {"type": "object"},
+    "ExperimentConfig": {"type": "object"},
+    "ProfilerConfig": {"type": "object"},
+    "ProfilerRuleConfigurations": {"type": "array", "items": {"type": "object"}},
+    "RetryStrategy": {"type": "object"},
+    "RemoteDebugConfig": {"type": "object"},
+    "InfraCheckConfig": {"type": "object"},
+    "SessionChainingConfig": {"type": "object"},
+}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
 SAGEMAKER: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "role_arn": {"type": "string", "pattern": r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"},
-        "instance_type": {"type": "string", "pattern": r"^ml\.[a-z0-9]+\.[a-z0-9]+$"},
-        "instance_count": {"type": "integer", "minimum": 1},
-        "volume_size_gb": {"type": "integer", "minimum": 1},
-        "max_runtime_s": {"type": "integer", "minimum": 1},
-        "region": {"type": "string"},
-        "output_s3_uri": {"type": "string", "pattern": r"^s3://.+"},
+        **_SAGEMAKER_PARAMS,
+        **{_snake(k): v for k, v in _SAGEMAKER_PARAMS.items()},
         "env": _ENV,
     },
 }

@@ -280,6 +280,7 @@ class RunRunner:
         state = run.state
         status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")
         waiting_on: str | None = None
+        stage: str | None = run.reason if run.state == RunState.RUNNING else None
         try:
             # The backend says when something changes (pushed where it can be).
             async for status in backend.watch(handle):
@@ -295,7 +296,16 @@ class RunRunner:
                 ):
                     if await self._advance(run.id, RunState.RUNNING, reason=status.reason):
                         state = RunState.RUNNING
-                        await self._log(f"run {run.id} is running", run_id=run.id)
+                        stage = status.reason
+                        await self._log(f"run {run.id} is running"
+                                        + (f": {stage}" if stage else ""), run_id=run.id)
+                elif (status.state == RunState.RUNNING and state == RunState.RUNNING
+                      and status.reason and status.reason != stage):
+                    # The stage of a running run where the target tells it (SageMaker's
+                    # Downloading, Training, Uploading): on the run, once per change.
+                    stage = status.reason
+                    await self.port.update_run(run.id, reason=status.reason)
+                    await self._log(f"run {run.id}: {status.reason}", run_id=run.id)
             if not status.state.terminal:
                 status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")
             await self._await_output(pump, active)
