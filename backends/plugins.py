@@ -95,8 +95,6 @@ SAGEMAKER = BackendPlugin(
     "sagemaker", schemas.SAGEMAKER, _sagemaker_backend, _sagemaker_builder, extra="sagemaker",
     check_args=check_sagemaker_args, queue_keys=SAGEMAKER_QUEUE_KEYS, order=3,
 )
-# Known targets whose runners are not in this version yet: queues can be made and
-# checked against their schema, and a run says plainly that it cannot start.
 VERTEX = BackendPlugin(
     "vertex", schemas.VERTEX, _vertex_backend, _vertex_builder, extra="vertex",
     check_args=check_vertex_args, queue_keys=VERTEX_QUEUE_KEYS, order=4,
