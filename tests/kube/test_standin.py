@@ -12,6 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -526,9 +527,10 @@ stringData: {TOKEN: x}
 
 
 def test_kubectl_apply_dry_run(kube: Kube, tmp_path: Any) -> None:
+    """kubectl (Debian's kubernetes-client, installed by scripts/test-services.sh and
+    .ci/run) talks to the stand-in: discovery, then one GET per object."""
     kubectl = os.environ.get("LAUNCH_TUI_TEST_KUBECTL") or shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("no kubectl (Debian's kubernetes-client) on PATH")
+    assert kubectl is not None, "no kubectl on PATH: install Debian's kubernetes-client"
     path = tmp_path / "m.yaml"
     path.write_text(MANIFEST)
     out = subprocess.run([kubectl, "--kubeconfig", str(kube.kubeconfig), "apply",
@@ -540,3 +542,25 @@ def test_kubectl_apply_dry_run(kube: Kube, tmp_path: Any) -> None:
                  "rolebinding.rbac.authorization.k8s.io/launcher", "deployment.apps/agent",
                  "secret/agent-env"]:
         assert f"{what} created (dry run)" in out.stdout
+
+
+def test_deploy_manifests_pass_kubectl_apply_dry_run(kube: Kube, tmp_path: Any) -> None:
+    """The repository's deploy/kubernetes, rendered by kubectl's kustomize and applied
+    with --dry-run=client against the stand-in's discovery."""
+    kubectl = os.environ.get("LAUNCH_TUI_TEST_KUBECTL") or shutil.which("kubectl")
+    assert kubectl is not None, "no kubectl on PATH: install Debian's kubernetes-client"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    rendered = subprocess.run([kubectl, "kustomize", str(root / "deploy" / "kubernetes")],
+                              capture_output=True, text=True, timeout=60, env=env)
+    assert rendered.returncode == 0, rendered.stderr
+    path = tmp_path / "deploy.yaml"
+    path.write_text(rendered.stdout)
+    out = subprocess.run([kubectl, "--kubeconfig", str(kube.kubeconfig), "apply",
+                          "--dry-run=client", "--validate=false", "-f", str(path)],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    for what in ["serviceaccount/launch-tui-agent", "role.rbac.authorization.k8s.io/"
+                 "launch-tui-agent", "rolebinding.rbac.authorization.k8s.io/launch-tui-agent",
+                 "deployment.apps/launch-tui-agent", "secret/launch-tui-store"]:
+        assert f"{what} created (dry run)" in out.stdout, out.stdout
