@@ -19,6 +19,13 @@
                           # are taken over by another agent of the queue
     [backends.docker]
     base_image = "python:3.11-slim"
+    [backends.kubernetes]
+    kubeconfig = "~/.kube/config"   # default: $KUBECONFIG, ~/.kube/config, or in a pod
+                                    # its service account
+    context = "prod"                # default: the file's current context (a queue's
+                                    # `context` key wins)
+    image_pull_grace_s = 300        # ErrImagePull/ImagePullBackOff this long fails the run
+    registry = {username = "ci", password_env = "REGISTRY_TOKEN"}  # pushes and pulls
     [retention]           # what pruning deletes (agents in the background, `launch-tui gc`)
     events_days = 30      # state changes and agent log lines older than this
     notice_days = 1       # heartbeats and output notices (RunLogAppended, RunMetricsLogged):
