@@ -308,5 +308,13 @@ class KubernetesBackend(BackendBase):
 
 
 def _unreachable(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return str(reason or exc).strip().rstrip(".")
+    """urllib3's "HTTPConnection(host=…, port=…): Failed to establish a new connection:
+    [Errno 111] Connection refused" as "the API server 127.0.0.1:9 is unreachable
+    (Connection refused)"."""
+    reason = getattr(exc, "reason", None) or exc
+    pool = getattr(reason, "conn", None) or getattr(reason, "pool", None)
+    text = str(reason).strip().rstrip(".")
+    why = text.rsplit("] ", 1)[-1] if "[Errno" in text else text.rsplit(": ", 1)[-1]
+    if pool is not None and getattr(pool, "host", None):
+        return f"the API server {pool.host}:{pool.port} is unreachable ({why})"
+    return text
