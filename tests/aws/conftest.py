@@ -63,6 +63,7 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def aws(aws_server: StandIn, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Aws:
     aws_environment(monkeypatch, tmp_path)
     aws_server.stop_delay_s = 0.3
+    aws_server.create_delay_s = 0.0
     return Aws(aws_server, aws_server.create_role(ROLE),
                aws_server.create_bucket("launch-tui-test-output"))
 

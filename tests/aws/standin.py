@@ -10,7 +10,8 @@ this process; the client is untouched):
                         Environment is kept; a second job of a name is refused
                         with SageMaker's own ResourceInUse error; a role that is
                         not in IAM is refused as SageMaker refuses it ("Could not
-                        assume role …"); each call is counted per name
+                        assume role …"); each call is counted per name, and the
+                        answer can be held back (`create_delay_s`) after the job is made
     StopTrainingJob     implemented: InProgress → Stopping, then Stopped after
                         `stop_delay_s` (SageMaker waits for the container to exit);
                         a job not InProgress is refused with ValidationException
@@ -50,6 +51,7 @@ _installed = False
 # to moto's job would show up in its describe output).
 _create_calls: collections.Counter[str] = collections.Counter()
 _stop_delay_s = [0.3]
+_create_delay_s = [0.0]  # between making a job and answering: a client that dies meanwhile
 
 
 def _job(backend: Any, name: str) -> Any:
@@ -112,6 +114,8 @@ def _create_training_job(self: SageMakerResponse) -> Any:
         job.training_start_time = None
         job.secondary_status_transitions = []
         _transition(job, "Starting", "Launching requested ML instances")
+    if _create_delay_s[0]:
+        time.sleep(_create_delay_s[0])
     return result
 
 
@@ -177,6 +181,14 @@ class StandIn:
     @stop_delay_s.setter
     def stop_delay_s(self, value: float) -> None:
         _stop_delay_s[0] = value
+
+    @property
+    def create_delay_s(self) -> float:
+        return _create_delay_s[0]
+
+    @create_delay_s.setter
+    def create_delay_s(self, value: float) -> None:
+        _create_delay_s[0] = value
 
     # ------------------------------------------------------------ world
 
