@@ -56,9 +56,15 @@ def queue_config(service: JobService, **over: Any) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
-async def setup(lab: Lab, service: JobService, **over: Any) -> None:
-    # Fast polls, so each state the test sets is seen within a fraction of a second.
+def fast_polls(lab: Lab) -> None:
+    """The agent's settings: polls fast, so each state the test sets is seen within a
+    fraction of a second."""
+    lab.home.mkdir(parents=True, exist_ok=True)
     (lab.home / "settings.toml").write_text("[backends.vertex]\npoll_max_s = 0.3\n")
+
+
+async def setup(lab: Lab, service: JobService, **over: Any) -> None:
+    fast_polls(lab)
     await lab.service.create_queue("vq", "vertex", queue_config(service, **over))
     await lab.service.create_image_job(IMAGE, entrypoint="python train.py --epochs 1",
                                        name="trainer", config_defaults={"lr": 0.1})
@@ -241,7 +247,7 @@ async def test_submit_is_idempotent_when_the_agent_died_while_creating(
 
 async def test_a_missing_project_or_bucket_fails_the_run_at_starting_in_one_sentence(
         lab: Lab, vertex: JobService) -> None:
-    (lab.home / "settings.toml").write_text("[backends.vertex]\npoll_max_s = 0.3\n")
+    fast_polls(lab)
     await lab.service.create_queue("noproj", "vertex", queue_config(vertex, project=None))
     nobucket = queue_config(vertex)
     del nobucket["resource_args"]["spec"]["staging_bucket"]
@@ -278,7 +284,7 @@ async def test_a_code_job_is_built_and_pushed_to_the_queues_registry(
         pytest.fail(f"the test registry {REGISTRY} does not answer ({exc}); run "
                     "`scripts/test-services.sh start`.", pytrace=False)
     dest = f"{REGISTRY}/vertex-e2e"
-    (lab.home / "settings.toml").write_text("[backends.vertex]\npoll_max_s = 0.3\n")
+    fast_polls(lab)
     await lab.service.create_queue("vq", "vertex", queue_config(
         vertex, builder={"destination": dest}, base_image=BASE_IMAGE))
     name = f"e2e-vertex-{uuid.uuid4().hex[:8]}"
