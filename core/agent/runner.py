@@ -159,7 +159,11 @@ class RunRunner:
         active.backend = backend
         if active.handle is None and resume:
             active.handle = await backend.find(run.id, spec)
-            if active.handle is None and run.state not in (RunState.QUEUED, RunState.BUILDING):
+            if active.handle is not None:
+                # Found by the target (its agent died before recording the handle):
+                # record it now, so the next agent to resume it need not search.
+                await self.port.update_run(run.id, handle=active.handle.to_dict())
+            elif run.state not in (RunState.QUEUED, RunState.BUILDING):
                 # Its agent died while submitting it (or after): whether it started is
                 # unknown, and submitting again could run it twice.
                 await self._vanished(run, spec)
