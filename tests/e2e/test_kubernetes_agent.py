@@ -139,8 +139,12 @@ async def test_code_job_is_built_pushed_and_run_on_two_pods(lab: Lab, k8s: Kube)
         assert labels["launch-tui/queue"] == queue and labels["launch-tui/agent"] == "k8s-agent"
     # The run's Secret is gone once the run ended; the CLI shows each line's pod.
     await wait_for(lambda: not secrets_of(k8s, run.id), "the run's Secret to be deleted", 10)
+    # The TTL controller deletes the finished Job and its pods; the output stays.
+    assert k8s.kubelet.expire_finished() == [k8s_job["metadata"]["name"]]
+    assert not jobs_of(k8s, run.id) and not pods_of(k8s, run.id)
     shown = await lab.cli("logs", run.id)
     assert f"[{pods[0]}] lr 0.5" in shown.stdout
+    assert f"[{pods[1]}] step 2" in shown.stdout
 
     # A second run of the same job: the registry has the image, nothing is rebuilt.
     second = await lab.service.enqueue(job, queue)
