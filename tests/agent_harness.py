@@ -101,7 +101,8 @@ class AgentProcess:
     async def kill(self) -> None:
         """SIGKILL, and reap it (a zombie would still look alive to a restarted agent)."""
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGKILL)
+            # The whole session: a prefix such as faketime runs the agent as its child.
+            os.killpg(self.proc.pid, signal.SIGKILL)
         await asyncio.to_thread(self.proc.wait, 10)
 
     async def stop(self, within: float = 30.0) -> int:
@@ -287,9 +288,11 @@ class Lab:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(agent.stop(cancel_runs=True), 30)
         for proc in self.processes:
+            # The whole session, even when its leader has exited: a prefix such as
+            # faketime runs the agent as its child, which outlives a stopped wrapper.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     await asyncio.to_thread(proc.wait, 10)
         for home in self.homes:
