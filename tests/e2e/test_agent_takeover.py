@@ -99,7 +99,8 @@ async def test_a_run_whose_process_died_with_its_agent_is_crashed_and_retried(
     assert done.state == RunState.CRASHED
     # Enqueued again once (the queue allows one retry), and that attempt runs.
     retry = [i for i in await lab.service.list_items(queue, states=None) if i.id != item.id]
-    assert len(retry) == 1 and retry[0].priority == "high"
+    shown = [(i.id, i.state, i.run_id, i.leased_by, i.error_message) for i in retry]
+    assert len(retry) == 1 and retry[0].priority == "high", shown
     assert f"requeued as item #{retry[0].id} (retry 1 of 1)" in (done.reason or "")
     again = await lab.wait_run((await lab.run_of(retry[0].id)).id, within=60)
     assert again.state == RunState.FINISHED, again.error_message
