@@ -38,7 +38,13 @@ def begin_sql(engine: Engine) -> str | None:
     """How the store's threads begin a transaction on this engine's driver (None: the
     driver begins one itself, as psycopg does)."""
     if not is_sqlite(engine):
-        return None
+        if engine.get_execution_options().get(_WRITE):
+            return None
+        # A read is one snapshot, as on SQLite: at PostgreSQL's default READ COMMITTED
+        # each statement sees its own, and a listing made of two statements (waiting
+        # items, then the others) showed an item claimed in between twice. psycopg has
+        # begun the transaction; this is its first statement.
+        return "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"
     return "BEGIN IMMEDIATE" if engine.get_execution_options().get(_WRITE) else "BEGIN DEFERRED"
 
 
