@@ -6,6 +6,8 @@ use, so a machine without the `docker` extra can still validate docker queues.
 
 from __future__ import annotations
 
+from typing import Any
+
 from launch_tui.backends import schemas
 from launch_tui.backends.docker_policy import check_docker_args
 from launch_tui.backends.kubernetes_manifest import check_kubernetes_args
@@ -76,8 +78,38 @@ def _docker_builder(ctx: BackendContext) -> Builder:
     return DockerBuilder(ctx)
 
 
+def _local_jobs(kind: str, config: dict[str, Any], queue: str, settings: dict[str, Any]
+                ) -> str | None:
+    if kind == "image":
+        return (f"queue: '{queue}' runs jobs as local processes, which cannot run an image "
+                "job; enqueue it on a docker, kubernetes, sagemaker or vertex queue.")
+    return None
+
+
+def _pushes_images(where: str, example: str) -> Any:
+    """A JobPolicy for targets that pull images from a registry: code and git jobs need
+    a registry to push their built image to (the queue's builder.destination, or this
+    machine's registry.destination setting for the target)."""
+
+    def check(kind: str, config: dict[str, Any], queue: str, settings: dict[str, Any]
+              ) -> str | None:
+        if kind == "image":
+            return None
+        builder = config.get("builder")
+        registry = settings.get("registry")
+        if ((isinstance(builder, dict) and builder.get("destination"))
+                or (isinstance(registry, dict) and registry.get("destination"))):
+            return None
+        return (f"builder.destination: queue '{queue}' names no registry to push this "
+                f"{kind} job's image to, so {where} could not pull it; set builder: "
+                f"{{destination: {example}}} in the queue's config, or enqueue an image job.")
+
+    return check
+
+
 LOCAL_PROCESS = BackendPlugin(
     "local-process", schemas.LOCAL_PROCESS, _local_backend, _local_builder,
+    check_job=_local_jobs,
     # Names of the agent's environment the queue lets its jobs inherit (core.jobenv).
     queue_keys=("inherit_env",), order=0,
 )
@@ -88,6 +120,7 @@ DOCKER = BackendPlugin(
 KUBERNETES = BackendPlugin(
     "kubernetes", schemas.KUBERNETES, _kubernetes_backend, _kubernetes_builder,
     extra="kubernetes", check_args=check_kubernetes_args,
+    check_job=_pushes_images("the cluster", "registry.example.com/team/launch"),
     queue_keys=("builder", "namespace", "context", "image_pull_grace_s", "allow_privileged"),
     order=2,
 )
@@ -98,4 +131,5 @@ SAGEMAKER = BackendPlugin(
 VERTEX = BackendPlugin(
     "vertex", schemas.VERTEX, _vertex_backend, _vertex_builder, extra="vertex",
     check_args=check_vertex_args, queue_keys=VERTEX_QUEUE_KEYS, order=4,
+    check_job=_pushes_images("Vertex AI", "REGION-docker.pkg.dev/PROJECT/REPOSITORY"),
 )

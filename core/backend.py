@@ -187,6 +187,10 @@ BackendFactory = Callable[[BackendContext], Backend]
 # naming the field: refuses what the queue does not allow (host networking, host
 # paths, privileged pods). SDK-free; run at queue create/update and at enqueue.
 ArgsPolicy = Callable[[dict[str, Any], dict[str, Any], str | None], None]
+# (job kind, queue config dict, queue name, this machine's [backends.<name>] settings)
+# -> None when the target can run jobs of that kind as the queue is configured, else
+# one sentence saying why not and what to change. Run at enqueue, SDK-free.
+JobPolicy = Callable[[str, dict[str, Any], str, dict[str, Any]], str | None]
 BuilderFactory = Callable[[BackendContext], Builder]
 
 
@@ -207,6 +211,7 @@ class BackendPlugin:
     builder: BuilderFactory | None = None
     extra: str | None = None  # the pip extra that brings its SDK
     check_args: ArgsPolicy | None = None
+    check_job: JobPolicy | None = None
     # Queue-config keys this target reads beyond the common ones (allow_volumes, …);
     # their values follow the key's form (core.queueconfig): `allow_…` a real boolean,
     # `…_env` a list of environment names.

@@ -176,6 +176,8 @@ class Dispatch:
             _expire_leases(store, conn, now)
             for name in queue_names:
                 qrow = require_queue(conn, project, name)
+                if qrow.held_at is not None:
+                    continue  # held: nothing is taken from it until it is resumed
                 item_id = items_db.claim_next_pending(conn, qrow.id,
                                                       skip_locked=store.skip_locked)
                 if item_id is None:

@@ -79,6 +79,20 @@ class ItemStateChanged(Event):
 
 
 @dataclass(frozen=True)
+class ItemMoved(Event):
+    """A waiting item changed place: to the top or bottom, to another priority, or to
+    another queue (`from_queue` names the one it left)."""
+
+    kind: ClassVar[str] = "ItemMoved"
+    project: str
+    queue: str
+    item_id: int
+    priority: str
+    how: str  # "top", "bottom", "priority" or "queue"
+    from_queue: str | None = None
+
+
+@dataclass(frozen=True)
 class RunStateChanged(Event):
     kind: ClassVar[str] = "RunStateChanged"
     project: str
@@ -134,6 +148,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         QueueChanged,
         ItemEnqueued,
         ItemStateChanged,
+        ItemMoved,
         RunStateChanged,
         RunLogAppended,
         RunMetricsLogged,

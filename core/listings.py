@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from launch_tui.core import explain
 from launch_tui.core.catalog import project_or_default
 from launch_tui.core.errors import ValidationError
 from launch_tui.core.model import ItemState, QueueItem, Run, RunState
 from launch_tui.core.queues import scope
 from launch_tui.core.settings import Settings
+from launch_tui.core.store import agents as agents_db
 from launch_tui.core.store import listings as listings_db
+from launch_tui.core.store import queues as queues_db
+from launch_tui.core.store import runs as runs_db
 from launch_tui.core.store.session import Conn, Store
 
 T = TypeVar("T", Run, QueueItem)
@@ -35,7 +40,7 @@ def cursor_of(row: Run | QueueItem) -> str:
     if isinstance(row, Run):
         key: list[Any] = ["run", row.created_at, row.id]
     elif row.state in listings_db.WAITING:
-        key = ["waiting", row.queue, row.priority.rank, row.id]
+        key = ["waiting", row.queue, row.priority.rank, row.seq, row.id]
     else:
         key = ["history", row.created_at, row.id]
     raw = json.dumps(key, separators=(",", ":")).encode()
@@ -45,7 +50,7 @@ def cursor_of(row: Run | QueueItem) -> str:
 def _decode(cursor: str, kinds: tuple[str, ...]) -> list[Any]:
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        shapes = {"run": (float, str), "waiting": (str, int, int), "history": (float, int)}
+        shapes = {"run": (float, str), "waiting": (str, int, float, int), "history": (float, int)}
         if isinstance(key, list) and key and key[0] in kinds:
             shape = shapes[key[0]]
             if len(key) == len(shape) + 1 and all(
@@ -103,6 +108,44 @@ class Listings:
                                           since=since, after=key, limit=limit)
 
         return await self._store.read(query)
+
+    async def explained(self, found: list[QueueItem]) -> list[QueueItem]:
+        """The items with their outcome, end, duration and `why` filled in: one read of
+        the queues, agents and runs they need."""
+        if not found:
+            return found
+        store, stale_s = self._store, self._settings.agent_stale_s
+
+        def query(conn: Conn) -> list[QueueItem]:
+            queues = {(q.project, q.name): q
+                      for project in {i.project for i in found}
+                      for q in queues_db.bare_in_project(conn, project)}
+            waiting = any(i.state == ItemState.PENDING for i in found)
+            agents = agents_db.every(conn) if waiting else []
+            ran = runs_db.load_many(conn, [i.run_id for i in found if i.run_id])
+            now = store.now()
+            return [_explain(i, queues.get((i.project, i.queue)), agents,
+                             ran.get(i.run_id or ""), now, stale_s) for i in found]
+
+        return await store.read(query)
+
+
+def _explain(item: QueueItem, queue: Any, agents: list[Any], run: Run | None, now: float,
+             stale_s: float) -> QueueItem:
+    outcome = str(item.state)
+    ended = duration = None
+    if item.state == ItemState.CLAIMED and run is not None:
+        outcome = str(run.state)
+        if run.state.terminal:
+            ended = run.timestamps.get(str(run.state), run.updated_at)
+            began = run.timestamps.get(str(RunState.RUNNING))
+            duration = ended - (began if began is not None else run.created_at)
+    elif item.state in (ItemState.FAILED, ItemState.CANCELLED):
+        ended = item.updated_at
+        duration = ended - item.created_at
+    return dataclasses.replace(
+        item, outcome=outcome, ended_at=ended, duration_s=duration,
+        why=explain.item_why(item, queue, agents, now, stale_s, run))
 
 
 async def pages(fetch: Callable[[str | None, int], Awaitable[list[T]]], limit: int | None,

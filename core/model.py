@@ -198,6 +198,13 @@ class Queue:
     created_at: float
     updated_at: float
     pending: int = 0
+    # Set while the queue is held (agents take nothing from it), with why.
+    held_at: float | None = None
+    hold_reason: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.held_at is not None
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,16 @@ class QueueItem:
     error_message: str | None = None
     # 1-based place in its queue for pending items (None otherwise)
     position: int | None = None
+    # Its place within its priority (take order is priority, seq, id): when it joined
+    # the queue, or earlier than the first item once moved to the top.
+    seq: float = 0.0
+    # Filled by listings and `get_item`, not stored: what became of it (the run's
+    # state for a claimed item, else the item's own) and one sentence on why it waits
+    # or how it ended (core/explain.py).
+    outcome: str | None = None
+    why: str | None = None
+    ended_at: float | None = None
+    duration_s: float | None = None  # how long its run ran (or waited, if it never ran)
 
     @property
     def job_ref(self) -> str:

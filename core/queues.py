@@ -120,6 +120,7 @@ class Queues:
         project = project_or_default(self._settings, project)
         version = await self._catalog.job_version(job_ref, project=project)
         q = await self.get_queue(queue, project=project)
+        check_runnable(self._settings, str(version.kind), q.resource, q.config.to_dict(), q.name)
         eff = resolve.effective_config(
             version.config_defaults, config or {}, version.input_schema
         )
@@ -143,7 +144,7 @@ class Queues:
         priority: Priority | str,
     ) -> QueueItem:
         project = project_or_default(self._settings, project)
-        priority = _priority(priority)
+        priority = parse_priority(priority)
         name, tag = jobrules.parse_job_ref(job_ref)
         config, resource_args = rows.json_copy(config or {}), rows.json_copy(resource_args or {})
         if isinstance(resource_args, dict):
@@ -155,7 +156,8 @@ class Queues:
         def tx(conn: Conn) -> QueueItem:
             job_id, version = pinned_ref(store, conn, project, name, tag)
             qrow = require_queue(conn, project, queue)
-            values = _check_item(version, qrow, config, resource_args, template_values)
+            values = check_item(self._settings, version, qrow, config, resource_args,
+                                 template_values)
             now = store.now()
             item_id = items_db.add(
                 conn, queue_id=qrow.id, job_id=job_id, version=version.version,
@@ -169,7 +171,7 @@ class Queues:
                 version=version.version, config_overrides=config,
                 resource_overrides=resource_args, template_values=rows.json_copy(values),
                 priority=priority, state=ItemState.PENDING, created_at=now, updated_at=now,
-                position=items_db.position(conn, qrow.id, priority.rank, item_id),
+                seq=now, position=items_db.position(conn, qrow.id, priority.rank, now, item_id),
             )
 
         return await store.write(tx)
@@ -224,11 +226,25 @@ class Queues:
         return await store.write(tx)
 
 
-def _check_item(version: JobVersion, qrow: Row, config: dict[str, Any] | None,
-                resource_args: dict[str, Any] | None, template_values: dict[str, Any] | None
-                ) -> dict[str, Any]:
+def check_runnable(settings: Settings, kind: str, resource: str, config: dict[str, Any],
+                   queue: str) -> None:
+    """ValidationError, one sentence, when the queue's target cannot run jobs of this
+    kind as the queue is configured (an image job on local-process, a code job where
+    no registry is named for the cluster to pull from)."""
+    policy = registry.plugin(resource).check_job
+    if policy is None:
+        return
+    problem = policy(kind, config, queue, settings.backends.get(resource) or {})
+    if problem:
+        raise ValidationError(problem, field="queue")
+
+
+def check_item(settings: Settings, version: JobVersion, qrow: Row,
+                config: dict[str, Any] | None, resource_args: dict[str, Any] | None,
+                template_values: dict[str, Any] | None) -> dict[str, Any]:
     """Validate an item against its job version and queue; return its template values
     (the given ones, checked, plus the defaults of the others)."""
+    check_runnable(settings, str(version.kind), qrow.resource, qrow.config, qrow.name)
     resolve.effective_config(version.config_defaults, config or {}, version.input_schema)
     _, values = resolve.effective_resource_args(
         qrow.resource, qrow.name, rows.queue_config(qrow.config), resource_args or {},
@@ -245,7 +261,7 @@ def _refuse_masks(config: dict[str, Any]) -> None:
         redact.refuse_masks(args.get("env"), "resource_args.env")
 
 
-def _priority(value: Priority | str) -> Priority:
+def parse_priority(value: Priority | str) -> Priority:
     try:
         return Priority(value)
     except ValueError:

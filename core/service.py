@@ -27,6 +27,7 @@ from launch_tui.core.agents import AGENT_STALE_S, Agents
 from launch_tui.core.backend import LogChunk
 from launch_tui.core.catalog import Catalog, JobVersionResult
 from launch_tui.core.dispatch import ClaimResult, Dispatch, new_run_id
+from launch_tui.core.errors import ConflictError, NotFound
 from launch_tui.core.events import AgentLog, Event
 from launch_tui.core.feed import WATCHED_POLL_S, Feed
 from launch_tui.core.listings import PAGE, Listings, pages
@@ -57,6 +58,7 @@ from launch_tui.core.retention import PruneReport, prune_once
 from launch_tui.core.settings import Settings, load_settings
 from launch_tui.core.snapshot_blobs import SnapshotBlobs
 from launch_tui.core.store.session import Store
+from launch_tui.core.surgery import Surgery
 
 __all__ = ["AGENT_STALE_S", "ClaimResult", "JobVersionResult", "LaunchService", "PruneReport",
            "new_run_id"]
@@ -77,6 +79,7 @@ class LaunchService:
         self._snapshots = SnapshotBlobs(self._store, settings.artifacts)
         self._catalog = Catalog(self._store, settings, self._snapshots)
         self._queues = Queues(self._store, settings, self._catalog)
+        self._surgery = Surgery(self._store, settings, self._catalog)
         self._dispatch = Dispatch(self._store, settings, new_run_id=lambda: new_run_id())
         self._listings = Listings(self._store, settings)
         self._output = Output(self._store)
@@ -224,7 +227,9 @@ class LaunchService:
         return redact.item(await self._queues.requeue(target, priority=priority))
 
     async def get_item(self, item_id: int) -> QueueItem:
-        return redact.item(await self._queues.get_item(item_id))
+        """The item, with its outcome and why it waits or how it ended."""
+        item = redact.item(await self._queues.get_item(item_id))
+        return (await self._listings.explained([item]))[0]
 
     async def list_items(
         self, queue: str | None = None, *, project: str | None = None,
@@ -233,11 +238,14 @@ class LaunchService:
     ) -> list[QueueItem]:
         """Waiting items in the order they will be taken (queue by queue, priority, then
         first in first out), then the others newest first; created at or after `since`
-        (epoch seconds), continuing after the cursor `after` (`listings.cursor_of` an item)."""
-        return redact.each(
+        (epoch seconds), continuing after the cursor `after` (`listings.cursor_of` an item).
+        Each carries its outcome (a claimed item's is its run's state), end, duration and
+        one sentence on why it waits or how it ended (`why`)."""
+        found = redact.each(
             await self._listings.list_items(queue, project=project, states=states, limit=limit,
                                             after=after, since=since),
             redact.item)
+        return await self._listings.explained(found)
 
     def item_pages(
         self, queue: str | None = None, *, project: str | None = None,
@@ -253,6 +261,45 @@ class LaunchService:
     async def cancel(self, target: str | int, *, reason: str = "cancelled by user") -> str:
         """Cancel a pending item, or ask the agent to stop a run. Returns what was done."""
         return await self._queues.cancel(target, reason=reason)
+
+    async def cancel_many(self, targets: Sequence[str | int], *,
+                          reason: str = "cancelled by user") -> list[tuple[str, bool, str]]:
+        """Cancel several items or runs, each as its own conditional change: one that an
+        agent took or that ended meanwhile is reported, not an error for the others.
+        Returns (target, done, what was done or why not) per target, in order."""
+        results: list[tuple[str, bool, str]] = []
+        for target in targets:
+            try:
+                results.append((str(target), True, await self.cancel(target, reason=reason)))
+            except (ConflictError, NotFound) as exc:
+                results.append((str(target), False, str(exc)))
+        return results
+
+    # ------------------------------------------------------------------ queue surgery
+
+    async def hold_queue(self, name: str, *, project: str | None = None,
+                         reason: str | None = None) -> Queue:
+        """Agents take nothing more from the queue until it is resumed (what runs goes
+        on). ConflictError when it is already held."""
+        return await self._surgery.hold_queue(name, project=project, reason=reason)
+
+    async def resume_queue(self, name: str, *, project: str | None = None) -> Queue:
+        return await self._surgery.resume_queue(name, project=project)
+
+    async def move_item(self, item_id: int, where: str) -> QueueItem:
+        """Move a waiting item to the "top" (taken next) or "bottom" (taken last) of its
+        queue, raising or lowering its priority to its neighbour's when needed."""
+        return await self.get_item((await self._surgery.move_item(item_id, where)).id)
+
+    async def set_item_priority(self, item_id: int, priority: Priority | str) -> QueueItem:
+        return await self.get_item(
+            (await self._surgery.set_item_priority(item_id, priority)).id)
+
+    async def move_item_to_queue(self, item_id: int, queue: str) -> QueueItem:
+        """Move a waiting item to another queue of its project, checked against that
+        queue's config as an enqueue is."""
+        return await self.get_item(
+            (await self._surgery.move_item_to_queue(item_id, queue)).id)
 
     # ------------------------------------------------------------------ dispatch
 

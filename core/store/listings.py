@@ -8,10 +8,10 @@ runs cost what the newest 50 of 100 do. Several states are several ranges: their
 keys are merged and only the page's rows are read whole.
 
 Items still waiting (pending, leased) come first, in take order: queue by queue
-in name order, (priority, id) within a queue (ix_items_claim, one range per
+in name order, (priority, seq, id) within a queue (ix_items_claim, one range per
 queue and state). Items done with (claimed, failed, cancelled) follow, newest
 first, by (created_at, id) like runs (ix_items_history). An item key says which
-part it is from: ("waiting", queue, priority, id) or ("history", created_at, id).
+part it is from: ("waiting", queue, priority, seq, id) or ("history", created_at, id).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from launch_tui.core.store import rows
 from launch_tui.core.store.schema import items, jobs, queues, runs
 
 RunKey = tuple[float, str]  # (created_at, id)
-ItemKey = tuple[Any, ...]  # ("waiting", queue, priority, id) | ("history", created_at, id)
+ItemKey = tuple[Any, ...]  # ("waiting", queue, priority, seq, id) | ("history", created_at, id)
 
 WAITING = (ItemState.PENDING, ItemState.LEASED)
 _FETCH_CHUNK = 500  # ids per `IN (...)` when a merged page is read whole
@@ -145,7 +145,7 @@ def _waiting(conn: Connection, project: str, queue_id: int | None, states: list[
              ) -> list[QueueItem]:
     """Waiting items queue by queue (names in code-point order, as Python compares
     them, so the key's queue compares alike on every database), each queue's from
-    ix_items_claim ranges in (priority, id) order."""
+    ix_items_claim ranges in (priority, seq, id) order."""
     scope = select(queues.c.id, queues.c.name)
     scope = (scope.where(queues.c.id == queue_id) if queue_id is not None
              else scope.where(queues.c.project == project))
@@ -156,7 +156,7 @@ def _waiting(conn: Connection, project: str, queue_id: int | None, states: list[
             if name < after[1]:
                 continue
             if name == after[1]:
-                key = (after[2], after[3])
+                key = (after[2], after[3], after[4])
         left = None if limit is None else limit - len(out)
         if left == 0:
             break
@@ -167,18 +167,18 @@ def _waiting(conn: Connection, project: str, queue_id: int | None, states: list[
             if since is not None:
                 query = query.where(items.c.created_at >= since)
             if key is not None:
-                query = query.where(tuple_(items.c.priority, items.c.id) > tuple_(*key))
-            query = query.order_by(items.c.priority, items.c.id)
+                query = query.where(tuple_(*items_db.TAKE_ORDER) > tuple_(*key))
+            query = query.order_by(*items_db.TAKE_ORDER)
             ranges.append(conn.execute(query if left is None else query.limit(left)).all())
         place = None
-        for r in itertools.islice(heapq.merge(*ranges, key=lambda r: (r.priority, r.id)),
+        for r in itertools.islice(heapq.merge(*ranges, key=lambda r: (r.priority, r.seq, r.id)),
                                   left):
             pos = None
             if r.state == ItemState.PENDING:
                 # The place is the queue's: counted where a page starts inside a
                 # queue, and for each item when `since` left older ones out between.
                 place = (place + 1 if place is not None and since is None
-                         else items_db.position(conn, qid, r.priority, r.id))
+                         else items_db.position(conn, qid, r.priority, r.seq, r.id))
                 pos = place
             out.append(rows.to_item(r, pos))
     return out

@@ -77,3 +77,21 @@ def in_project(conn: Connection, project: str) -> list[Queue]:
         select(queues).where(queues.c.project == project).order_by(queues.c.name)
     )
     return [rows.to_queue(r, pending.get(r.id, 0)) for r in result]
+
+
+def set_held(conn: Connection, queue_id: int, held_at: float | None, reason: str | None
+             ) -> bool:
+    """Hold (held_at set) or resume (None) a queue: a conditional UPDATE from the other
+    state, so two people holding at once find one of them lost (False)."""
+    was_held = queues.c.held_at.is_(None) if held_at is not None else queues.c.held_at.isnot(None)
+    return conn.execute(
+        update(queues).where(queues.c.id == queue_id, was_held)
+        .values(held_at=held_at, hold_reason=reason)
+    ).rowcount > 0
+
+
+def bare_in_project(conn: Connection, project: str) -> list[Queue]:
+    """A project's queues without their pending counts (which cost a pass over the
+    pending items): for callers that need only config and hold."""
+    return [rows.to_queue(r) for r in conn.execute(
+        select(queues).where(queues.c.project == project))]

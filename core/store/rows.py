@@ -63,6 +63,8 @@ def to_queue(row: Any, pending: int = 0) -> Queue:
         created_at=row.created_at,
         updated_at=row.updated_at,
         pending=pending,
+        held_at=row.held_at,
+        hold_reason=row.hold_reason,
     )
 
 
@@ -118,6 +120,7 @@ def to_item(row: Any, position: int | None = None,
         error_stage=ErrorStage(row.error_stage) if row.error_stage else None,
         error_message=row.error_message,
         position=position,
+        seq=row.seq,
     )
 
 

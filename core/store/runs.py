@@ -107,3 +107,14 @@ def set_details(conn: Connection, run_id: str, values: dict[str, Any]) -> bool:
     """Set columns that are not the state; False when there is no such run."""
     result = conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
     return result.rowcount > 0
+
+
+def load_many(conn: Connection, run_ids: Sequence[str], chunk: int = 500) -> dict[str, Run]:
+    """The named runs that exist, by id (an `IN` per `chunk` ids)."""
+    found: dict[str, Run] = {}
+    ids = list(dict.fromkeys(run_ids))
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        for row in conn.execute(rows.run_select().where(runs.c.id.in_(part))):
+            found[row.id] = rows.to_run(row)
+    return found

@@ -87,6 +87,9 @@ queues = Table(
     Column("config", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # Set while the queue is held: agents claim nothing from it (revision 0004).
+    Column("held_at", Float, nullable=True),
+    Column("hold_reason", Text, nullable=True),
     UniqueConstraint("project", "name"),
 )
 
@@ -111,7 +114,11 @@ items = Table(
     Column("updated_at", Float, nullable=False),
     # 0 for an item as enqueued; n for its n-th automatic retry after a crash.
     Column("attempt", Integer, nullable=False, server_default="0"),
-    Index("ix_items_claim", "queue_id", "state", "priority", "id"),
+    # Place within its priority: the time it joined the queue (enqueued, moved to the
+    # bottom or to another queue), or below the first item's when moved to the top.
+    # Take order is (priority, seq, id). Revision 0004.
+    Column("seq", Float, nullable=False, server_default="0"),
+    Index("ix_items_claim", "queue_id", "state", "priority", "seq", "id"),
     # Lease expiry looks only at leased items whose lease ran out, never scans.
     Index("ix_items_lease", "state", "lease_expires"),
     # Listings of items done with (claimed, failed, cancelled) are newest first.

@@ -108,6 +108,12 @@ def test_four_processes_opening_an_empty_database_at_once_all_succeed(
             ("app", schema.APP_MARKER), ("schema_version", str(schema.SCHEMA_VERSION))]
 
 
+_UNDO_0004 = ("DROP INDEX ix_items_claim", "ALTER TABLE items DROP COLUMN seq",
+              "CREATE INDEX ix_items_claim ON items (queue_id, state, priority, id)",
+              "ALTER TABLE queues DROP COLUMN held_at",
+              "ALTER TABLE queues DROP COLUMN hold_reason")
+
+
 async def test_a_database_from_before_migrations_is_upgraded_with_its_data(
         service: LaunchService, home: Path, db: Engine, code_dir: Path) -> None:
     await service.create_code_job(code_dir, "python train.py", name="t")
@@ -124,7 +130,7 @@ async def test_a_database_from_before_migrations_is_upgraded_with_its_data(
                           "ALTER TABLE run_metrics DROP COLUMN source",
                           "ALTER TABLE items DROP COLUMN attempt",
                           "DROP INDEX ix_runs_updated", "DROP INDEX ix_items_lease",
-                          "CREATE INDEX ix_runs_state ON runs (state, id)"):
+                          "CREATE INDEX ix_runs_state ON runs (state, id)", *_UNDO_0004):
             conn.execute(text(statement))
     assert "attempt" not in {c["name"] for c in inspect(db).get_columns("items")}
 
@@ -160,6 +166,8 @@ async def test_a_store_at_0002_gets_output_sources_and_keeps_its_output(
     with db.begin() as conn:
         for table in ("run_logs", "run_metrics"):
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN source"))
+        for statement in _UNDO_0004:
+            conn.execute(text(statement))
         conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
     assert "source" not in {c["name"] for c in inspect(db).get_columns("run_logs")}
 
@@ -177,7 +185,32 @@ async def test_a_store_at_0002_gets_output_sources_and_keeps_its_output(
         assert await svc.output_line_counts(run.id) == {None: 3, "pod-a": 1}
     finally:
         await svc.close()
-    assert _revision(db) == [migrations.HEAD] == ["0003"]
+    assert _revision(db) == [migrations.HEAD] == ["0004"]
+    assert _drift(db) == []
+
+
+async def test_a_store_at_0003_keeps_its_take_order_and_gets_queue_holds(
+        service: LaunchService, db: Engine, home: Path, code_dir: Path) -> None:
+    await service.create_code_job(code_dir, "python train.py", name="t")
+    await service.create_queue("q", "local-process")
+    first = await service.enqueue("t", "q")
+    high = await service.enqueue("t", "q", priority="high")
+    last = await service.enqueue("t", "q")
+    await service.close()
+    with db.begin() as conn:
+        for statement in _UNDO_0004:
+            conn.execute(text(statement))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+
+    svc = await LaunchService.open(home=home)
+    try:
+        assert [i.id for i in await svc.list_items("q")] == [high.id, first.id, last.id]
+        await svc.move_item(last.id, "top")
+        assert [i.id for i in await svc.list_items("q")] == [last.id, high.id, first.id]
+        assert (await svc.hold_queue("q")).held
+    finally:
+        await svc.close()
+    assert _revision(db) == [migrations.HEAD]
     assert _drift(db) == []
 
 

@@ -15,6 +15,6 @@ from __future__ import annotations
 
 # Every revision this version knows, oldest first; a database stamped with any other
 # was made by a newer launch-tui.
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD = REVISIONS[-1]
 VERSION_TABLE = "alembic_version"
