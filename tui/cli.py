@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
+from launch_tui.core import explain
 from launch_tui.core.configfile import load_mapping, parse_assignments
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.events import RunLogAppended, RunStateChanged
@@ -103,6 +104,22 @@ def ago(ts: float | None) -> str:
     if s < 86400:
         return f"{s / 3600:.1f}h"
     return f"{s / 86400:.1f}d"
+
+
+def _line(text: str | None, width: int = 70) -> str:
+    """The first line of a sentence, cut to fit a table column."""
+    first = (text or "").splitlines()[0] if text else ""
+    return first if len(first) <= width else first[:width - 1] + "…"
+
+
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 def table(headers: list[str], body: list[list[Any]]) -> None:
@@ -261,7 +278,10 @@ async def queue_list(service: LaunchService, as_json: bool, project: str | None)
     if as_json:
         emit_json(queues)
     else:
-        table(["name", "resource", "pending"], [[q.name, q.resource, q.pending] for q in queues])
+        table(["name", "resource", "pending", "state"],
+              [[q.name, q.resource, q.pending,
+                "held" + (f": {q.hold_reason}" if q.hold_reason else "") if q.held else "open"]
+               for q in queues])
 
 
 @queue.command("describe")
@@ -276,6 +296,9 @@ async def queue_describe(service: LaunchService, name: str, as_json: bool,
         emit_json({**to_jsonable(q), "config": q.config.to_dict()})
         return
     click.echo(f"queue {q.name}  resource={q.resource}  project={q.project}  pending={q.pending}")
+    if q.held:
+        because = f": {q.hold_reason}" if q.hold_reason else ""
+        click.echo(f"held {ago(q.held_at)} ago{because} (agents take nothing from it)")
     click.echo(json.dumps(q.config.to_dict(), indent=2, sort_keys=True))
 
 
@@ -482,7 +505,8 @@ since_option = click.option("--since", default=None, metavar="WHEN", callback=_s
 @cli.command()
 @click.option("--queue", "-q", "queue_name", default=None)
 @click.option("--all", "all_states", is_flag=True,
-              help="Include claimed, failed and cancelled (after the waiting, newest first).")
+              help="Include the history: items done with, by outcome (finished, failed, "
+                   "stopped, cancelled, …), after the waiting, newest first.")
 @click.option("--limit", "-n", default=0, type=click.IntRange(min=0),
               help="At most N items (0, the default: all).")
 @since_option
@@ -499,9 +523,9 @@ async def items(service: LaunchService, queue_name: str | None, all_states: bool
         await write_json_array(pages)  # page by page, never the whole list
         return
     found = [i async for page in pages for i in page]
-    table(["pos", "id", "queue", "job", "priority", "state", "age", "overrides"],
-          [[i.position or "-", f"#{i.id}", i.queue, i.job_ref, i.priority, i.state,
-            ago(i.created_at), json.dumps(i.config_overrides) if i.config_overrides else ""]
+    table(["pos", "id", "queue", "job", "priority", "outcome", "age", "took", "why"],
+          [[i.position or "-", f"#{i.id}", i.queue, i.job_ref, i.priority, i.outcome or i.state,
+            ago(i.created_at), _took(i.duration_s), _line(i.why)]
            for i in found])
 
 
@@ -527,8 +551,7 @@ async def runs(service: LaunchService, queue_name: str | None, states: tuple[str
     table(["run", "item", "job", "queue", "state", "agent", "exit", "age", "reason"],
           [[r.id, f"#{r.item_id}", r.job_ref, r.queue, r.state, r.agent or "-",
             "-" if r.exit_code is None else r.exit_code, ago(r.created_at),
-            (r.error_message or r.reason or "").splitlines()[0][:60] if (r.error_message
-                                                                         or r.reason) else ""]
+            _line(explain.run_why(r, 0.0))]
            for r in found])
     if limit and len(found) == limit:
         click.echo(f"(the newest {limit}; --limit N or 0 for more)", err=True)
@@ -626,11 +649,23 @@ async def _stored_pages(service: LaunchService, run_id: str, after: int
 
 
 @cli.command()
-@click.argument("target", metavar="RUN_OR_ITEM")
+@click.argument("targets", metavar="RUN_OR_ITEM...", nargs=-1, required=True)
 @run_with_service
-async def cancel(service: LaunchService, target: str) -> None:
-    """Cancel a pending item (#ID or ID) or stop a run."""
-    click.echo(await service.cancel(target))
+async def cancel(service: LaunchService, targets: tuple[str, ...]) -> None:
+    """Cancel pending items (#ID or ID) or stop runs; each on its own, so one that an
+    agent took meanwhile is reported and the others still go. Exit 1 if any failed."""
+    if len(targets) == 1:
+        click.echo(await service.cancel(targets[0]))
+        return
+    failed = 0
+    for _target, done, what in await service.cancel_many(list(targets)):
+        if done:
+            click.echo(what)
+        else:
+            failed += 1
+            click.echo(f"launch-tui: error: {what}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 @cli.command()
@@ -715,9 +750,17 @@ async def gc(service: LaunchService, events_days: float | None, logs_days: float
     click.echo(f"{'counted' if dry_run else 'done'} in {report.seconds:.2f}s")
 
 
+# Registers `queue hold|resume`, `item …` and `describe` on the groups above.
+from launch_tui.tui import cli_surgery  # noqa: E402,F401
+
+
 def main() -> None:
     cli(prog_name="launch-tui")
 
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m launch_tui.tui.cli`: this file is then `__main__`, and the
+    # commands cli_surgery registers went to the module of the real name; use it.
+    from launch_tui.tui.cli import main as _main
+
+    _main()
