@@ -28,7 +28,13 @@ from launch_tui.core.agent.runner import ActiveRun, RunRunner
 from launch_tui.core.backend import RunHandle
 from launch_tui.core.dispatch import ClaimResult
 from launch_tui.core.errors import FencedOut, LaunchError, ValidationError
-from launch_tui.core.events import ItemEnqueued, ItemStateChanged, RunStateChanged
+from launch_tui.core.events import (
+    ItemEnqueued,
+    ItemMoved,
+    ItemStateChanged,
+    QueueChanged,
+    RunStateChanged,
+)
 from launch_tui.core.model import (
     AgentFence,
     AgentStatus,
@@ -358,6 +364,9 @@ class LaunchAgent:
                         self._wake.set()
                     elif (isinstance(ev, ItemStateChanged) and ev.queue in queues
                           and ev.state == ItemState.PENDING):
+                        self._wake.set()
+                    elif isinstance(ev, (QueueChanged, ItemMoved)) and ev.queue in queues:
+                        # A queue resumed, or an item moved here or to the top.
                         self._wake.set()
             except asyncio.CancelledError:
                 raise

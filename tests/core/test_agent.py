@@ -299,3 +299,32 @@ async def test_agent_log_says_what_it_claimed_submitted_and_why_it_failed(lab: L
     # Lines about a run carry its id, so a UI can show them beside the run.
     about_run1 = [e for e in await lab.service.agent_logs(agent.name) if e.run_id == run1.id]
     assert about_run1 and all(run1.id in e.message for e in about_run1)
+
+
+async def test_a_held_queue_waits_and_runs_once_resumed(lab: Lab) -> None:
+    """A running agent takes nothing from a held queue; resuming it wakes the agent
+    through the change feed (its poll interval here is far longer than the wait)."""
+    queue = await lab.queue()
+    job = await lab.job({"sleep.py": SLEEPER}, "python sleep.py 0")
+    await lab.service.hold_queue(queue, reason="maintenance")
+    item = await lab.service.enqueue(job, queue)
+    agent = await lab.agent([queue], max_jobs=1, poll_interval_s=60)
+    await wait_for(lambda: _polling(lab, agent.name), "the agent to poll", within=20)
+    assert (await lab.service.get_item(item.id)).state == ItemState.PENDING
+    assert (await lab.service.get_item(item.id)).why.startswith(
+        f"queue {queue} is held: maintenance")
+    await lab.service.resume_queue(queue)
+    run = await wait_for(lambda: _finished(lab, item.id), "the run to finish", within=20)
+    assert run.state == RunState.FINISHED
+
+
+async def _polling(lab: Lab, name: str) -> bool:
+    return any(a.name == name and a.status == "polling" for a in await lab.service.list_agents())
+
+
+async def _finished(lab: Lab, item_id: int):  # type: ignore[no-untyped-def]
+    it = await lab.service.get_item(item_id)
+    if it.run_id is None:
+        return None
+    run = await lab.service.get_run(it.run_id)
+    return run if run.state.terminal else None
