@@ -127,9 +127,13 @@ class Surgery:
                 .where(items_db.items.c.id == item.id)).scalar_one()
             version = version_by_id(store, conn, job_id, item.version)
             assert version is not None  # items reference versions, never deleted
+            # Template values belong to a queue's template: keep those the target
+            # declares too (checked against its rules); its defaults fill in the rest.
+            declared = (target.config or {}).get("template_variables") or {}
+            kept = {k: v for k, v in item.template_values.items() if k in declared}
             try:
                 values = check_item(settings, version, target, item.config_overrides,
-                                     item.resource_overrides, item.template_values)
+                                    item.resource_overrides, kept)
             except ValidationError as exc:
                 raise ValidationError(f"queue: item #{item.id} cannot move to '{queue}': "
                                       f"{exc}", field="queue") from exc

@@ -20,6 +20,7 @@ from launch_tui.core.events import (
     AgentHeartbeat,
     Event,
     ItemEnqueued,
+    ItemMoved,
     ItemStateChanged,
     JobAliasSet,
     JobVersionCreated,
@@ -65,7 +66,9 @@ class Change:
     queue: str | None = None
 
 
-ItemKey = tuple[int, int, int]  # (group: 0 leased / 1 pending, priority rank, item id)
+# (group: 0 leased / 1 pending, priority rank, place within the priority, item id):
+# the store's take order. The item id is always last.
+ItemKey = tuple[int, int, float, int]
 
 
 class ItemList:
@@ -90,9 +93,9 @@ class ItemList:
     @staticmethod
     def sort_key(item: QueueItem) -> ItemKey | None:
         if item.state == ItemState.LEASED:
-            return (0, item.priority.rank, item.id)
+            return (0, item.priority.rank, item.seq, item.id)
         if item.state == ItemState.PENDING:
-            return (1, item.priority.rank, item.id)
+            return (1, item.priority.rank, item.seq, item.id)
         return None
 
     def __len__(self) -> int:
@@ -100,7 +103,7 @@ class ItemList:
 
     @property
     def leased(self) -> int:
-        return bisect.bisect_left(self.keys, (1, -1, -1))
+        return bisect.bisect_left(self.keys, (1, -1, float("-inf"), -1))
 
     @property
     def pending(self) -> int:
@@ -113,7 +116,16 @@ class ItemList:
         return bisect.bisect_left(self.keys, key) - self.leased + 1
 
     def item(self, key: ItemKey) -> QueueItem:
-        return self.by_id[key[2]]
+        return self.by_id[key[-1]]
+
+    def drop(self, item_id: int) -> bool:
+        """Take an item out (it moved to another queue); False if it was not here."""
+        old = self.by_id.pop(item_id, None)
+        key = self.sort_key(old) if old is not None else None
+        if key is None:
+            return False
+        del self.keys[bisect.bisect_left(self.keys, key)]
+        return True
 
     def upsert(self, item: QueueItem) -> bool:
         """Place, move or drop an item; True when the order changed (not just its cells)."""
@@ -240,6 +252,12 @@ class LiveModel:
             elif isinstance(ev, ItemStateChanged):
                 if ev.project == self.project:
                     self._item_state(ev, fetch_items, item_changes, reordered)
+            elif isinstance(ev, ItemMoved):
+                if ev.project == self.project:
+                    left = self.items.get(ev.from_queue or "")
+                    if left is not None and left.drop(ev.item_id):
+                        reordered.add(str(ev.from_queue))
+                    fetch_items.setdefault(ev.queue, set()).add(ev.item_id)
             elif isinstance(ev, RunStateChanged):
                 if ev.project == self.project and ev.run_id not in runs:
                     runs.append(ev.run_id)

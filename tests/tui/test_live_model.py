@@ -79,12 +79,35 @@ def test_item_order_is_priority_then_first_in_first_out() -> None:
 
     items = ItemList([item(1, Priority.LOW), item(2, Priority.MEDIUM),
                       item(3, Priority.CRITICAL), item(4, Priority.MEDIUM)])
-    assert [k[2] for k in items.keys] == [3, 2, 4, 1]
+    assert [k[-1] for k in items.keys] == [3, 2, 4, 1]
     assert [items.position(k) for k in items.keys] == [1, 2, 3, 4]
     # Leased goes to the head and has no position; the rest move up.
     assert items.upsert(item(2, Priority.MEDIUM, ItemState.LEASED))
-    assert [k[2] for k in items.keys] == [2, 3, 4, 1]
+    assert [k[-1] for k in items.keys] == [2, 3, 4, 1]
     assert [items.position(k) for k in items.keys] == [None, 1, 2, 3]
     # Claimed leaves the waiting list.
     assert items.upsert(item(2, Priority.MEDIUM, ItemState.CLAIMED))
     assert 2 not in items.by_id and items.pending == 3
+    # A place within the priority (seq) orders before the number: moved to the top.
+    import dataclasses
+    assert items.upsert(dataclasses.replace(item(1, Priority.CRITICAL), seq=-1.0))
+    assert [k[-1] for k in items.keys] == [1, 3, 4]
+    assert items.drop(1) and not items.drop(1)
+    assert [k[-1] for k in items.keys] == [3, 4]
+
+
+async def test_surgery_reaches_the_model_through_the_feed(
+    service: LaunchService, world: Demo
+) -> None:
+    """Moves made by anyone (here, the service directly) reorder the model's lists."""
+    a, b, c = [await service.enqueue("train", "local") for _ in range(3)]
+    model = LiveModel(service, "default", lambda change: None)
+    await model.load()
+    seq = await service.last_event_seq()
+    await service.move_item(c.id, "top")
+    await service.move_item_to_queue(a.id, "gpu")
+    await service.hold_queue("local")
+    await model.apply(await service.events_after(seq))
+    assert [k[-1] for k in model.items["local"].keys] == [c.id, b.id]
+    assert a.id in model.items["gpu"].by_id
+    assert model.queues["local"].held

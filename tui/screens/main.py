@@ -396,7 +396,7 @@ class MainScreen(Screen[None]):
 
     def selected_item(self) -> int | None:
         key = self.items.table.cursor_key
-        return key[2] if key is not None else None
+        return key[-1] if key is not None else None
 
     # ------------------------------------------------------------------ actions
 
