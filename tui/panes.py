@@ -84,18 +84,33 @@ class QueuesPane(Pane):
                 tooltip="Modify the selected queue in a form"),
         Binding("M", "screen.edit_queue_toml", "Modify TOML", show=False,
                 tooltip="Modify the selected queue's config as TOML in $EDITOR"),
+        Binding("h", "screen.hold_queue", "Hold/resume",
+                tooltip="Hold the queue (agents take nothing from it) or resume it"),
     ]
 
 
 class ItemsPane(Pane):
     TITLE = "Items"
     NUMBER = 3
-    EMPTY = "no waiting items"
+    EMPTY = "no waiting items (H shows the history)"
     BINDINGS = [
         Binding("enter", "screen.open_item", "Open run", show=False,
-                tooltip="Open the run of the selected item"),
-        Binding("x,delete", "screen.cancel_item", "Cancel item",
-                tooltip="Cancel the selected item (asks first)"),
+                tooltip="Open the run of the selected item (or say why it has none)"),
+        Binding("x,delete", "screen.cancel_items", "Cancel",
+                tooltip="Cancel the marked items, or the selected one (asks first)"),
+        Binding("space", "screen.mark_item", "Mark",
+                tooltip="Mark or unmark the item (x then cancels every marked one)"),
+        Binding("t", "screen.item_top", "Top", tooltip="Move the item to the top: taken next"),
+        Binding("b", "screen.item_bottom", "Bottom",
+                tooltip="Move the item to the bottom, as if enqueued now"),
+        Binding("p", "screen.item_priority", "Priority",
+                tooltip="Change the item's priority"),
+        Binding("v", "screen.item_move_queue", "Move queue",
+                tooltip="Move the item to another queue (checked against its config)"),
+        Binding("H", "screen.toggle_item_history", "History",
+                tooltip="Show the items done with (outcome, duration, why), or the waiting"),
+        Binding("r", "screen.requeue_item", "Re-enqueue",
+                tooltip="Open the enqueue form prefilled from the selected item"),
     ]
 
 
@@ -110,6 +125,8 @@ class RunsPane(Pane):
                 tooltip="Cancel the selected run (asks first)"),
         Binding("r", "screen.requeue_run", "Re-enqueue",
                 tooltip="Open the enqueue form prefilled from the selected run"),
+        Binding("H", "screen.toggle_run_history", "History",
+                tooltip="Show only the runs that ended, or every run"),
     ]
 
 

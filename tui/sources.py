@@ -6,11 +6,13 @@ when the table asks for it, so only rows on screen are ever formatted.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.text import Text
 
+from launch_tui.core import explain
 from launch_tui.core.model import AgentStatus
 from launch_tui.core.service import AGENT_STALE_S
 from launch_tui.tui import format as fmt
@@ -80,6 +82,8 @@ class QueuesSource:
         name = Text()
         name.append("● " if key in self.marked else "  ", style=fmt.style_of("bold green"))
         name.append(queue.name, style="bold")
+        if queue.held:
+            name.append(" held", style=fmt.style_of("bold yellow"))
         return (
             name,
             queue.resource,
@@ -101,15 +105,26 @@ class ItemsSource:
         Column("item", 7, justify="right", drop=2),
         Column("job", 12, flex=2),
         Column("priority", 8, drop=3),
-        Column("state", 8),
-        Column("by", 10, flex=1, drop=5),
+        Column("state", 8, drop=5),
         Column("age", 4, justify="right", drop=4),
+        Column("why", 16, flex=3, drop=1),
     )
 
-    def __init__(self, model: LiveModel, queue: str | None, now: Clock) -> None:
+    def __init__(self, model: LiveModel, queue: str | None, now: Clock,
+                 marked: set[int] | None = None) -> None:
         self.model = model
         self.queue = queue
         self.now = now
+        self.marked = marked if marked is not None else set()
+
+    def why(self, key: ItemKey) -> str:
+        """The core's sentence on why the item waits, from what the model knows now."""
+        items = self.model.item_list(self.queue)
+        item = dataclasses.replace(items.item(key), position=items.position(key))
+        queue = self.model.queues.get(item.queue)
+        stale_s = self.model.service.settings.agent_stale_s
+        return explain.item_why(item, queue, list(self.model.agents.values()), self.now(),
+                                stale_s) or ""
 
     def keys(self) -> Sequence[Any]:
         return self.model.item_list(self.queue).keys
@@ -118,14 +133,20 @@ class ItemsSource:
         items = self.model.item_list(self.queue)
         item = items.item(key)
         position = items.position(key)
+        place = Text()
+        place.append("● " if item.id in self.marked else "", style=fmt.style_of("bold green"))
+        if position is None:
+            place.append("→", style=fmt.style_of("bold yellow"))
+        else:
+            place.append(f"{position:,}")
         return (
-            Text("→", style=fmt.style_of("bold yellow")) if position is None else f"{position:,}",
+            place,
             f"#{item.id}",
             item.job_ref,
             fmt.priority(item.priority),
             fmt.item_state(item.state),
-            item.leased_by or "",
             fmt.age(self.now() - item.created_at),
+            self.why(key),
         )
 
     def text(self, key: ItemKey) -> str:
@@ -147,11 +168,16 @@ class RunsSource:
         Column("age", 4, justify="right", drop=5),
     )
 
-    def __init__(self, model: LiveModel, now: Clock) -> None:
+    def __init__(self, model: LiveModel, now: Clock, *, history: bool = False) -> None:
         self.model = model
         self.now = now
+        # The history view: only runs that ended, newest first.
+        self.history = history
 
     def keys(self) -> Sequence[Any]:
+        if self.history:
+            runs = self.model.runs
+            return [r for r in self.model.run_order if runs[r].state.terminal]
         return self.model.run_order
 
     def cells(self, key: str) -> Sequence[str | Text]:

@@ -20,8 +20,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
-from launch_tui.core.events import Event, ItemStateChanged
-from launch_tui.core.model import ItemState, RunState
+from launch_tui.core.events import Event, ItemStateChanged, RunStateChanged
+from launch_tui.core.model import ItemState, Priority, RunState
+from launch_tui.tui.history import ItemHistorySource
 from launch_tui.tui.live import Change, ItemList
 from launch_tui.tui.logboxes import AgentLogBox, LogBox, RunLogBox
 from launch_tui.tui.panes import (
@@ -35,6 +36,7 @@ from launch_tui.tui.panes import (
     RunsPane,
 )
 from launch_tui.tui.screens.confirm import ConfirmScreen
+from launch_tui.tui.screens.pick import PickScreen
 from launch_tui.tui.sources import (
     AgentsSource,
     ItemsSource,
@@ -109,7 +111,13 @@ class MainScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__(id="main")
         self.marked_queues: set[str] = set()
+        self.marked_items: set[int] = set()
         self.items_queue: str | None = None
+        # The Items pane's history view (None: the waiting items), the Runs pane's.
+        self.items_history: ItemHistorySource | None = None
+        self.runs_history = False
+        # An item just moved from here: the cursor follows it to its new place.
+        self._moved_item: int | None = None
 
     @property
     def launch_app(self) -> LaunchApp:
@@ -197,7 +205,7 @@ class MainScreen(Screen[None]):
             app = self.launch_app
             self.jobs.table.set_source(JobsSource(model))
             self.queues.table.set_source(QueuesSource(model, self.marked_queues))
-            self.runs.table.set_source(RunsSource(model, app.now))
+            self.runs.table.set_source(RunsSource(model, app.now, history=self.runs_history))
             self.agents.table.set_source(AgentsSource(model, app.now, app.agent_host.is_mine))
             self.projects.table.set_source(ProjectsSource(model))
             first = model.queue_names[0] if model.queue_names else None
@@ -216,8 +224,9 @@ class MainScreen(Screen[None]):
         elif kind == "queue":
             self.queues.table.row_changed(change.key)
         elif kind == "items":
-            if change.queue == self.items_queue:
+            if change.queue == self.items_queue and self.items_history is None:
                 self.items.table.rows_changed()
+                self._follow_moved_item()
         elif kind == "item":
             if change.queue == self.items_queue:
                 items = model.item_list(self.items_queue)
@@ -244,11 +253,18 @@ class MainScreen(Screen[None]):
     def on_events(self, events: Sequence[Event]) -> None:
         """An item that fails before it has a run leaves the list; say why, once."""
         model = self.launch_app.model
+        history_stale = False
         for ev in events:
             if (isinstance(ev, ItemStateChanged) and ev.state == ItemState.FAILED
                     and model is not None and ev.project == model.project):
                 self.notify(f"Item #{ev.item_id} on {ev.queue} failed: {ev.reason}",
                             title="Item failed", severity="error", timeout=10)
+            if (self.items_history is not None
+                    and isinstance(ev, (ItemStateChanged, RunStateChanged))
+                    and ev.queue == self.items_queue):
+                history_stale = True
+        if history_stale:
+            self._load_item_history()
 
     @work(group="agent-log-load", exclusive=True, exit_on_error=False)
     async def _load_agent_log(self) -> None:
@@ -258,12 +274,18 @@ class MainScreen(Screen[None]):
         if queue == self.items_queue:
             return
         self.items_queue = queue
+        self.marked_items.clear()
         model = self.launch_app.model
         if model is None:
             return
-        self.items.caption = queue or ""
-        self.items.table.set_source(ItemsSource(model, queue, self.launch_app.now))
-        self.items.update_title()
+        if self.items_history is not None:
+            self.items_history = ItemHistorySource(queue, self.launch_app.now)
+            self.items.table.set_source(self.items_history)
+            self._load_item_history()
+        else:
+            self.items.table.set_source(ItemsSource(model, queue, self.launch_app.now,
+                                                    self.marked_items))
+        self._items_caption()
 
     def update_status(self) -> None:
         app = self.launch_app
@@ -277,6 +299,9 @@ class MainScreen(Screen[None]):
         pending = sum(len(items) for items in model.items.values())
         active = sum(1 for r in model.runs.values() if not r.state.terminal)
         text.append(f"  project {model.project}", style="bold")
+        if self.marked_items:
+            # Before the totals: at 80 columns the end of the line is cut.
+            text.append(f"  ·  {len(self.marked_items)} marked (x cancels)", style="bold")
         text.append(f"  ·  {len(model.queues)} queues · {pending:,} waiting · {active} active")
         names = app.agent_host.names()
         if names:
@@ -395,8 +420,12 @@ class MainScreen(Screen[None]):
         return cast("str | None", self.runs.table.cursor_key)
 
     def selected_item(self) -> int | None:
+        """The item under the Items cursor: the key is its number in the history view,
+        its take-order key (number last) among the waiting."""
         key = self.items.table.cursor_key
-        return key[-1] if key is not None else None
+        if key is None:
+            return None
+        return key if isinstance(key, int) else key[-1]
 
     # ------------------------------------------------------------------ actions
 
@@ -483,9 +512,19 @@ class MainScreen(Screen[None]):
         model = self.launch_app.model
         if item_id is None or model is None:
             return
+        if self.items_history is not None:
+            done = self.items_history.item(item_id)
+            if done.run_id:
+                self.launch_app.open_run(done.run_id)
+            else:
+                self.notify(f"Item #{item_id} never ran: {done.why or done.state}.", timeout=6)
+            return
         run = model.run_for_item(item_id)
         if run is None:
-            self.notify(f"Item #{item_id} has no run yet; it is still waiting.", timeout=3)
+            key, source = self.items.table.cursor_key, self.items.table.source
+            why = source.why(key) if isinstance(source, ItemsSource) and key else ""
+            self.notify(f"Item #{item_id} has no run yet: {why or 'it is still waiting'}.",
+                        timeout=6)
             return
         self.launch_app.open_run(run.id)
 
@@ -531,3 +570,215 @@ class MainScreen(Screen[None]):
     def action_reload(self) -> None:
         self.launch_app.reload()
 
+
+    # ------------------------------------------------------------------ queue surgery
+
+    def _item_target(self) -> list[int]:
+        """The marked items if the cursor is on one of them, else the cursor's item."""
+        item_id = self.selected_item()
+        if self.marked_items and (item_id is None or item_id in self.marked_items):
+            return sorted(self.marked_items)
+        return [item_id] if item_id is not None else []
+
+    def _follow_moved_item(self) -> None:
+        model = self.launch_app.model
+        if self._moved_item is None or model is None:
+            return
+        item = model.item_list(self.items_queue).by_id.get(self._moved_item)
+        if item is not None:
+            key = ItemList.sort_key(item)
+            if key is not None:
+                self.items.table.move_to(key)
+
+    def _clear_item_marks(self) -> None:
+        if self.marked_items:
+            self.marked_items.clear()
+            self.items.table.refresh_rows()
+            self.update_status()
+
+    def action_mark_item(self) -> None:
+        item_id = self.selected_item()
+        if item_id is None or self.items_history is not None:
+            return
+        if item_id in self.marked_items:
+            self.marked_items.discard(item_id)
+        else:
+            self.marked_items.add(item_id)
+        self.items.table.refresh_rows()
+        self.items.table.action_cursor_down()
+        self.update_status()
+
+    def _waiting_item(self) -> int | None:
+        item_id = self.selected_item()
+        if item_id is None or self.items_history is not None:
+            self.notify("Select a waiting item first (3 goes to Items; H leaves the history).",
+                        severity="warning")
+            return None
+        return item_id
+
+    def action_item_top(self) -> None:
+        self._move_item("top")
+
+    def action_item_bottom(self) -> None:
+        self._move_item("bottom")
+
+    @work(group="surgery", exit_on_error=False)
+    async def _move_item(self, where: str) -> None:
+        app = self.launch_app
+        item_id = self._waiting_item()
+        if item_id is None or app.service is None:
+            return
+        self._moved_item = item_id
+        item = await app.call(app.service.move_item(item_id, where), title="Queue")
+        if item is not None:
+            self.notify(f"Item #{item.id} moved to the {where}: position "
+                        f"{item.position or '-'} on {item.queue}, priority {item.priority}.",
+                        timeout=4)
+
+    @work(group="surgery", exit_on_error=False)
+    async def action_item_priority(self) -> None:
+        item_id = self._waiting_item()
+        app = self.launch_app
+        if item_id is None or app.service is None or self.items_queue is None:
+            return
+        item = app.model.item_list(self.items_queue).by_id.get(item_id) if app.model else None
+        choices = [(str(p), str(p)) for p in Priority]
+        picked = await app.push_screen_wait(PickScreen(
+            f"Priority of item #{item_id}", choices, str(item.priority) if item else None))
+        if picked is None or (item is not None and picked == str(item.priority)):
+            return
+        self._moved_item = item_id
+        moved = await app.call(app.service.set_item_priority(item_id, picked), title="Queue")
+        if moved is not None:
+            self.notify(f"Item #{moved.id} now has priority {moved.priority} "
+                        f"(position {moved.position or '-'}).", timeout=4)
+
+    @work(group="surgery", exit_on_error=False)
+    async def action_item_move_queue(self) -> None:
+        item_id = self._waiting_item()
+        app = self.launch_app
+        if item_id is None or app.service is None or app.model is None:
+            return
+        others = [q for q in app.model.queue_names if q != self.items_queue]
+        if not others:
+            self.notify("There is no other queue to move it to (n creates one).",
+                        severity="warning")
+            return
+        choices = [(q, f"{q} ({app.model.queues[q].resource})") for q in others]
+        picked = await app.push_screen_wait(PickScreen(f"Move item #{item_id} to", choices))
+        if picked is None:
+            return
+        moved = await app.call(app.service.move_item_to_queue(item_id, picked), title="Queue")
+        if moved is not None:
+            self.notify(f"Item #{moved.id} moved to {moved.queue} "
+                        f"(position {moved.position or '-'}).", timeout=4)
+
+    def action_cancel_items(self) -> None:
+        if self.items_history is not None:
+            self.notify("Finished items cannot be cancelled (H leaves the history).",
+                        severity="warning")
+            return
+        targets = self._item_target()
+        if not targets:
+            self.notify("Select a waiting item first (3 goes to Items).", severity="warning")
+            return
+        if len(targets) == 1:
+            self.action_cancel_item()
+            return
+        shown = ", ".join(f"#{i}" for i in targets[:8]) + (" …" if len(targets) > 8 else "")
+        self._confirm_cancel_many(targets, f"Cancel {len(targets)} items ({shown})?")
+
+    @work(group="confirm", exit_on_error=False)
+    async def _confirm_cancel_many(self, targets: list[int], question: str) -> None:
+        app = self.launch_app
+        if app.service is None:
+            return
+        if not await app.push_screen_wait(ConfirmScreen(question, "Cancel them", "Keep them")):
+            return
+        results = await app.call(app.service.cancel_many([str(t) for t in targets]),
+                                 title="Cancel")
+        self._clear_item_marks()
+        if results is None:
+            return
+        failed = [what for _t, done, what in results if not done]
+        ok = len(results) - len(failed)
+        if failed:
+            self.notify(f"{ok} cancelled; {len(failed)} not: " + "; ".join(failed[:3]),
+                        title="Cancel", severity="warning", timeout=10)
+        else:
+            self.notify(f"{ok} items cancelled.", title="Cancel")
+
+    @work(group="surgery", exit_on_error=False)
+    async def action_hold_queue(self) -> None:
+        app = self.launch_app
+        queue = self.selected_queue()
+        if queue is None or app.service is None or app.model is None:
+            self.notify("Select a queue first (2 goes to Queues).", severity="warning")
+            return
+        if app.model.queues[queue].held:
+            done = await app.call(app.service.resume_queue(queue), title="Queue")
+            if done is not None:
+                self.notify(f"Queue {queue} resumed: agents take from it again.", timeout=4)
+            return
+        done = await app.call(app.service.hold_queue(queue, reason="held from launch-tui"),
+                              title="Queue")
+        if done is not None:
+            self.notify(f"Queue {queue} held: agents take nothing from it (h resumes).",
+                        timeout=6)
+
+    # ------------------------------------------------------------------ history
+
+    def action_toggle_item_history(self) -> None:
+        model = self.launch_app.model
+        if model is None:
+            return
+        self._clear_item_marks()
+        if self.items_history is None:
+            self.items_history = ItemHistorySource(self.items_queue, self.launch_app.now)
+            self.items.table.set_source(self.items_history)
+            self._load_item_history()
+        else:
+            self.items_history = None
+            self.items.table.set_source(ItemsSource(model, self.items_queue,
+                                                    self.launch_app.now, self.marked_items))
+        self._items_caption()
+
+    def _items_caption(self) -> None:
+        queue = self.items_queue or ""
+        self.items.caption = f"{queue} · history" if self.items_history is not None else queue
+        self.items.update_title()
+
+    @work(group="item-history", exclusive=True, exit_on_error=False)
+    async def _load_item_history(self) -> None:
+        source, app = self.items_history, self.launch_app
+        if source is None or app.service is None or app.model is None:
+            return
+        await app.call(source.load(app.service, app.model.project), title="History")
+        if source is self.items_history:
+            self.items.table.rows_changed()
+            self.items.update_title()
+
+    def action_toggle_run_history(self) -> None:
+        model = self.launch_app.model
+        if model is None:
+            return
+        self.runs_history = not self.runs_history
+        self.runs.table.set_source(RunsSource(model, self.launch_app.now,
+                                              history=self.runs_history))
+        self.runs.caption = "history" if self.runs_history else ""
+        self.runs.update_title()
+
+    @work(group="requeue", exit_on_error=False)
+    async def action_requeue_item(self) -> None:
+        from launch_tui.tui.screens.enqueue import Prefill
+
+        app = self.launch_app
+        item_id = self.selected_item()
+        if item_id is None or app.service is None:
+            self.notify("Select an item first (3 goes to Items).", severity="warning")
+            return
+        item = await app.call(app.service.get_item(item_id))
+        if item is None:
+            return
+        run = await app.call(app.service.get_run(item.run_id)) if item.run_id else None
+        app.open_enqueue(item.job, Prefill.from_item(item, run))
