@@ -28,6 +28,7 @@ from launch_tui.core.service import LaunchService
 TRAIN_PY = '''\
 """Toy training loop: prints progress and reports loss/accuracy per epoch."""
 import math
+import sys
 import time
 
 try:
@@ -39,6 +40,9 @@ defaults = {"lr": 0.01, "epochs": 5, "optimizer": "adam", "augment": True}
 config = lt.init(defaults) if lt else defaults
 print(f"training with {config}")
 for epoch in range(int(config["epochs"])):
+    if float(config["lr"]) >= 0.5:  # the demo's way to fail: try lr=0.5 in the form
+        sys.exit(f"ValueError: loss became NaN at epoch {epoch + 1} (lr {config['lr']} is "
+                 "too high)")
     loss = 2.0 * math.exp(-float(config["lr"]) * 40 * (epoch + 1))
     print(f"epoch {epoch + 1}/{config['epochs']} loss={loss:.4f}")
     if lt:
