@@ -21,6 +21,7 @@ from launch_tui.tui.widgets.table import Column
 
 HISTORY_LIMIT = 500
 DONE_STATES = (ItemState.CLAIMED, ItemState.FAILED, ItemState.CANCELLED)
+_GOING = {str(s) for s in RunState if not s.terminal}
 
 
 def outcome(item: QueueItem) -> Text:
@@ -50,6 +51,8 @@ class ItemHistorySource:
     async def load(self, service: LaunchService, project: str) -> None:
         found = [] if self.queue is None else await service.list_items(
             self.queue, project=project, states=DONE_STATES, limit=HISTORY_LIMIT)
+        # A claimed item whose run is still going is not history yet.
+        found = [i for i in found if i.outcome not in _GOING]
         self.items = {i.id: i for i in found}
         self.order = [i.id for i in found]
         self.loaded = True

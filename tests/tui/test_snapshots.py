@@ -107,3 +107,25 @@ def test_no_color_80x24(
         await pilot.pause(0.2)
 
     assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_items_why_80x24(snap_compare: Callable[..., bool], frozen_app: Callable) -> None:
+    """The waiting items of the local queue, each with the core's sentence on why."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("2", "j", "3")
+        await pilot.pause(0.3)
+
+    assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_items_history_120x40(snap_compare: Callable[..., bool], frozen_app: Callable) -> None:
+    """The local queue's history: items done with, by outcome, with duration and why."""
+
+    async def run_before(pilot: Pilot) -> None:
+        await settle(pilot)
+        await pilot.press("2", "j", "3", "H")
+        await pilot.pause(0.5)
+
+    assert snap_compare(frozen_app(), terminal_size=(120, 40), run_before=run_before)
