@@ -277,7 +277,7 @@ def _plans(conn: Any) -> dict[str, str]:
                               "LIMIT 1",
         "queue by name": "SELECT * FROM queues WHERE project='default' AND name='q'",
         "next pending item": "SELECT * FROM items WHERE queue_id=1 AND state='pending' "
-                             "ORDER BY priority, id LIMIT 1",
+                             "ORDER BY priority, seq, id LIMIT 1",
         "job version": "SELECT * FROM job_versions JOIN jobs ON job_versions.job_id = jobs.id "
                        "WHERE job_versions.job_id=1 AND job_versions.version=0",
         "run by id": "SELECT * FROM runs JOIN queues ON runs.queue_id = queues.id "
