@@ -36,6 +36,11 @@
     agents_days = 30      # agents that have not heartbeaten for this long (and own no
                           # unfinished run) leave the agents list
     prune_every_minutes = 10  # how often each agent prunes (0: never; run `launch-tui gc`)
+    [tui]
+    notify_finished = true    # a notice when a run finishes (failures always raise one)
+    bell_on_failure = false   # ring the terminal bell when a run fails
+    [keys]                    # the app's keys, by action (`?` lists them): key names
+    enqueue = "E"             # joined by commas, e.g. cancel_items = "x,delete"
 
 Whatever the settings say, events younger than a day are never deleted (a
 subscriber that fell behind still gets everything newer), nor output of a run
@@ -63,6 +68,7 @@ heartbeats 16 GB, metrics 7 GB). A team printing 100 lines a run can keep logs
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -168,6 +174,50 @@ def store_from(data: object) -> tuple[str | None, StoreSettings]:
 
 
 @dataclass(frozen=True)
+class TuiSettings:
+    """How the app tells the user about runs (`[tui]`)."""
+
+    notify_finished: bool = True  # a notice when a run finishes (failures always notify)
+    bell_on_failure: bool = False  # ring the terminal bell when a run fails
+
+
+def tui_from(data: object) -> TuiSettings:
+    if not isinstance(data, dict):
+        raise ValidationError("settings: [tui] must be a table of keys and values.",
+                              field="tui")
+    known = {f.name for f in fields(TuiSettings)}
+    for key, value in data.items():
+        if key not in known:
+            raise ValidationError(f"settings: tui.{key} is not a tui setting "
+                                  f"(known: {', '.join(sorted(known))}).", field=f"tui.{key}")
+        if not isinstance(value, bool):
+            raise ValidationError(f"settings: tui.{key} must be true or false "
+                                  f"(got {value!r}).", field=f"tui.{key}")
+    return TuiSettings(**data)
+
+
+# Keys are Textual key names joined by commas ("e", "ctrl+e", "x,delete"): letters,
+# digits, punctuation names and modifiers; no spaces.
+_KEY_NAME = re.compile(r"^[A-Za-z0-9_+\-]+(,[A-Za-z0-9_+\-]+)*$")
+
+
+def keys_from(data: object) -> dict[str, str]:
+    """Check a `[keys]` table: action name -> keys. Which action names exist is the
+    front end's to say (it refuses unknown ones with the list); here, the form."""
+    if not isinstance(data, dict):
+        raise ValidationError("settings: [keys] must be a table of action = \"key\" lines.",
+                              field="keys")
+    out: dict[str, str] = {}
+    for action, keys in data.items():
+        if not isinstance(keys, str) or not _KEY_NAME.match(keys):
+            raise ValidationError(
+                f"settings: keys.{action} must be key names joined by commas, such as "
+                f"\"e\" or \"ctrl+e,f5\" (got {keys!r}).", field=f"keys.{action}")
+        out[str(action)] = keys
+    return out
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     store_url: str = field(repr=False)  # may hold a password: not in tracebacks' locals
@@ -179,6 +229,8 @@ class Settings:
     backends: dict[str, dict[str, Any]] = field(default_factory=dict)
     retention: Retention = field(default_factory=Retention)
     store: StoreSettings = field(default_factory=StoreSettings)
+    tui: TuiSettings = field(default_factory=TuiSettings)
+    keys: dict[str, str] = field(default_factory=dict)  # `[keys]`: action -> keys
 
     @property
     def artifacts(self) -> Path:
@@ -241,4 +293,6 @@ def load_settings(home: Path | None = None, store: str | None = None) -> Setting
         backends=data.get("backends", {}),
         retention=retention_from(data.get("retention", {})),
         store=store_settings,
+        tui=tui_from(data.get("tui", {})),
+        keys=keys_from(data.get("keys", {})),
     )

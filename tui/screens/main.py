@@ -20,8 +20,10 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Static
 
+from launch_tui.core import explain
 from launch_tui.core.events import Event, ItemStateChanged, RunStateChanged
 from launch_tui.core.model import ItemState, Priority, RunState
+from launch_tui.tui import format as fmt
 from launch_tui.tui.history import ItemHistorySource
 from launch_tui.tui.live import Change, ItemList
 from launch_tui.tui.logboxes import AgentLogBox, LogBox, RunLogBox
@@ -263,8 +265,37 @@ class MainScreen(Screen[None]):
                     and isinstance(ev, (ItemStateChanged, RunStateChanged))
                     and ev.queue == self.items_queue):
                 history_stale = True
+            if (isinstance(ev, RunStateChanged) and model is not None
+                    and ev.project == model.project and RunState(ev.state).terminal):
+                self._notify_run_end(ev.run_id)
         if history_stale:
             self._load_item_history()
+
+    def _notify_run_end(self, run_id: str) -> None:
+        """A notice for a run that ended while the user looks elsewhere: not for the
+        run open in the run detail, nor the one under the Runs cursor."""
+        app = self.launch_app
+        model = app.model
+        run = model.runs.get(run_id) if model is not None else None
+        if run is None or not run.state.terminal:
+            return
+        looking = getattr(app.screen, "run_id", None) == run_id or (
+            app.screen is self and self.active_pane == "runs" and self.selected_run() == run_id)
+        if looking:
+            return
+        settings = app.service.settings.tui if app.service is not None else None
+        failed = run.state in (RunState.FAILED, RunState.CRASHED, RunState.PREEMPTED)
+        why = explain.run_why(run, app.now())
+        if failed:
+            self.notify(f"{run.id} ({run.job_ref} on {run.queue}): {why or run.state}",
+                        title=f"Run {run.state}", severity="error", timeout=15)
+            if settings is not None and settings.bell_on_failure:
+                app.bell()
+        elif run.state == RunState.FINISHED and (settings is None or settings.notify_finished):
+            took = fmt.duration(fmt.stage_durations(run.timestamps, run.state,
+                                                    app.now()).get("running"))
+            self.notify(f"{run.id} ({run.job_ref} on {run.queue}) finished in {took}.",
+                        title="Run finished", timeout=6)
 
     @work(group="agent-log-load", exclusive=True, exit_on_error=False)
     async def _load_agent_log(self) -> None:
