@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from launch_tui.tui.app import LaunchApp
 
 PANE_IDS = ("jobs", "queues", "items", "runs", "agents", "projects")
+MIN_SPLIT = 4  # rows the list (a border, its header, a row) or the logs keep at least
 
 
 class StatusLine(Static):
@@ -84,6 +85,10 @@ class MainScreen(Screen[None]):
                 tooltip="Show or hide the agent log and the selected run's log"),
         Binding("f", "toggle_follow", "Follow", show=False,
                 tooltip="Pause or resume following the logs"),
+        Binding("left_square_bracket", "resize_split(-2)", "Shrink list", show=False,
+                tooltip="With the logs under the list (80x24): give the logs more rows"),
+        Binding("right_square_bracket", "resize_split(2)", "Grow list", show=False,
+                tooltip="With the logs under the list (80x24): give the list more rows"),
         Binding("slash", "find", "Filter",
                 tooltip="Filter the focused list, or search the focused log"),
         Binding("a", "start_agent", "Start agent", show=False,
@@ -109,6 +114,8 @@ class MainScreen(Screen[None]):
 
     active_pane: reactive[str] = reactive("jobs")
     side_visible: reactive[bool] = reactive(False)
+    # On a narrow or short terminal with the logs shown: rows the list keeps above them.
+    split_rows: reactive[int] = reactive(9)
 
     def __init__(self) -> None:
         super().__init__(id="main")
@@ -353,6 +360,31 @@ class MainScreen(Screen[None]):
     def watch_side_visible(self, visible: bool) -> None:
         self.set_class(visible, "-side")
         self.query_one(PaneBar).show(self.active_pane, visible)
+        self._apply_split()
+        self.refresh_bindings()
+
+    def watch_split_rows(self, rows: int) -> None:
+        self._apply_split()
+
+    def on_resize(self) -> None:
+        # The breakpoint classes (-narrow, -short) follow the size; so does the split.
+        self.call_after_refresh(self._apply_split)
+
+    def _apply_split(self) -> None:
+        panes = self.query_one("#panes")
+        if self.side_visible and self.narrow:
+            panes.styles.height = self.split_rows
+        else:
+            panes.styles.height = "1fr"
+
+    def action_resize_split(self, step: int) -> None:
+        body = self.query_one("#body").size.height
+        self.split_rows = max(MIN_SPLIT, min(body - MIN_SPLIT, self.split_rows + step))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "resize_split":
+            return self.side_visible and self.narrow
+        return True
 
     @on(LiveTable.Highlighted)
     def _highlighted(self, event: LiveTable.Highlighted) -> None:
@@ -373,8 +405,6 @@ class MainScreen(Screen[None]):
         return self.has_class("-narrow") or self.has_class("-short")
 
     def action_show_pane(self, pane_id: str) -> None:
-        if self.side_visible and self.narrow:
-            self.side_visible = False
         self.active_pane = pane_id
         table = self.pane(pane_id).table
         # In narrow mode the pane only becomes displayable once styles refresh.
@@ -389,7 +419,8 @@ class MainScreen(Screen[None]):
                 logs[index].focus()
                 return
             if self.narrow:
-                logs[index % len(logs)].focus()
+                # The list above the logs is the one pane shown: back to it.
+                self.pane(self.active_pane).table.focus()
                 return
             self.action_show_pane(PANE_IDS[0] if step > 0 else PANE_IDS[-1])
             return
@@ -409,10 +440,7 @@ class MainScreen(Screen[None]):
 
     def action_toggle_side(self) -> None:
         self.side_visible = not self.side_visible
-        if self.side_visible:
-            if self.narrow:
-                self.call_after_refresh(self.run_log.log_view.focus)
-        else:
+        if not self.side_visible:
             self.call_after_refresh(self.pane(self.active_pane).table.focus)
 
     def action_focus_agent_log(self) -> None:

@@ -3,6 +3,8 @@
 Following means new lines scroll into view; moving up pauses it (so a line a
 user is reading does not run away) and `end` or `f` resumes. Searching jumps
 between matches and highlights them; it pauses following for the same reason.
+`w` wraps long lines at the view's width (and back): wrapped, each line is one
+or more display rows, kept in step with the lines as they arrive.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ class LogView(ScrollView, can_focus=True):
         Binding("end,G", "bottom", "Last line, follow", show=False),
         Binding("n", "next_match", "Next match", show=False),
         Binding("N", "previous_match", "Previous match", show=False),
+        Binding("w", "toggle_wrap", "Wrap", tooltip="Wrap long lines, or cut them (and scroll "
+                "sideways)"),
     ]
 
     follow: reactive[bool] = reactive(True)
+    wrap: reactive[bool] = reactive(False)
 
     class StateChanged(Message):
         """Following, unseen-line count or search results changed (for titles)."""
@@ -64,6 +69,10 @@ class LogView(ScrollView, can_focus=True):
         self._term = ""
         self._matches: list[int] = []
         self._match = -1
+        # Wrapped: the display rows (line index, piece of it) and each line's first row.
+        self._rows: list[tuple[int, Text]] = []
+        self._first_row: list[int] = []
+        self._wrap_width = 0
 
     # ------------------------------------------------------------------ content
 
@@ -73,6 +82,8 @@ class LogView(ScrollView, can_focus=True):
         self.unseen = 0
         self._matches = []
         self._match = -1
+        self._rows.clear()
+        self._first_row.clear()
         if empty_text is not None:
             self.empty_text = empty_text
         self.virtual_size = Size(0, 0)
@@ -93,12 +104,17 @@ class LogView(ScrollView, can_focus=True):
             start -= dropped
             self._matches = [m - dropped for m in self._matches if m >= dropped]
             self._match = min(self._match, len(self._matches) - 1)
+        if self.wrap:
+            if dropped > 0:
+                self._rewrap()
+            else:
+                self._wrap_from(start)
         if self._term:
             needle = self._term
             self._matches.extend(
                 i for i, t in enumerate(self.lines[start:], start) if needle in t.plain.lower()
             )
-        self.virtual_size = Size(self._width, len(self.lines))
+        self._resize_virtual()
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         else:
@@ -109,6 +125,9 @@ class LogView(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ follow
 
     def on_resize(self) -> None:
+        if self.wrap and self._view_width() != self._wrap_width:
+            self._rewrap()
+            self._resize_virtual()
         # Lines written while hidden (size 0) must still end up showing the newest.
         if self.follow:
             self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
@@ -122,6 +141,60 @@ class LogView(ScrollView, can_focus=True):
 
     def toggle_follow(self) -> None:
         self.follow = not self.follow
+
+    # ------------------------------------------------------------------ wrap
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
+
+    def watch_wrap(self, wrap: bool) -> None:
+        if wrap:
+            self._rewrap()
+        else:
+            self._rows.clear()
+            self._first_row.clear()
+        self._resize_virtual()
+        self.scroll_to(x=0, animate=False, force=True)
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+        if self.is_mounted:
+            self.post_message(self.StateChanged(self))
+
+    def _view_width(self) -> int:
+        return max(10, self.scrollable_content_region.width or self.size.width or 80)
+
+    def _rewrap(self) -> None:
+        self._rows.clear()
+        self._first_row.clear()
+        self._wrap_width = self._view_width()
+        self._wrap_from(0)
+
+    def _wrap_from(self, start: int) -> None:
+        width = self._wrap_width or self._view_width()
+        for index in range(start, len(self.lines)):
+            line = self.lines[index]
+            self._first_row.append(len(self._rows))
+            length = len(line)
+            if line.cell_len <= width or length == 0:
+                self._rows.append((index, line))
+                continue
+            # Cut every `width` characters (log lines are mostly single-width text; a
+            # wide character may make a piece a cell longer, which the crop hides).
+            for piece in line.divide(range(width, length, width)):
+                self._rows.append((index, piece))
+
+    def _resize_virtual(self) -> None:
+        if self.wrap:
+            self.virtual_size = Size(self._wrap_width, len(self._rows))
+        else:
+            self.virtual_size = Size(self._width, len(self.lines))
+
+    def _row_of(self, line: int) -> int:
+        """The display row a line starts on."""
+        if self.wrap and 0 <= line < len(self._first_row):
+            return self._first_row[line]
+        return line
 
     def action_line_up(self) -> None:
         self.follow = False
@@ -189,7 +262,7 @@ class LogView(ScrollView, can_focus=True):
 
     def _show_match(self) -> None:
         if 0 <= self._match < len(self._matches):
-            line = self._matches[self._match]
+            line = self._row_of(self._matches[self._match])
             top = int(self.scroll_y)
             if not top <= line < top + self.size.height:
                 self.scroll_to(y=max(0, line - self.size.height // 2), animate=False, force=True)
@@ -210,6 +283,16 @@ class LogView(ScrollView, can_focus=True):
                 text.stylize_before(style, 0, len(text))
                 return Strip(text.render(self.app.console)).crop_extend(0, width, base)
             return Strip.blank(width, base)
+        if self.wrap:
+            if index >= len(self._rows):
+                return Strip.blank(width, base)
+            line, piece = self._rows[index]
+            text = Text(style=base, no_wrap=True, end="")
+            text.append_text(piece)
+            if self._term:
+                self._highlight(text, line)
+            text.stylize_before(base, 0, len(text))
+            return Strip(text.render(self.app.console), text.cell_len).crop_extend(0, width, base)
         if index >= len(self.lines):
             return Strip.blank(width, base)
         text = Text(style=base, no_wrap=True, end="")

@@ -1,0 +1,77 @@
+"""80x24: the logs under a shortened list, resizable from the keyboard; tab cycles."""
+
+from __future__ import annotations
+
+import time
+
+from launch_tui.core.model import LogStream
+from launch_tui.core.service import LaunchService
+from launch_tui.tui.demo import Demo
+from launch_tui.tui.widgets.logview import LogView
+from launch_tui.tui.widgets.table import LiveTable
+from tests.tui.conftest import make_app, wait_for_text, wait_loaded, wait_until
+from tests.tui.screen_text import screen_text
+
+
+async def _running(service: LaunchService) -> str:
+    await service.enqueue("train", "local")
+    run = (await service.claim_run("vm-1", ["local"])).run
+    assert run is not None
+    await service.append_logs(run.id, [(time.time(), LogStream.STDOUT, "epoch 1/5 loss=0.9")])
+    return run.id
+
+
+async def test_logs_take_the_lower_part_under_the_list(
+        service: LaunchService, world: Demo) -> None:
+    run_id = await _running(service)
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4", "l")
+        text = await wait_for_text(pilot, "epoch 1/5 loss=0.9")
+        # The run list is still there, above the log, with the followed run in it.
+        assert "4 Runs (1)" in text and run_id in text
+        lines = text.splitlines()
+        list_top = next(i for i, line in enumerate(lines) if "4 Runs" in line)
+        log_line = next(i for i, line in enumerate(lines) if "epoch 1/5" in line)
+        assert list_top < log_line
+        panes = app.screen.query_one("#panes")
+        assert panes.size.height == 9
+        # ] grows the list, [ shrinks it; never below a few rows either way.
+        await pilot.press("right_square_bracket")
+        await wait_until(pilot, lambda: panes.size.height == 11, "the list to grow")
+        for _ in range(20):
+            await pilot.press("left_square_bracket")
+        await wait_until(pilot, lambda: panes.size.height == 4, "the list at its least")
+        assert "epoch 1/5 loss=0.9" in screen_text(app)
+        # tab: list -> agent log -> run log -> list.
+        table = app.screen.query_one("#runs-table", LiveTable)
+        assert app.focused is table
+        await pilot.press("tab")
+        await wait_until(pilot, lambda: isinstance(app.focused, LogView), "a log")
+        await pilot.press("tab", "tab")
+        await wait_until(pilot, lambda: app.focused is table, "back to the list")
+        # l hides the logs: the list has the whole height again.
+        await pilot.press("l")
+        await wait_until(pilot, lambda: panes.size.height > 15, "the full list")
+
+
+async def test_w_wraps_long_log_lines(service: LaunchService, world: Demo) -> None:
+    run_id = await _running(service)
+    tail = "MARKER-END"
+    long_line = "x" * 100 + " " + tail  # wrapped, the tail is on the line's second row
+    await service.append_logs(run_id, [(time.time(), LogStream.STDERR, long_line)])
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4", "l")
+        await wait_for_text(pilot, "epoch 1/5 loss=0.9")
+        assert tail not in screen_text(app)  # cut at the edge
+        await pilot.press("tab", "tab")  # the run log
+        view = app.screen.query_one("#run-log-view", LogView)
+        await wait_until(pilot, lambda: app.focused is view, "the run log")
+        await pilot.press("w")
+        await wait_for_text(pilot, tail)
+        assert view.wrap
+        await pilot.press("w")
+        await wait_until(pilot, lambda: tail not in screen_text(app), "the line cut again")
