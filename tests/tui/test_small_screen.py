@@ -75,3 +75,31 @@ async def test_w_wraps_long_log_lines(service: LaunchService, world: Demo) -> No
         assert view.wrap
         await pilot.press("w")
         await wait_until(pilot, lambda: tail not in screen_text(app), "the line cut again")
+
+
+async def test_the_run_detail_status_scrolls_to_a_long_error(
+        service: LaunchService, world: Demo) -> None:
+    from textual.containers import VerticalScroll
+
+    from launch_tui.core.model import ErrorStage, RunState
+    from launch_tui.tui.screens.run import RunScreen
+
+    run_id = await _running(service)
+    error = " ".join(f"word{i}" for i in range(150)) + " LAST-WORD"
+    await service.set_run_state(run_id, RunState.FAILED, error_stage=ErrorStage.RUN,
+                                error_message=error, exit_code=1)
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        app.open_run(run_id)
+        await wait_until(pilot, lambda: isinstance(app.screen, RunScreen), "the run detail")
+        await wait_for_text(pilot, "word0")
+        assert "LAST-WORD" not in screen_text(app)  # clipped: more than fits
+        status = app.screen.query_one("#run-status", VerticalScroll)
+        for _ in range(4):  # no mouse: tab reaches it
+            if app.focused is status:
+                break
+            await pilot.press("tab")
+        assert app.focused is status
+        await pilot.press("end")
+        await wait_for_text(pilot, "LAST-WORD")

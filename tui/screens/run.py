@@ -15,10 +15,11 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static
 
+from launch_tui.core import explain
 from launch_tui.core.errors import LaunchError
 from launch_tui.core.events import Event, RunMetricsLogged
 from launch_tui.core.model import MetricRecord, Run, RunState
@@ -78,6 +79,9 @@ def facts(run: Run) -> Group:
         lines.append(error)
     if run.reason and run.reason != run.error_message:
         lines.append(Text(f"reason: {run.reason}", style="italic"))
+    why = explain.run_why(run, 0.0)
+    if why and not run.state.terminal:
+        lines.append(Text(f"why: {why}", style="italic"))
     lines.append(Text(f"{run.job_ref} on {run.queue} · item #{run.item_id} · agent "
                       f"{run.agent or '-'}", style="dim"))
     return Group(*lines)
@@ -151,7 +155,9 @@ class RunScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(f" Run {self.run_id}", id="run-title")
         with Horizontal(id="run-top"):
-            with Vertical(id="run-status") as status:
+            # Scrolls (tab focuses it, then arrows / page keys) when a long error and
+            # timeline do not fit a short terminal.
+            with VerticalScroll(id="run-status") as status:
                 status.border_title = "Status"
                 yield Static("loading…", id="run-facts")
                 yield Static("", id="run-timeline")
