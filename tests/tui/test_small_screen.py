@@ -96,10 +96,12 @@ async def test_the_run_detail_status_scrolls_to_a_long_error(
         await wait_for_text(pilot, "word0")
         assert "LAST-WORD" not in screen_text(app)  # clipped: more than fits
         status = app.screen.query_one("#run-status", VerticalScroll)
+        await wait_until(pilot, lambda: isinstance(app.focused, LogView), "the log focused")
         for _ in range(4):  # no mouse: tab reaches it
             if app.focused is status:
                 break
             await pilot.press("tab")
         assert app.focused is status
+        await pilot.pause(0.2)
         await pilot.press("end")
         await wait_for_text(pilot, "LAST-WORD")
