@@ -76,5 +76,9 @@ class ItemHistorySource:
         item = self.items[key]
         return f"#{item.id} {item.job_ref} {item.outcome or item.state} {item.why or ''}"
 
+    def detail(self, key: int) -> str:
+        item = self.items[key]
+        return f"#{item.id} {item.job_ref} {item.outcome or item.state}: {item.why or '-'}"
+
     def item(self, key: int) -> QueueItem:
         return self.items[key]

@@ -153,6 +153,10 @@ class ItemsSource:
         item = self.model.item_list(self.queue).item(key)
         return f"#{item.id} {item.job_ref} {item.priority} {item.state} {item.leased_by or ''}"
 
+    def detail(self, key: ItemKey) -> str:
+        item = self.model.item_list(self.queue).item(key)
+        return f"#{item.id} {item.job_ref} ({item.priority}): {self.why(key)}"
+
 
 class RunsSource:
     columns: Sequence[Column] = (
@@ -200,6 +204,11 @@ class RunsSource:
     def text(self, key: str) -> str:
         r = self.model.runs[key]
         return f"{r.id} {r.job_ref} {r.state} {r.queue} {r.agent or ''} {r.error_message or ''}"
+
+    def detail(self, key: str) -> str:
+        r = self.model.runs[key]
+        why = explain.run_why(r, self.now())
+        return f"{r.id} {r.job_ref} on {r.queue}: {why or r.state}"
 
 
 class AgentsSource:

@@ -78,14 +78,16 @@ async def test_items_show_run_order_and_follow_live_changes(
         await pilot.press("2", "j")  # queues: gpu, local
         await pilot.press("3")
         text = await wait_for_text(pilot, "3 Items · local (2)")
-        lines = [line for line in text.splitlines() if f"#{medium.id}" in line or
-                 f"#{low.id}" in line]
+        # Rows of the Items pane (the status line above also names the cursor's item).
+        lines = [line for line in text.splitlines() if line.startswith("│") and (
+            f"#{medium.id}" in line or f"#{low.id}" in line)]
         assert f"#{medium.id}" in lines[0] and f"#{low.id}" in lines[1]
         # Another client enqueues a critical item: it goes to the top, live.
         critical = await service.enqueue("evaluate", "local", priority="critical")
         text = await wait_for_text(pilot, "3 Items · local (3)")
-        order = [n for n in (critical.id, medium.id, low.id)
-                 for line in text.splitlines() if f"#{n} " in line + " "]
+        rows = [line for line in text.splitlines() if line.startswith("│")]
+        order = [n for line in rows for n in (critical.id, medium.id, low.id)
+                 if f"#{n} " in line]
         assert order == [critical.id, medium.id, low.id]
         # An agent leases the first one: it shows as leased at the head, by whom.
         await service.claim("agent-x", ["local"])

@@ -105,3 +105,18 @@ async def test_the_run_detail_status_scrolls_to_a_long_error(
         await pilot.pause(0.2)
         await pilot.press("end")
         await wait_for_text(pilot, "LAST-WORD")
+
+
+async def test_the_status_line_shows_the_whole_cursor_row(
+        service: LaunchService, world: Demo) -> None:
+    await service.enqueue("train", "local")
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("2", "j", "3")
+        # The why column is cut at 80 columns; the status line has it whole.
+        text = await wait_for_text(pilot, "no agent serves queue local (none ever has)")
+        status = text.splitlines()[0]
+        assert "#1 train:v0 (medium): no agent serves queue local" in status
+        await pilot.press("1")
+        await wait_for_text(pilot, "evaluate code latest=v0 python eval.py")

@@ -328,7 +328,7 @@ class MainScreen(Screen[None]):
     def update_status(self) -> None:
         app = self.launch_app
         model = app.model
-        text = Text()
+        text = Text(overflow="ellipsis")
         text.append(" launch-tui ", style="bold reverse")
         if model is None or not model.loaded:
             text.append("  " + (app.status_message or "opening the store…"))
@@ -338,9 +338,17 @@ class MainScreen(Screen[None]):
         active = sum(1 for r in model.runs.values() if not r.state.terminal)
         text.append(f"  project {model.project}", style="bold")
         if self.marked_items:
-            # Before the totals: at 80 columns the end of the line is cut.
+            # Before the rest: at 80 columns the end of the line is cut.
             text.append(f"  ·  {len(self.marked_items)} marked (x cancels)", style="bold")
-        text.append(f"  ·  {len(model.queues)} queues · {pending:,} waiting · {active} active")
+        detail = self.cursor_detail()
+        if detail:
+            # The row under the cursor, whole: narrow columns cut names and reasons.
+            text.append(f"  ·  {detail}")
+            if not self.narrow:
+                text.append(f"  ·  {pending:,} waiting · {active} active", style="dim")
+        else:
+            text.append(f"  ·  {len(model.queues)} queues · {pending:,} waiting · "
+                        f"{active} active")
         names = app.agent_host.names()
         if names:
             text.append("  ·  agent here: ")
@@ -386,14 +394,30 @@ class MainScreen(Screen[None]):
             return self.side_visible and self.narrow
         return True
 
+    def cursor_detail(self) -> str:
+        """The whole of the focused list's cursor row (names a narrow column cuts, the
+        why a column shortens), for the status line."""
+        table = self.focused
+        if not isinstance(table, LiveTable) or table.cursor_key is None:
+            return ""
+        source, key = table.source, table.cursor_key
+        try:
+            detail = getattr(source, "detail", None)
+            return str(detail(key) if detail is not None else source.text(key))
+        except (KeyError, IndexError):
+            return ""  # the row went away meanwhile
+
     @on(LiveTable.Highlighted)
     def _highlighted(self, event: LiveTable.Highlighted) -> None:
+        if event.table is self.focused:
+            self.update_status()
         if event.table is self.queues.table and event.key is not None:
             self.set_items_queue(event.key)
         elif event.table is self.runs.table and event.key is not None:
             self.run_log.show_run(event.key)
 
     def on_descendant_focus(self, event: Any) -> None:
+        self.update_status()
         widget = self.focused
         while widget is not None and not isinstance(widget, Pane):
             widget = widget.parent if isinstance(widget.parent, Widget) else None
