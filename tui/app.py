@@ -24,8 +24,10 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import Worker, WorkerState
 
+from launch_tui.core import explain
 from launch_tui.core.errors import LaunchError
 from launch_tui.core.events import Event
+from launch_tui.core.model import Agent
 from launch_tui.core.service import LaunchService
 from launch_tui.tui import format as fmt
 from launch_tui.tui.agent_host import AgentHost
@@ -86,6 +88,12 @@ class LaunchApp(App[None]):
 
     def now(self) -> float:
         return self.clock()
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Textual's notify, with markup off by default: messages quote user input and
+        rules (`'^[0-9]+[bkmgBKMG]?$'`) whose brackets markup would eat."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def get_default_screen(self) -> Screen[Any]:
         return MainScreen()
@@ -218,21 +226,34 @@ class LaunchApp(App[None]):
                 return screen
         return None
 
-    def default_queue(self) -> str | None:
-        """The queue an enqueue form starts on: the last used, else one this app's own
-        agent serves (so `e`, `ctrl+s` in `launch-tui demo` runs at once), else the first."""
+    def serving_agents(self, queue: str) -> list[Agent]:
+        """The live agents of the project that serve `queue` (by the core's rule)."""
+        model = self.model
+        if model is None or self.service is None:
+            return []
+        return list(explain.serving(model.agents.values(), model.project, queue, self.now(),
+                                    self.service.settings.agent_stale_s).alive)
+
+    def default_queue(self, job: str | None = None) -> str | None:
+        """The queue an enqueue form starts on, so that `e`, `ctrl+s` never lands quietly
+        where nothing runs: the job's last queue if a live agent serves it, else a queue
+        a live agent serves (this app's own first), else the first queue."""
         model = self.model
         if model is None or not model.queue_names:
             return None
-        last = self.ui_state.last_queue.get(model.project)
-        if last in model.queues:
+        last = self.ui_state.queue_of(model.project, job) if job else None
+        if last in model.queues and self.serving_agents(str(last)):
             return last
-        served = [q for q in self.agent_host.served_queues() if q in model.queues]
-        return served[0] if served else model.queue_names[0]
+        mine = [q for q in self.agent_host.served_queues() if q in model.queues]
+        served = [q for q in model.queue_names if self.serving_agents(q)]
+        for queue in (*mine, *served):
+            if self.serving_agents(queue):
+                return queue
+        return model.queue_names[0]
 
-    def remember_queue(self, queue: str) -> None:
+    def remember_queue(self, job: str, queue: str) -> None:
         if self.model is not None:
-            self.ui_state.remember_queue(self.model.project, queue)
+            self.ui_state.remember_queue(self.model.project, job, queue)
 
     # ------------------------------------------------------------------ actions
 

@@ -1,4 +1,4 @@
-"""What the TUI remembers between sessions: the last queue used per project.
+"""What the TUI remembers between sessions: the last queue used per job of a project.
 
 Kept beside the store in the launch-tui home, as a tiny JSON file the app owns.
 """
@@ -23,8 +23,15 @@ class UiState:
                 # A damaged state file only costs the remembered queue.
                 self.last_queue = {}
 
-    def remember_queue(self, project: str, queue: str) -> None:
-        self.last_queue[project] = queue
+    @staticmethod
+    def key(project: str, job: str) -> str:
+        return f"{project}/{job}"
+
+    def queue_of(self, project: str, job: str) -> str | None:
+        return self.last_queue.get(self.key(project, job))
+
+    def remember_queue(self, project: str, job: str, queue: str) -> None:
+        self.last_queue[self.key(project, job)] = queue
         if self.path is None:
             return
         try:

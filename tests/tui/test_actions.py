@@ -298,8 +298,7 @@ async def test_enqueued_job_runs_on_the_in_process_agent_with_its_logs(
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_loaded(pilot)
         await wait_until(pilot, lambda: app.agent_host.names(), "the agent", within=15)
-        app.remember_queue("local")
-        await pilot.press("e")  # evaluate: the first job
+        await pilot.press("e")  # evaluate: the first job; local: the queue an agent serves
         await wait_for_text(pilot, '"queue": "local"')
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")

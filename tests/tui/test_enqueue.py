@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Select
 
-from launch_tui.core.model import ItemState, LogStream, RunState
+from launch_tui.core.model import AgentStatus, ItemState, LogStream, RunState
 from launch_tui.core.service import LaunchService
 from launch_tui.tui.demo import Demo
 from launch_tui.tui.screens.enqueue import EnqueueScreen
@@ -71,16 +71,44 @@ async def test_e_then_ctrl_s_enqueues_defaults_and_the_run_shows_its_logs(
         assert f"Run log · {run.id}" in screen_text(app)
 
 
-async def test_form_defaults_to_the_last_used_queue(service: LaunchService, world: Demo) -> None:
+def _queue(app: object) -> object:
+    screen = app.screen  # type: ignore[attr-defined]
+    return screen.queue if isinstance(screen, EnqueueScreen) else None
+
+
+async def test_the_form_picks_a_queue_an_agent_serves(
+        service: LaunchService, world: Demo) -> None:
+    """The job's last queue only while an agent serves it; else a served queue; the
+    form says who serves the chosen queue, or that nobody does."""
     app = make_app(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
-        app.remember_queue("local")
+        # No agent anywhere: the first queue (gpu), with a warning.
+        await pilot.press("j", "e")
+        await wait_until(pilot, lambda: _queue(app) == "gpu", "gpu chosen")
+        await wait_for_text(pilot, "no agent serves gpu: items will wait")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
+        # An agent serves local: the job's last queue (gpu) has none, so local it is.
+        await service.register_agent("vm-local", ["local"])
+        await service.agent_heartbeat("vm-local", AgentStatus.POLLING, 0)
+        await wait_until(pilot, lambda: "vm-local" in app.model.agents,  # type: ignore[union-attr]
+                         "the agent in the model")
         await pilot.press("e")
-        await wait_for_text(pilot, '"queue": "local"')
+        await wait_until(pilot, lambda: _queue(app) == "local", "local chosen")
+        await wait_for_text(pilot, "served by vm-local (polling)")
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: isinstance(app.screen, MainScreen), "form closed")
         assert len(await service.list_items("local")) == 1
+        # Another agent for gpu: the job's last queue (local) is still served: kept.
+        await service.register_agent("vm-gpu", ["gpu"])
+        await wait_until(pilot, lambda: "vm-gpu" in app.model.agents,  # type: ignore[union-attr]
+                         "the second agent")
+        await pilot.press("e")
+        await wait_until(pilot, lambda: _queue(app) == "local", "local kept")
+        # Changing the queue updates the note.
+        app.screen.query_one("#queue", Select).value = "gpu"
+        await wait_for_text(pilot, "served by vm-gpu")
 
 
 async def test_an_invalid_field_is_flagged_and_blocks_submit(

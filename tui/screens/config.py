@@ -8,23 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Select, Static
 
 from launch_tui.core.errors import LaunchError
 from launch_tui.core.model import Job
 from launch_tui.tui.screens.enqueue import config_fields, version_for, version_options
+from launch_tui.tui.screens.formguard import GuardedForm
 from launch_tui.tui.widgets.fields import FieldGroup
 
 if TYPE_CHECKING:
     from launch_tui.tui.app import LaunchApp
 
 
-class ConfigScreen(ModalScreen[str | None]):
+class ConfigScreen(GuardedForm):
     BINDINGS = [
         Binding("ctrl+s", "submit", "Save version",
                 tooltip="Save these defaults as a new version of the job"),
@@ -71,6 +72,7 @@ class ConfigScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._focus_first)
+        self.call_after_refresh(self.remember_initial)
 
     def _focus_first(self) -> None:
         fields = self.query_one(FieldGroup).fields
@@ -82,9 +84,6 @@ class ConfigScreen(ModalScreen[str | None]):
         group = self.query_one(FieldGroup)
         await group.remove_children()
         await group.mount_all(config_fields(version_for(self.job, str(event.value)), {}))
-
-    def action_close(self) -> None:
-        self.dismiss(None)
 
     def action_editor(self) -> None:
         self.dismiss(None)
@@ -119,12 +118,12 @@ class ConfigScreen(ModalScreen[str | None]):
             if target is not None:
                 target.set_error(str(exc))
             else:
-                error.update(f"✗ {exc}")
+                error.update(Text(f"✗ {exc}"))
                 error.display = True
             self.notify(f"Not saved: {exc}", severity="error")
             return
         number = result.version.version
         if result.created:
-            self.dismiss(f"{self.job_name}: v{number} created (latest).")
+            self.saved(f"{self.job_name}: v{number} created (latest).")
         else:
-            self.dismiss(f"{self.job_name}: same as v{number}; no new version.")
+            self.saved(f"{self.job_name}: same as v{number}; no new version.")

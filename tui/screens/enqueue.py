@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.json import JSON
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Footer, Label, Select, Static
 
 from launch_tui.core import registry
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.model import Job, JobVersion, Priority, Queue, QueueItem, Run
+from launch_tui.tui.screens.formguard import GuardedForm
 from launch_tui.tui.widgets.fields import MISSING, FieldGroup, SchemaField, properties_of, to_text
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def resource_fields(queue: Queue, prefill: Prefill | None) -> list[SchemaField]:
     return fields
 
 
-class EnqueueScreen(ModalScreen[str | None]):
+class EnqueueScreen(GuardedForm):
     BINDINGS = [
         Binding("ctrl+s", "submit", "Enqueue", tooltip="Enqueue with these values"),
         Binding("escape", "close", "Close", tooltip="Close the form without enqueueing"),
@@ -149,7 +150,7 @@ class EnqueueScreen(ModalScreen[str | None]):
         prefill = self.prefill
         tag = prefill.version if prefill and prefill.version else "latest"
         queue = prefill.queue if prefill and prefill.queue in model.queues else None
-        queue = queue or self.launch_app.default_queue()
+        queue = queue or self.launch_app.default_queue(job.name)
         with Vertical(id="form-box") as box:
             box.border_title = f"Enqueue {job.name}" + (
                 f" · again from {prefill.origin}" if prefill and prefill.origin else "")
@@ -164,6 +165,7 @@ class EnqueueScreen(ModalScreen[str | None]):
                     yield Select([(q, q) for q in model.queue_names], value=queue or Select.NULL,
                                  allow_blank=queue is None, prompt="no queues yet", id="queue",
                                  classes="field-editor", compact=True)
+                yield Static("", id="queue-agents", classes="form-note")
                 with Horizontal(classes="field-row"):
                     yield Label("priority", classes="field-label")
                     yield Select([(str(p), p) for p in Priority],
@@ -191,15 +193,31 @@ class EnqueueScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self._update_resource_title()
+        self._update_queue_agents()
         self.call_after_refresh(self._focus_first)
         self.schedule_preview()
+        self.call_after_refresh(self.remember_initial)
 
     def _focus_first(self) -> None:
-        fields = self.query_one("#config-fields", FieldGroup).fields
-        if fields:
-            fields[0].editor.focus()
+        # The queue decides whether and where it runs: the first thing to check.
+        self.query_one("#queue", Select).focus()
+
+    def _update_queue_agents(self) -> None:
+        note = self.query_one("#queue-agents", Static)
+        queue = self.queue
+        if queue is None:
+            note.update("")
+            return
+        agents = self.launch_app.serving_agents(queue)
+        if agents:
+            names = ", ".join(f"{a.name} ({a.status})" for a in agents)
+            note.update(Text(f"served by {names}"))
+            note.set_class(False, "-warning")
         else:
-            self.query_one("#queue", Select).focus()
+            note.update(Text(f"no agent serves {queue}: items will wait until one starts "
+                             "(a on the Queues pane starts one here)"))
+            note.set_class(True, "-warning")
+
 
     # ------------------------------------------------------------------ values
 
@@ -260,6 +278,7 @@ class EnqueueScreen(ModalScreen[str | None]):
         await group.remove_children()
         await group.mount_all(self._resource_fields(self.queue))
         self._update_resource_title()
+        self._update_queue_agents()
         self.schedule_preview()
 
     @on(Select.Changed, "#priority")
@@ -297,7 +316,7 @@ class EnqueueScreen(ModalScreen[str | None]):
             return
         bad = self.local_errors()
         if bad:
-            preview.update(f"✗ fix {bad[0].error}")
+            preview.update(Text(f"✗ fix {bad[0].error}"))
             return
         req = self.request()
         if req["queue"] is None:
@@ -310,7 +329,7 @@ class EnqueueScreen(ModalScreen[str | None]):
             )
         except LaunchError as exc:
             self.show_error(exc)
-            preview.update(f"✗ {exc}")
+            preview.update(Text(f"✗ {exc}"))
             return
         self.show_error(None)
         preview.update(JSON(json.dumps(spec, indent=2)))
@@ -331,7 +350,7 @@ class EnqueueScreen(ModalScreen[str | None]):
             target.set_error(str(exc))
             top.display = False
         else:
-            top.update(f"✗ {exc}")
+            top.update(Text(f"✗ {exc}"))  # not markup: errors quote rules with brackets
             top.display = True
 
     def field_for(self, exc: LaunchError) -> SchemaField | None:
@@ -352,9 +371,6 @@ class EnqueueScreen(ModalScreen[str | None]):
         return groups["resource_args"].field(name)
 
     # ------------------------------------------------------------------ submit
-
-    def action_close(self) -> None:
-        self.dismiss(None)
 
     def action_submit(self) -> None:
         bad = self.local_errors()
@@ -387,6 +403,6 @@ class EnqueueScreen(ModalScreen[str | None]):
             return
         finally:
             self._submitting = False
-        self.launch_app.remember_queue(item.queue)
+        self.launch_app.remember_queue(self.job_name, item.queue)
         where = f", position {item.position}" if item.position else ""
-        self.dismiss(f"{item.job_ref} on {item.queue} as item #{item.id}{where}.")
+        self.saved(f"{item.job_ref} on {item.queue} as item #{item.id}{where}.")

@@ -12,16 +12,17 @@ import tomllib
 from typing import TYPE_CHECKING, Any, cast
 
 import tomli_w
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Select, Static, TextArea
 
 from launch_tui.core import queueconfig, registry, resolve
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.model import Queue
+from launch_tui.tui.screens.formguard import GuardedForm
 from launch_tui.tui.widgets.fields import MISSING, FieldGroup, SchemaField
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def toml_text(data: dict[str, Any]) -> str:
         return ""
 
 
-class QueueScreen(ModalScreen[str | None]):
+class QueueScreen(GuardedForm):
     BINDINGS = [
         Binding("ctrl+s", "submit", "Save queue", tooltip="Create or update the queue"),
         Binding("ctrl+e", "editor", "Edit in $EDITOR",
@@ -133,6 +134,7 @@ class QueueScreen(ModalScreen[str | None]):
         target = "#resource" if self.existing else "#name"
         self.call_after_refresh(self.query_one(target).focus)
         self.check()
+        self.call_after_refresh(self.remember_initial)
 
     # ------------------------------------------------------------------ values
 
@@ -197,10 +199,10 @@ class QueueScreen(ModalScreen[str | None]):
             status.update("✓ this config is valid")
             status.set_class(False, "-invalid")
             return
-        status.update(f"✗ {message}")
+        status.update(Text(f"✗ {message}"))
         status.set_class(True, "-invalid")
         if field.startswith("template_variables"):
-            variables.update(message)
+            variables.update(Text(message))
             variables.display = True
         elif field.startswith("resource_args."):
             name = field.split(".")[1]
@@ -231,9 +233,6 @@ class QueueScreen(ModalScreen[str | None]):
         self.check()
 
     # ------------------------------------------------------------------ submit
-
-    def action_close(self) -> None:
-        self.dismiss(None)
 
     def action_editor(self) -> None:
         if self.queue_name is None:
@@ -267,8 +266,8 @@ class QueueScreen(ModalScreen[str | None]):
                 message = f"Queue {name} updated."
         except LaunchError as exc:
             error = self.query_one("#form-error", Static)
-            error.update(f"✗ {exc}")
+            error.update(Text(f"✗ {exc}"))
             error.display = True
             self.notify(f"Not saved: {exc}", severity="error")
             return
-        self.dismiss(message)
+        self.saved(message)

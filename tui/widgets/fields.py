@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -203,7 +204,8 @@ class SchemaField(Vertical):
     def set_error(self, message: str | None) -> None:
         self.error = message
         line = self.query_one(".field-error", Static)
-        line.update(message or "")
+        # Text, not markup: a rule like '^[0-9]+[bkmgBKMG]?$' must show as it is.
+        line.update(Text(message or ""))
         line.display = bool(message)
         self.set_class(bool(message), "-invalid")
 
