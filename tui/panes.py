@@ -66,7 +66,7 @@ class JobsPane(Pane):
                 tooltip="Enqueue the selected job"),
         Binding("c", "screen.edit_config", "Edit config",
                 tooltip="Edit the job's config defaults in a form; saving makes a new version"),
-        Binding("C", "screen.edit_config_toml", "Edit TOML", show=False,
+        Binding("C", "screen.edit_config_toml", "Edit TOML",
                 tooltip="Edit the job's config defaults as TOML in $EDITOR (new version)"),
     ]
 
@@ -78,11 +78,15 @@ class QueuesPane(Pane):
     BINDINGS = [
         Binding("enter", "screen.show_items", "Items", show=False,
                 tooltip="Show the selected queue's items"),
-        Binding("space", "screen.mark_queue", "Mark", show=False,
+        Binding("space", "screen.mark_queue", "Mark",
                 tooltip="Mark or unmark the queue for an agent (a starts it)"),
+        Binding("a", "screen.start_agent", "Start agent",
+                tooltip="Start an agent in this app on the marked queues (when the cursor is "
+                        "on one of them), else on the selected queue"),
+        Binding("n", "screen.new_queue", "New queue", tooltip="Create a queue in a form"),
         Binding("m", "screen.edit_queue", "Modify queue",
                 tooltip="Modify the selected queue in a form"),
-        Binding("M", "screen.edit_queue_toml", "Modify TOML", show=False,
+        Binding("M", "screen.edit_queue_toml", "Modify TOML",
                 tooltip="Modify the selected queue's config as TOML in $EDITOR"),
         Binding("h", "screen.hold_queue", "Hold/resume",
                 tooltip="Hold the queue (agents take nothing from it) or resume it"),
@@ -135,8 +139,10 @@ class AgentsPane(Pane):
     NUMBER = 5
     EMPTY = "no agents (a starts one here on the selected queue)"
     BINDINGS = [
-        Binding("enter", "screen.focus_agent_log", "Agent log", show=False,
+        Binding("enter", "screen.focus_agent_log", "Agent log",
                 tooltip="Show the agents' log lines"),
+        Binding("A", "screen.stop_agent", "Stop agent",
+                tooltip="Stop the selected agent if it runs in this app (asks first)"),
     ]
 
 

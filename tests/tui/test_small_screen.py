@@ -120,3 +120,62 @@ async def test_the_status_line_shows_the_whole_cursor_row(
         assert "#1 train:v0 (medium): no agent serves queue local (none ever has)" in status
         await pilot.press("1")
         await wait_for_text(pilot, "evaluate code latest=v0 python eval.py")
+
+
+async def test_escape_backs_out_one_step_at_a_time(
+        service: LaunchService, world: Demo) -> None:
+    from launch_tui.tui.screens.main import MainScreen
+    from tests.tui.conftest import type_text
+
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("slash")
+        await type_text(pilot, "eval")
+        await pilot.press("enter")  # back in the list, the filter stays
+        await wait_for_text(pilot, "1 Jobs (1 of 2)")
+        table = app.screen.query_one("#jobs-table", LiveTable)
+        await wait_until(pilot, lambda: app.focused is table, "the list focused")
+        await pilot.press("l")
+        await wait_until(pilot, lambda: app.screen.side_visible, "the logs")  # type: ignore[attr-defined]
+        await pilot.press("escape")  # the filter first, even with the list focused
+        await wait_for_text(pilot, "1 Jobs (2)")
+        assert app.screen.side_visible  # type: ignore[attr-defined]
+        await pilot.press("escape")  # then the logs panel
+        await wait_until(pilot, lambda: not app.screen.side_visible, "logs closed")  # type: ignore[attr-defined]
+        await pilot.press("escape")  # then nothing: never quits
+        await pilot.pause(0.1)
+        assert app.is_running and isinstance(app.screen, MainScreen)
+
+
+async def test_footer_lists_the_panes_keys_and_always_shows_help(
+        service: LaunchService, world: Demo) -> None:
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("2")
+        text = await wait_for_text(pilot, "a Start agent")
+        footer = text.splitlines()[-1]
+        for key in ("space Mark", "a Start agent", "n New queue", "m Modify queue"):
+            assert key in footer, footer
+        assert footer.rstrip().endswith("? All keys")
+        await pilot.press("3")
+        footer = (await wait_for_text(pilot, "t Top")).splitlines()[-1]
+        assert footer.rstrip().endswith("? All keys")
+
+
+async def test_queue_marks_apply_only_under_the_cursor_and_go_after_use(
+        service: LaunchService, world: Demo) -> None:
+    app = make_app(service)
+    app.agent_host.stop_timeout_s = 3.0
+    started: list[list[str]] = []
+    app.start_agent = lambda queues: started.append(list(queues))  # type: ignore[method-assign]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("2", "space")  # mark gpu, the first queue
+        await wait_for_text(pilot, "1 queues marked (a starts an agent)")
+        await pilot.press("down", "a")  # the cursor is on local, not on the mark
+        assert started == [["local"]]
+        assert "queues marked" not in screen_text(app)  # used: cleared
+        await pilot.press("up", "space", "up", "a")  # mark gpu again, a on it
+        assert started[-1] == ["gpu"]

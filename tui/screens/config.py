@@ -13,13 +13,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static
 
 from launch_tui.core.errors import LaunchError
 from launch_tui.core.model import Job
 from launch_tui.tui.screens.enqueue import config_fields, version_for, version_options
 from launch_tui.tui.screens.formguard import GuardedForm
 from launch_tui.tui.widgets.fields import FieldGroup
+from launch_tui.tui.widgets.footer import KeysFooter
 
 if TYPE_CHECKING:
     from launch_tui.tui.app import LaunchApp
@@ -68,7 +69,7 @@ class ConfigScreen(GuardedForm):
                 yield Static("Config defaults", classes="form-section")
                 yield FieldGroup(config_fields(version_for(job, "latest"), {}),
                                  id="config-fields")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._focus_first)

@@ -21,13 +21,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.timer import Timer
-from textual.widgets import Footer, Label, Select, Static
+from textual.widgets import Label, Select, Static
 
 from launch_tui.core import registry
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.model import Job, JobVersion, Priority, Queue, QueueItem, Run
 from launch_tui.tui.screens.formguard import GuardedForm
 from launch_tui.tui.widgets.fields import MISSING, FieldGroup, SchemaField, properties_of, to_text
+from launch_tui.tui.widgets.footer import KeysFooter
 
 if TYPE_CHECKING:
     from launch_tui.tui.app import LaunchApp
@@ -178,7 +179,7 @@ class EnqueueScreen(GuardedForm):
                 yield FieldGroup(self._resource_fields(queue), id="resource-fields")
                 yield Static("Resolved spec (as it will run)", classes="form-section")
                 yield Static("", id="preview")
-        yield Footer()
+        yield KeysFooter()
 
     def _config_fields(self, tag: str) -> list[SchemaField]:
         version = version_for(self.job, tag)

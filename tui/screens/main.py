@@ -18,7 +18,7 @@ from textual.containers import Container, Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from launch_tui.core import explain
 from launch_tui.core.events import Event, ItemStateChanged, RunStateChanged
@@ -47,6 +47,7 @@ from launch_tui.tui.sources import (
     QueuesSource,
     RunsSource,
 )
+from launch_tui.tui.widgets.footer import KeysFooter
 from launch_tui.tui.widgets.logview import LogView
 from launch_tui.tui.widgets.table import LiveTable
 
@@ -110,6 +111,9 @@ class MainScreen(Screen[None]):
                 tooltip="Go to the Projects pane"),
         Binding("ctrl+r", "reload", "Reload", show=False,
                 tooltip="Reload everything from the store"),
+        Binding("escape", "back_out", "Back", show=False,
+                tooltip="Clear the focused list's filter or log's search, then close the "
+                        "logs panel; never quits"),
     ]
 
     active_pane: reactive[str] = reactive("jobs")
@@ -148,7 +152,7 @@ class MainScreen(Screen[None]):
             with Vertical(id="side"):
                 yield AgentLogBox(id="agent-log")
                 yield RunLogBox(id="run-log")
-        yield Footer()
+        yield KeysFooter()
 
     def pane(self, pane_id: str) -> Pane:
         return self.query_one(f"#{pane_id}", Pane)
@@ -340,6 +344,9 @@ class MainScreen(Screen[None]):
         if self.marked_items:
             # Before the rest: at 80 columns the end of the line is cut.
             text.append(f"  ·  {len(self.marked_items)} marked (x cancels)", style="bold")
+        if self.marked_queues:
+            text.append(f"  ·  {len(self.marked_queues)} queues marked (a starts an agent)",
+                        style="bold")
         detail = self.cursor_detail()
         if detail:
             # The row under the cursor, whole: narrow columns cut names and reasons.
@@ -565,15 +572,24 @@ class MainScreen(Screen[None]):
         else:
             self.marked_queues.add(queue)
         self.queues.table.row_changed(queue)
+        self.update_status()
 
     def action_start_agent(self) -> None:
-        queues = sorted(self.marked_queues) or (
-            [self.selected_queue()] if self.selected_queue() else []
-        )
+        # Marks count only while the cursor is on one of them: a mark left behind must
+        # not quietly start an agent somewhere the user is not looking.
+        cursor = self.selected_queue()
+        if self.marked_queues and (cursor is None or cursor in self.marked_queues):
+            queues = sorted(self.marked_queues)
+        else:
+            queues = [cursor] if cursor else []
         if not queues:
             self.notify("Select a queue first (2 goes to Queues).", severity="warning")
             return
-        self.launch_app.start_agent([q for q in queues if q])
+        self.launch_app.start_agent(queues)
+        if self.marked_queues:
+            self.marked_queues.clear()
+            self.queues.table.refresh_rows()
+            self.update_status()
 
     def action_stop_agent(self) -> None:
         host = self.launch_app.agent_host
@@ -649,6 +665,28 @@ class MainScreen(Screen[None]):
         project = self.projects.table.cursor_key
         if project is not None:
             self.launch_app.switch_project(project)
+
+    def action_back_out(self) -> None:
+        """escape, one step at a time: a filter or search on what has focus (or the
+        active pane) goes first, then marks, then the logs panel."""
+        node: Any = self.focused
+        while node is not None and not isinstance(node, (Pane, LogBox)):
+            node = node.parent
+        if node is None:
+            node = self.pane(self.active_pane)
+        bar = node.find_bar
+        if bar.value or bar.display:
+            bar.action_close()
+            return
+        if self.marked_items or self.marked_queues:
+            self.marked_items.clear()
+            self.marked_queues.clear()
+            self.items.table.refresh_rows()
+            self.queues.table.refresh_rows()
+            self.update_status()
+            return
+        if self.side_visible:
+            self.action_toggle_side()
 
     def action_reload(self) -> None:
         self.launch_app.reload()

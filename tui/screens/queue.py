@@ -17,13 +17,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Input, Label, Select, Static, TextArea
+from textual.widgets import Input, Label, Select, Static, TextArea
 
 from launch_tui.core import queueconfig, registry, resolve
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.model import Queue
 from launch_tui.tui.screens.formguard import GuardedForm
 from launch_tui.tui.widgets.fields import MISSING, FieldGroup, SchemaField
+from launch_tui.tui.widgets.footer import KeysFooter
 
 if TYPE_CHECKING:
     from launch_tui.tui.app import LaunchApp
@@ -128,7 +129,7 @@ class QueueScreen(GuardedForm):
                 yield TextArea(toml_text(config.env if config else {}), id="env",
                                classes="form-text short")
                 yield Static("", id="queue-check")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         target = "#resource" if self.existing else "#name"

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Label, Sparkline, Static
 
 from launch_tui.core import explain
 from launch_tui.core.errors import LaunchError
@@ -27,6 +27,7 @@ from launch_tui.tui import format as fmt
 from launch_tui.tui.live import Change
 from launch_tui.tui.logboxes import RunLogBox
 from launch_tui.tui.screens.confirm import ConfirmScreen
+from launch_tui.tui.widgets.footer import KeysFooter
 
 if TYPE_CHECKING:
     from launch_tui.tui.app import LaunchApp
@@ -163,7 +164,7 @@ class RunScreen(Screen[None]):
                 yield Static("", id="run-timeline")
             yield MetricsPanel(id="run-metrics")
         yield RunLogBox(id="run-detail-log")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         app = self.launch_app
