@@ -39,7 +39,7 @@
     [tui]
     notify_finished = true    # a notice when a run finishes (failures always raise one)
     bell_on_failure = false   # ring the terminal bell when a run fails
-    [keys]                    # the app's keys, by action (`?` lists them): key names
+    [keys]                    # the app's keys, by name (`?` shows each name): key names
     enqueue = "E"             # joined by commas, e.g. cancel_items = "x,delete"
 
 Whatever the settings say, events younger than a day are never deleted (a
@@ -196,9 +196,10 @@ def tui_from(data: object) -> TuiSettings:
     return TuiSettings(**data)
 
 
-# Keys are Textual key names joined by commas ("e", "ctrl+e", "x,delete"): letters,
-# digits, punctuation names and modifiers; no spaces.
-_KEY_NAME = re.compile(r"^[A-Za-z0-9_+\-]+(,[A-Za-z0-9_+\-]+)*$")
+# Keys are Textual key names joined by commas ("e", "ctrl+e", "x,delete", "?"): names
+# of letters, digits, punctuation and modifiers, or one printable character; no spaces.
+_ONE_KEY = r"(?:[A-Za-z0-9_+\-]+|[^\s,])"
+_KEY_NAME = re.compile(rf"^{_ONE_KEY}(,{_ONE_KEY})*$")
 
 
 def keys_from(data: object) -> dict[str, str]:

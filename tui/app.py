@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,7 +56,8 @@ class LaunchApp(App[None]):
     # never closes the app; ctrl+q (Textual's own) quits from anywhere, asking first
     # when an agent runs here.
     BINDINGS = [
-        Binding("question_mark", "help", "Keys", tooltip="Show every key and what it does"),
+        Binding("question_mark", "help", "Keys", tooltip="Show every key and what it does",
+                id="help"),
     ]
 
     def __init__(
@@ -80,6 +81,7 @@ class LaunchApp(App[None]):
         self.model: LiveModel | None = None
         self.agent_host = AgentHost()
         self.ui_state = UiState(None)
+        self.keymap: dict[str, str] = {}  # settings' [keys], as applied
         self.status_message = ""
         self.changes: Signal[Change] = Signal(self, "changes")
         self.event_batches: Signal[list[Event]] = Signal(self, "event-batches")
@@ -113,6 +115,8 @@ class LaunchApp(App[None]):
                 self.service = await LaunchService.open(store=self.store, home=self.home)
             service = self.service
             self.ui_state = UiState(service.settings.home)
+            if service.settings.keys:
+                self._apply_keymap(service.settings.keys)
             project = self.project or service.settings.default_project
             # Read the feed position first, so nothing between load and follow is missed.
             seq = await service.last_event_seq()
@@ -126,6 +130,17 @@ class LaunchApp(App[None]):
         self._follow(seq)
         if self.agent_queues:
             await self._start_agent(self.agent_queues)
+
+    def _apply_keymap(self, keys: Mapping[str, str]) -> None:
+        """Rebind keys from settings.toml's `[keys]`; a name the app does not know, or
+        a key taken from another where both work, is one warning each (the rest apply)."""
+        from launch_tui.tui.commands import check_keymap
+
+        usable, problems = check_keymap(keys)
+        self.keymap = usable
+        self.set_keymap(usable)
+        for problem in problems:
+            self.notify(problem, title="Settings", severity="warning", timeout=20)
 
     @work(group="feed", exclusive=True, exit_on_error=False)
     async def _follow(self, after: int) -> None:

@@ -185,7 +185,7 @@ def demo(ctx: Ctx, no_app: bool) -> None:
     """Seed a demo project, jobs and a local queue, then open the app with an agent."""
     from launch_tui.tui.demo import seed_demo
 
-    async def main() -> tuple[str, str]:
+    async def main() -> tuple[str, str, bool]:
         service = await ctx.open()
         try:
             return await seed_demo(service)
@@ -193,12 +193,13 @@ def demo(ctx: Ctx, no_app: bool) -> None:
             await service.close()
 
     try:
-        project, queue = asyncio.run(main())
+        project, queue, enqueued = asyncio.run(main())
     except LaunchError as exc:
         fail(str(exc))
         return
     if no_app:
-        click.echo(f"demo project '{project}' ready with queue '{queue}'")
+        seeded = "2 items enqueued" if enqueued else "already seeded, nothing enqueued"
+        click.echo(f"demo project '{project}' ready with queue '{queue}' ({seeded})")
         return
     open_app(ctx, [queue], project)
 

@@ -7,12 +7,13 @@ the keys that actually work.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from textual.binding import Binding
+from textual.keys import _normalize_key_list  # what App.set_keymap applies to its keys
 from textual.screen import Screen
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ class KeyRow:
     description: str
     action: str
     owner: type[Any]
+    id: str = ""  # the name `[keys]` in settings.toml rebinds it by
 
 
 def _bindings(cls: type[Any]) -> Iterator[Binding]:
@@ -71,8 +73,12 @@ def sections() -> list[tuple[str, type[Any]]]:
     return out
 
 
-def key_rows() -> list[KeyRow]:
+def key_rows(keymap: Mapping[str, str] | None = None) -> list[KeyRow]:
+    """Every key row; `keymap` (binding id -> "key,key") replaces the declared keys the
+    way Textual's keymap does, so help shows the keys that work."""
     from launch_tui.tui.app import LaunchApp
+
+    keymap = keymap or {}
 
     rows = [
         KeyRow("Anywhere", ("ctrl+p",), "Command palette: every action by name", "command_palette",
@@ -82,11 +88,45 @@ def key_rows() -> list[KeyRow]:
     ]
     for section, cls in sections():
         for binding in _bindings(cls):
-            keys = tuple(k.strip() for k in binding.key.split(","))
+            keys_text = keymap.get(binding.id or "", binding.key)
+            keys = tuple(k.strip() for k in keys_text.split(","))
             # The footer shows the short description; help and palette the full sentence.
             text = binding.tooltip or binding.description
-            rows.append(KeyRow(section, keys, text, binding.action, cls))
+            rows.append(KeyRow(section, keys, text, binding.action, cls, binding.id or ""))
     return rows
+
+
+def binding_ids() -> set[str]:
+    """The names `[keys]` accepts: every binding id the app declares."""
+    return {row.id for row in key_rows() if row.id}
+
+
+def check_keymap(keymap: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Split a `[keys]` table into what can be applied and one sentence per problem:
+    a name that is no binding id, or a key that would take another key's place
+    where both work (the rebinding wins there; the user should know which one lost)."""
+    known = binding_ids()
+    # "?" and "question_mark" are one key: compare (and apply) Textual's long names.
+    usable = {name: _normalize_key_list(keys) for name, keys in keymap.items() if name in known}
+    problems = [
+        f"settings: keys.{name} is not a key name of this app (the names are listed by "
+        f"? in the app; for example {', '.join(sorted(known)[:4])})."
+        for name in keymap if name not in known
+    ]
+    for section, cls in sections():
+        taken: dict[str, str] = {}  # key -> binding id in this section, after the keymap
+        for binding in _bindings(cls):
+            keys = usable.get(binding.id or "", binding.key)
+            for key in (k.strip() for k in keys.split(",")):
+                other = taken.get(key)
+                if other is not None and other != binding.id:
+                    rebound, lost = (binding.id, other) if binding.id in usable else (
+                        other, binding.id)
+                    problems.append(
+                        f"settings: keys.{rebound} = {key!r} takes {key} from "
+                        f"{lost or 'another key'} ({section}).")
+                taken[key] = binding.id or ""
+    return usable, problems
 
 
 def key_display(app: App[Any], key: str) -> str:

@@ -186,16 +186,21 @@ async def play_run(
     return run.id
 
 
-async def seed_demo(service: LaunchService, root: Path | None = None) -> tuple[str, str]:
-    """What `launch-tui demo` seeds: jobs, queues and two items for a real agent.
+async def seed_demo(service: LaunchService, root: Path | None = None) -> tuple[str, str, bool]:
+    """What `launch-tui demo` seeds: jobs, queues and, the first time only, two items
+    for a real agent (every `make run` would otherwise run them again).
 
-    Returns (project, queue to start the agent on). Sources go under the home dir.
+    Returns (project, queue to start the agent on, whether items were enqueued).
+    Sources go under the home dir.
     """
     root = root or service.settings.home / "demo"
+    first_time = not any(job.name in ("train", "evaluate")
+                         for job in await service.list_jobs())
     demo = await seed_jobs_and_queues(service, root)
-    await service.enqueue("train", "local", config={"epochs": 3})
-    await service.enqueue("evaluate", "local")
-    return demo.project, "local"
+    if first_time:
+        await service.enqueue("train", "local", config={"epochs": 3})
+        await service.enqueue("evaluate", "local")
+    return demo.project, "local", first_time
 
 
 async def seed_showcase(service: LaunchService, root: Path, *, ts: float | None = None) -> Demo:

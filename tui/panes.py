@@ -63,11 +63,13 @@ class JobsPane(Pane):
     EMPTY = "no jobs yet (launch-tui job create code PATH --entrypoint …)"
     BINDINGS = [
         Binding("enter", "screen.enqueue", "Enqueue", show=False,
-                tooltip="Enqueue the selected job"),
+                tooltip="Enqueue the selected job", id="select"),
         Binding("c", "screen.edit_config", "Edit config",
-                tooltip="Edit the job's config defaults in a form; saving makes a new version"),
+                tooltip="Edit the job's config defaults in a form; saving makes a new version",
+                id="edit_config"),
         Binding("C", "screen.edit_config_toml", "Edit TOML",
-                tooltip="Edit the job's config defaults as TOML in $EDITOR (new version)"),
+                tooltip="Edit the job's config defaults as TOML in $EDITOR (new version)",
+                id="edit_config_toml"),
     ]
 
 
@@ -77,19 +79,22 @@ class QueuesPane(Pane):
     EMPTY = "no queues yet (n creates one)"
     BINDINGS = [
         Binding("enter", "screen.show_items", "Items", show=False,
-                tooltip="Show the selected queue's items"),
+                tooltip="Show the selected queue's items", id="select"),
         Binding("space", "screen.mark_queue", "Mark",
-                tooltip="Mark or unmark the queue for an agent (a starts it)"),
+                tooltip="Mark or unmark the queue for an agent (a starts it)", id="mark_queue"),
         Binding("a", "screen.start_agent", "Start agent",
                 tooltip="Start an agent in this app on the marked queues (when the cursor is "
-                        "on one of them), else on the selected queue"),
-        Binding("n", "screen.new_queue", "New queue", tooltip="Create a queue in a form"),
+                        "on one of them), else on the selected queue", id="start_agent"),
+        Binding("n", "screen.new_queue", "New queue", tooltip="Create a queue in a form",
+                id="new_queue"),
         Binding("m", "screen.edit_queue", "Modify queue",
-                tooltip="Modify the selected queue in a form"),
+                tooltip="Modify the selected queue in a form", id="edit_queue"),
         Binding("M", "screen.edit_queue_toml", "Modify TOML",
-                tooltip="Modify the selected queue's config as TOML in $EDITOR"),
+                tooltip="Modify the selected queue's config as TOML in $EDITOR",
+                id="edit_queue_toml"),
         Binding("h", "screen.hold_queue", "Hold/resume",
-                tooltip="Hold the queue (agents take nothing from it) or resume it"),
+                tooltip="Hold the queue (agents take nothing from it) or resume it",
+                id="hold_queue"),
     ]
 
 
@@ -99,22 +104,28 @@ class ItemsPane(Pane):
     EMPTY = "no waiting items (H shows the history)"
     BINDINGS = [
         Binding("enter", "screen.open_item", "Open run", show=False,
-                tooltip="Open the run of the selected item (or say why it has none)"),
+                tooltip="Open the run of the selected item (or say why it has none)", id="select"),
         Binding("x,delete", "screen.cancel_items", "Cancel",
-                tooltip="Cancel the marked items, or the selected one (asks first)"),
+                tooltip="Cancel the marked items, or the selected one (asks first)",
+                id="cancel_items"),
         Binding("space", "screen.mark_item", "Mark",
-                tooltip="Mark or unmark the item (x then cancels every marked one)"),
-        Binding("t", "screen.item_top", "Top", tooltip="Move the item to the top: taken next"),
+                tooltip="Mark or unmark the item (x then cancels every marked one)",
+                id="mark_item"),
+        Binding("t", "screen.item_top", "Top", tooltip="Move the item to the top: taken next",
+                id="item_top"),
         Binding("b", "screen.item_bottom", "Bottom",
-                tooltip="Move the item to the bottom, as if enqueued now"),
+                tooltip="Move the item to the bottom, as if enqueued now", id="item_bottom"),
         Binding("p", "screen.item_priority", "Priority",
-                tooltip="Change the item's priority"),
+                tooltip="Change the item's priority", id="item_priority"),
         Binding("v", "screen.item_move_queue", "Move queue",
-                tooltip="Move the item to another queue (checked against its config)"),
+                tooltip="Move the item to another queue (checked against its config)",
+                id="item_move_queue"),
         Binding("H", "screen.toggle_item_history", "History",
-                tooltip="Show the items done with (outcome, duration, why), or the waiting"),
+                tooltip="Show the items done with (outcome, duration, why), or the waiting",
+                id="toggle_item_history"),
         Binding("r", "screen.requeue_item", "Re-enqueue",
-                tooltip="Open the enqueue form prefilled from the selected item"),
+                tooltip="Open the enqueue form prefilled from the selected item",
+                id="requeue_item"),
     ]
 
 
@@ -124,13 +135,13 @@ class RunsPane(Pane):
     EMPTY = "no runs yet"
     BINDINGS = [
         Binding("enter", "screen.open_run", "Open run", show=False,
-                tooltip="Open the run: timeline, logs, metrics, actions"),
+                tooltip="Open the run: timeline, logs, metrics, actions", id="select"),
         Binding("x,delete", "screen.cancel_run", "Cancel run",
-                tooltip="Cancel the selected run (asks first)"),
+                tooltip="Cancel the selected run (asks first)", id="cancel_run"),
         Binding("r", "screen.requeue_run", "Re-enqueue",
-                tooltip="Open the enqueue form prefilled from the selected run"),
+                tooltip="Open the enqueue form prefilled from the selected run", id="requeue_run"),
         Binding("H", "screen.toggle_run_history", "History",
-                tooltip="Show only the runs that ended, or every run"),
+                tooltip="Show only the runs that ended, or every run", id="toggle_run_history"),
     ]
 
 
@@ -140,9 +151,10 @@ class AgentsPane(Pane):
     EMPTY = "no agents (a starts one here on the selected queue)"
     BINDINGS = [
         Binding("enter", "screen.focus_agent_log", "Agent log",
-                tooltip="Show the agents' log lines"),
+                tooltip="Show the agents' log lines", id="focus_agent_log"),
         Binding("A", "screen.stop_agent", "Stop agent",
-                tooltip="Stop the selected agent if it runs in this app (asks first)"),
+                tooltip="Stop the selected agent if it runs in this app (asks first)",
+                id="stop_agent"),
     ]
 
 
@@ -152,7 +164,7 @@ class ProjectsPane(Pane):
     EMPTY = "no projects"
     BINDINGS = [
         Binding("enter", "screen.switch_project", "Switch", show=False,
-                tooltip="Switch to the selected project"),
+                tooltip="Switch to the selected project", id="select"),
     ]
 
 

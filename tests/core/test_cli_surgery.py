@@ -102,3 +102,17 @@ def test_enqueue_refuses_an_image_job_on_a_local_queue(cli: Any, code_dir: Path)
         "launch-tui: error: queue: 'cpu' runs jobs as local processes, which cannot run an "
         "image job; enqueue it on a docker, kubernetes, sagemaker or vertex queue.\n")
     assert _ids(cli, "--all") == []
+
+
+def test_the_demo_seeds_its_items_once(cli: Any) -> None:
+    """`make run` runs `launch-tui demo` every time; only the first enqueues."""
+    first = cli("demo", "--no-app")
+    assert (first.code, first.out) == (
+        0, "demo project 'default' ready with queue 'local' (2 items enqueued)\n")
+    again = cli("demo", "--no-app")
+    assert (again.code, again.out) == (
+        0, "demo project 'default' ready with queue 'local' (already seeded, nothing "
+           "enqueued)\n")
+    assert _ids(cli, "-q", "local") == [1, 2]
+    jobs = cli("job", "list", "--json")
+    assert sorted(j["name"] for j in jobs.json()) == ["evaluate", "train"]

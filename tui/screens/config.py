@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 class ConfigScreen(GuardedForm):
     BINDINGS = [
         Binding("ctrl+s", "submit", "Save version",
-                tooltip="Save these defaults as a new version of the job"),
+                tooltip="Save these defaults as a new version of the job", id="submit"),
         Binding("ctrl+e", "editor", "Edit in $EDITOR",
-                tooltip="Edit the defaults as TOML in $EDITOR instead"),
-        Binding("escape", "close", "Close", tooltip="Close without saving"),
+                tooltip="Edit the defaults as TOML in $EDITOR instead", id="editor"),
+        Binding("escape", "close", "Close", tooltip="Close without saving", id="close"),
     ]
 
     def __init__(self, job: str) -> None:

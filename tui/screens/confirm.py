@@ -11,9 +11,9 @@ from textual.widgets import Button, Static
 
 class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
-        Binding("left,right", "switch_button", "Switch button", show=False),
+        Binding("y", "answer(True)", "Yes", id="yes"),
+        Binding("n,escape", "answer(False)", "No", id="no"),
+        Binding("left,right", "switch_button", "Switch button", show=False, id="switch_button"),
     ]
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:

@@ -121,8 +121,9 @@ def resource_fields(queue: Queue, prefill: Prefill | None) -> list[SchemaField]:
 
 class EnqueueScreen(GuardedForm):
     BINDINGS = [
-        Binding("ctrl+s", "submit", "Enqueue", tooltip="Enqueue with these values"),
-        Binding("escape", "close", "Close", tooltip="Close the form without enqueueing"),
+        Binding("ctrl+s", "submit", "Enqueue", tooltip="Enqueue with these values", id="submit"),
+        Binding("escape", "close", "Close", tooltip="Close the form without enqueueing",
+                id="close"),
     ]
 
     def __init__(self, job: str, *, prefill: Prefill | None = None) -> None:

@@ -17,7 +17,7 @@ from textual.widgets.option_list import Option
 
 
 class PickScreen(ModalScreen[str | None]):
-    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+    BINDINGS = [Binding("escape", "dismiss_none", "Cancel", id="dismiss_none")]
 
     def __init__(self, title: str, choices: Sequence[tuple[str, str]],
                  current: str | None = None) -> None:

@@ -57,10 +57,11 @@ def toml_text(data: dict[str, Any]) -> str:
 
 class QueueScreen(GuardedForm):
     BINDINGS = [
-        Binding("ctrl+s", "submit", "Save queue", tooltip="Create or update the queue"),
+        Binding("ctrl+s", "submit", "Save queue", tooltip="Create or update the queue",
+                id="submit"),
         Binding("ctrl+e", "editor", "Edit in $EDITOR",
-                tooltip="Edit the queue config as TOML in $EDITOR instead"),
-        Binding("escape", "close", "Close", tooltip="Close without saving"),
+                tooltip="Edit the queue config as TOML in $EDITOR instead", id="editor"),
+        Binding("escape", "close", "Close", tooltip="Close without saving", id="close"),
     ]
 
     def __init__(self, queue: str | None) -> None:

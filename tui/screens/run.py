@@ -136,12 +136,15 @@ class MetricRow(Horizontal):
 
 class RunScreen(Screen[None]):
     BINDINGS = [
-        Binding("escape,backspace,q", "back", "Back", tooltip="Back to the main screen"),
-        Binding("x,delete", "cancel_run", "Cancel run", tooltip="Cancel this run (asks first)"),
+        Binding("escape,backspace,q", "back", "Back", tooltip="Back to the main screen", id="back"),
+        Binding("x,delete", "cancel_run", "Cancel run", tooltip="Cancel this run (asks first)",
+                id="cancel_run"),
         Binding("r", "requeue", "Re-enqueue",
-                tooltip="Open the enqueue form prefilled from this run, to fix and resubmit"),
-        Binding("f", "toggle_follow", "Follow", tooltip="Pause or resume following the log"),
-        Binding("slash", "search", "Search log", tooltip="Search within the log"),
+                tooltip="Open the enqueue form prefilled from this run, to fix and resubmit",
+                id="requeue"),
+        Binding("f", "toggle_follow", "Follow", tooltip="Pause or resume following the log",
+                id="toggle_follow"),
+        Binding("slash", "search", "Search log", tooltip="Search within the log", id="search"),
     ]
 
     def __init__(self, run_id: str) -> None:

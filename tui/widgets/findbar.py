@@ -14,8 +14,8 @@ class FindBar(Input):
     """Filters its target table or searches its target log as the user types."""
 
     BINDINGS = [
-        Binding("escape", "close", "Clear and close", show=False),
-        Binding("down", "back", "Back to the list", show=False),
+        Binding("escape", "close", "Clear and close", show=False, id="close"),
+        Binding("down", "back", "Back to the list", show=False, id="back"),
     ]
 
     def __init__(self, target: Widget, *, id: str | None = None) -> None:

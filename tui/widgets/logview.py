@@ -26,16 +26,16 @@ class LogView(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"log-view--match", "log-view--current", "log-view--empty"}
 
     BINDINGS = [
-        Binding("up,k", "line_up", "Scroll up", show=False),
-        Binding("down,j", "line_down", "Scroll down", show=False),
-        Binding("pageup", "page_up_lines", "Page up", show=False),
-        Binding("pagedown", "page_down_lines", "Page down", show=False),
-        Binding("home,g", "top", "First line", show=False),
-        Binding("end,G", "bottom", "Last line, follow", show=False),
-        Binding("n", "next_match", "Next match", show=False),
-        Binding("N", "previous_match", "Previous match", show=False),
+        Binding("up,k", "line_up", "Scroll up", show=False, id="line_up"),
+        Binding("down,j", "line_down", "Scroll down", show=False, id="line_down"),
+        Binding("pageup", "page_up_lines", "Page up", show=False, id="page_up_lines"),
+        Binding("pagedown", "page_down_lines", "Page down", show=False, id="page_down_lines"),
+        Binding("home,g", "top", "First line", show=False, id="top"),
+        Binding("end,G", "bottom", "Last line, follow", show=False, id="bottom"),
+        Binding("n", "next_match", "Next match", show=False, id="next_match"),
+        Binding("N", "previous_match", "Previous match", show=False, id="previous_match"),
         Binding("w", "toggle_wrap", "Wrap", tooltip="Wrap long lines, or cut them (and scroll "
-                "sideways)"),
+                "sideways)", id="toggle_wrap"),
     ]
 
     follow: reactive[bool] = reactive(True)

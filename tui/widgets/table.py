@@ -77,12 +77,12 @@ class LiveTable(ScrollView, can_focus=True):
     }
 
     BINDINGS = [
-        Binding("up,k", "cursor_up", "Move up", show=False),
-        Binding("down,j", "cursor_down", "Move down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,g", "first", "First row", show=False),
-        Binding("end,G", "last", "Last row", show=False),
+        Binding("up,k", "cursor_up", "Move up", show=False, id="cursor_up"),
+        Binding("down,j", "cursor_down", "Move down", show=False, id="cursor_down"),
+        Binding("pageup", "page_up", "Page up", show=False, id="page_up"),
+        Binding("pagedown", "page_down", "Page down", show=False, id="page_down"),
+        Binding("home,g", "first", "First row", show=False, id="first"),
+        Binding("end,G", "last", "Last row", show=False, id="last"),
         # enter is bound by each pane, which knows what opening its row means.
     ]
 
