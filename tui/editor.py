@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 import tempfile
 import tomllib
@@ -48,6 +49,17 @@ def with_error(error: str, body: str) -> str:
     note = [f"{ERROR_MARK}{line}" for line in error.splitlines() or [error]]
     note.append(f"{ERROR_MARK}Fix it and save again; empty the file to cancel.")
     return "\n".join(note) + "\n" + body
+
+
+_AT_LINE = re.compile(r"\bline (\d+)")
+
+
+def toml_error(exc: tomllib.TOMLDecodeError) -> str:
+    """The parser's message with its line number counted in the file the user sees
+    next: `body` there sits under the note, which is this message plus one line."""
+    message = f"not valid TOML: {exc}"
+    shift = len(message.splitlines()) + 1
+    return _AT_LINE.sub(lambda m: f"line {int(m.group(1)) + shift}", message)
 
 
 async def run_editor(app: LaunchApp, text: str) -> str:
@@ -120,7 +132,7 @@ async def edit_toml(
             parsed = tomllib.loads(body)
             return await apply(parsed)
         except tomllib.TOMLDecodeError as exc:
-            text = with_error(f"not valid TOML: {exc}", body)
+            text = with_error(toml_error(exc), body)
         except LaunchError as exc:
             text = with_error(str(exc), body)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -181,6 +182,40 @@ else:
     assert "epochs = 500  # user's edit" in second  # nothing lost
     job = await service.get_job("train")
     assert job.latest.version == 1 and job.latest.config_defaults["epochs"] == 50
+
+
+async def test_a_toml_error_names_the_line_of_the_file_the_user_sees(
+    service: LaunchService, world: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parser counts lines without the error note; the note must not: the line it
+    names in the reopened file is the broken one."""
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    script = tmp_path / "fake-editor"
+    script.write_text(f"""#!{sys.executable}
+import pathlib, sys
+path = pathlib.Path(sys.argv[1])
+seen = pathlib.Path({str(seen)!r})
+n = len(list(seen.iterdir()))
+text = path.read_text()
+(seen / f"{{n}}.toml").write_text(text)
+if n == 0:
+    path.write_text(text.replace("epochs = 5", "epochs = = 5"))
+elif n == 1:
+    path.write_text(text.replace("epochs = = 5", "epochs = 7"))
+""")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("EDITOR", str(script))
+    monkeypatch.delenv("VISUAL", raising=False)
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("j", "C")
+        await wait_for_notice(pilot, "train: v1 created (latest).")
+    second = (seen / "1.toml").read_text().splitlines()
+    named = re.search(r"line (\d+)", second[0])
+    assert second[0].startswith("# ! not valid TOML:") and named is not None
+    assert second[int(named.group(1)) - 1] == "epochs = = 5"
 
 
 async def test_create_a_queue_in_the_form(service: LaunchService, world: Demo) -> None:
