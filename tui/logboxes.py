@@ -14,8 +14,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
+from launch_tui.core import explain
 from launch_tui.core.errors import LaunchError
-from launch_tui.core.events import AgentLog, Event, RunLogAppended
+from launch_tui.core.events import AgentLog, Event, RunLogAppended, RunStateChanged
 from launch_tui.tui import format as fmt
 from launch_tui.tui.widgets.findbar import FindBar
 from launch_tui.tui.widgets.logview import LogView
@@ -104,6 +105,31 @@ class RunLogBox(LogBox):
             isinstance(e, RunLogAppended) and e.run_id == self.run_id for e in events
         ):
             self._wake.set()
+        if self.run_id and not self.log_view.lines and any(
+            isinstance(e, RunStateChanged) and e.run_id == self.run_id for e in events
+        ):
+            self._say_why_empty(self.run_id)  # it ended without a line: say how
+
+    @work(group="run-log-empty", exclusive=True, exit_on_error=False)
+    async def _say_why_empty(self, run_id: str) -> None:
+        text = await self._empty_text(run_id)
+        if run_id == self.run_id and not self.log_view.lines:
+            self.log_view.clear(text)
+
+    async def _empty_text(self, run_id: str) -> str:
+        """What an empty log says: still waiting for lines, or that the run ended
+        without any and why (a run that failed at build never prints)."""
+        app = self.launch_app
+        run = app.model.runs.get(run_id) if app.model is not None else None
+        if run is None and app.service is not None:
+            try:
+                run = await app.service.get_run(run_id)
+            except LaunchError:
+                return "no lines yet"
+        if run is None or not run.state.terminal:
+            return "no lines yet"
+        why = explain.run_why(run, app.now())
+        return f"no output; {why}" if why else f"no output; the run {run.state}"
 
     @work(exclusive=True, group="run-log", exit_on_error=False)
     async def _follow_loop(self) -> None:
@@ -118,13 +144,14 @@ class RunLogBox(LogBox):
             try:
                 if self._reload:
                     self._reload = False
-                    self.log_view.clear(
-                        "no lines yet" if run_id else "select a run to see its logs"
-                    )
                     self._last_id = 0
                     if run_id is None:
+                        self.log_view.clear("select a run to see its logs")
                         continue
+                    self.log_view.clear("loading…")
                     lines = await service.tail_logs(run_id, TAIL_LINES)
+                    if not lines and run_id == self.run_id:
+                        self.log_view.clear(await self._empty_text(run_id))
                 else:
                     if run_id is None:
                         continue

@@ -6,7 +6,7 @@ import time
 
 from textual.widgets import Input
 
-from launch_tui.core.model import ItemState, LogStream, RunState
+from launch_tui.core.model import ErrorStage, ItemState, LogStream, RunState
 from launch_tui.core.service import LaunchService
 from launch_tui.tui.commands import key_rows
 from launch_tui.tui.demo import Demo
@@ -219,6 +219,29 @@ async def test_side_panel_follows_selected_run_logs(service: LaunchService, worl
         await wait_until(pilot, lambda: isinstance(app.focused, FindBar), "the search bar")
         await type_text(pilot, "second")
         await wait_for_text(pilot, "/second 1/1")
+
+
+async def test_a_log_without_lines_says_how_the_run_ended(
+        service: LaunchService, world: Demo) -> None:
+    """A run that fails at build prints nothing; its log says so and why, at once when
+    opened after the end and as soon as it ends while open."""
+    ended, live = [], []
+    for bucket in (ended, live):
+        await service.enqueue("train", "local")
+        item = await service.claim("agent-x", ["local"])
+        assert item is not None
+        bucket.append((await service.acknowledge(item.id, "agent-x")).id)
+    await service.set_run_state(ended[0], RunState.FAILED, error_stage=ErrorStage.BUILD,
+                                error_message="pip could not find torch==9.9")
+    app = make_app(service)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4", "G", "l")  # the oldest run: failed at build, no lines
+        await wait_for_text(pilot, "no output; failed at build: pip could not find torch==9.9")
+        await pilot.press("g")  # the newest: still starting, no lines yet
+        await wait_for_text(pilot, "no lines yet")
+        await service.set_run_state(live[0], RunState.STOPPED, reason="cancelled by root")
+        await wait_for_text(pilot, "no output; stopped: cancelled by root")
 
 
 async def test_item_states_leave_the_waiting_list(service: LaunchService, world: Demo) -> None:

@@ -277,9 +277,13 @@ class LogView(ScrollView, can_focus=True):
         base = self.rich_style
         index = scroll_y + y
         if not self.lines:
-            if y == 0:
-                style = base + self.get_component_rich_style("log-view--empty")
-                text = Text(self.empty_text, style=style, no_wrap=True, end="")
+            # The empty text can be a sentence (how a run ended): wrapped, never cut.
+            style = base + self.get_component_rich_style("log-view--empty")
+            pieces = Text(self.empty_text, style=style, end="").wrap(
+                self.app.console, max(width, 1))
+            if y < len(pieces):
+                text = pieces[y]
+                text.end = ""
                 text.stylize_before(style, 0, len(text))
                 return Strip(text.render(self.app.console)).crop_extend(0, width, base)
             return Strip.blank(width, base)
