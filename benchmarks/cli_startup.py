@@ -62,14 +62,19 @@ def main() -> None:
         command = [str(BIN / "launch-tui"), "items", "--json"]
         subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)  # make the store
         base = timed([sys.executable, "-c", "pass"], env, runs)
+        # The floor under any store access: the store is SQLAlchemy Core on asyncio.
+        floor = timed([sys.executable, "-c", "import asyncio, sqlalchemy"], env, runs)
         cli = timed(command, env, runs)
         heavy = loaded_modules(home, env)
     b, c = statistics.median(base), statistics.median(cli)
+    f = statistics.median(floor)
     print(f"headless CLI start-up, median of {runs} runs")
     print(f"  baseline: python -c pass          {b * 1000:7.1f} ms")
+    print(f"  import asyncio, sqlalchemy        {f * 1000:7.1f} ms   (+{(f - b) * 1000:.0f} ms)")
     print(f"  launch-tui items --json (empty)   {c * 1000:7.1f} ms   (+{(c - b) * 1000:.0f} ms)")
     print(f"  heavy modules loaded: {', '.join(heavy) or 'none'}")
-    print(json.dumps({"baseline_ms": round(b * 1000, 1), "items_ms": round(c * 1000, 1),
+    print(json.dumps({"baseline_ms": round(b * 1000, 1), "sqlalchemy_ms": round(f * 1000, 1),
+                      "items_ms": round(c * 1000, 1),
                       "over_baseline_ms": round((c - b) * 1000, 1), "heavy": heavy}))
 
 
