@@ -172,6 +172,10 @@ def change_run(
     }
     if exit_code is not None:
         values["exit_code"] = exit_code
+    if error_stage is None and error_message is not None and state == RunState.FAILED:
+        # A failure reported with its message but no stage happened while it ran; the
+        # message must not be dropped (it is the run's "why").
+        error_stage = ErrorStage.RUN
     if error_stage is not None:
         values["error_stage"] = str(error_stage)
         values["error_message"] = error_message

@@ -6,6 +6,7 @@ every state is also spelled out as a word so NO_COLOR loses nothing.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -185,3 +186,16 @@ def agent_line(ts: float, agent: str, level: str, message: str, run_id: str | No
         line.append(f"[{run_id}] ", style=style_of("cyan"))
     line.append(message, style=level_style)
     return line
+
+
+_EXIT_CODE = re.compile(r"^\(exit code -?\d+\):?\s*")
+
+
+def why_cell(why: str | None, state: str) -> str:
+    """The core's sentence on how a run ended, for a column beside the state and exit
+    columns: without the state word and exit code they already show ("failed (exit
+    code 1): ValueError: …" -> "ValueError: …"). Status lines keep the sentence whole."""
+    text = why or ""
+    if text.startswith(state):
+        text = text[len(state):].lstrip(": ")
+    return _EXIT_CODE.sub("", text)

@@ -69,7 +69,7 @@ class ItemHistorySource:
             outcome(item),
             fmt.duration(item.duration_s),
             fmt.age(self.now() - ended) if ended else "",
-            item.why or "",
+            fmt.why_cell(item.why, str(item.outcome or item.state)),
         )
 
     def text(self, key: int) -> str:
@@ -78,7 +78,8 @@ class ItemHistorySource:
 
     def detail(self, key: int) -> str:
         item = self.items[key]
-        return f"#{item.id} {item.job_ref} {item.outcome or item.state}: {item.why or '-'}"
+        # The why starts with the outcome when there is more to say ("failed (exit …").
+        return f"#{item.id} {item.job_ref}: {item.why or item.outcome or item.state}"
 
     def item(self, key: int) -> QueueItem:
         return self.items[key]

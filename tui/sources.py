@@ -163,13 +163,16 @@ class RunsSource:
         Column("run", 8),
         Column("job", 10, flex=2),
         Column("state", 9),
-        Column("queue", 8, flex=1, drop=6),
-        Column("agent", 8, flex=1, drop=7),
-        Column("wait", 5, justify="right", drop=4),
-        Column("build", 5, justify="right", drop=3),
-        Column("run", 6, justify="right", drop=1),
-        Column("exit", 4, justify="right", drop=2),
-        Column("age", 4, justify="right", drop=5),
+        Column("queue", 8, flex=1, drop=7),
+        Column("agent", 8, flex=1, drop=8),
+        Column("wait", 5, justify="right", drop=6),
+        Column("build", 5, justify="right", drop=5),
+        Column("run", 6, justify="right", drop=2),
+        Column("exit", 4, justify="right", drop=1),
+        Column("age", 4, justify="right", drop=4),
+        # How it ended or what it waits for (the core's sentence; the status line has
+        # it whole): kept over the queue and agent columns when the pane is narrow.
+        Column("why", 14, flex=3, drop=3),
     )
 
     def __init__(self, model: LiveModel, now: Clock, *, history: bool = False) -> None:
@@ -199,11 +202,13 @@ class RunsSource:
             fmt.duration(stages.get("running")),
             "" if run.exit_code is None else str(run.exit_code),
             fmt.age(self.now() - run.created_at),
+            fmt.why_cell(explain.run_why(run, self.now()), str(run.state)),
         )
 
     def text(self, key: str) -> str:
         r = self.model.runs[key]
-        return f"{r.id} {r.job_ref} {r.state} {r.queue} {r.agent or ''} {r.error_message or ''}"
+        why = explain.run_why(r, self.now()) or ""
+        return f"{r.id} {r.job_ref} {r.state} {r.queue} {r.agent or ''} {why}"
 
     def detail(self, key: str) -> str:
         r = self.model.runs[key]

@@ -244,6 +244,32 @@ async def test_a_log_without_lines_says_how_the_run_ended(
         await wait_for_text(pilot, "no output; stopped: cancelled by root")
 
 
+async def test_the_runs_pane_says_how_each_run_ended(
+        service: LaunchService, world: Demo) -> None:
+    """A why column beside state and exit, without repeating them; kept at 80 columns."""
+    runs = []
+    for _ in range(2):
+        await service.enqueue("train", "local")
+        item = await service.claim("agent-x", ["local"])
+        assert item is not None
+        runs.append((await service.acknowledge(item.id, "agent-x")).id)
+    await service.set_run_state(runs[0], RunState.RUNNING)
+    await service.set_run_state(runs[0], RunState.FAILED, exit_code=3,
+                                error_message="OOM at step 40")
+    await service.set_run_state(runs[1], RunState.CRASHED, reason="its agent died")
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4")
+        text = await wait_for_text(pilot, "OOM at step 40")
+        rows = {line.split()[1]: line for line in text.splitlines()
+                if line.startswith("│ ") and line.split()[1] in runs}
+        assert "failed" in rows[runs[0]] and "3" in rows[runs[0]].split()
+        assert "(exit code" not in rows[runs[0]]
+        assert rows[runs[1]].split()[3] == "crashed"
+        assert rows[runs[1]].rstrip(" │").endswith("its agent died")
+
+
 async def test_item_states_leave_the_waiting_list(service: LaunchService, world: Demo) -> None:
     item = await service.enqueue("train", "local")
     app = make_app(service)

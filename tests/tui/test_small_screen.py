@@ -156,12 +156,18 @@ async def test_footer_lists_the_panes_keys_and_always_shows_help(
         await pilot.press("2")
         text = await wait_for_text(pilot, "a Start agent")
         footer = text.splitlines()[-1]
-        for key in ("space Mark", "a Start agent", "n New queue", "m Modify queue"):
+        for key in ("space Mark", "a Start agent", "n New", "m Modify", "M TOML", "h Hold"):
             assert key in footer, footer
         assert footer.rstrip().endswith("? All keys")
         await pilot.press("3")
         footer = (await wait_for_text(pilot, "t Top")).splitlines()[-1]
         assert footer.rstrip().endswith("? All keys")
+        # What does not fit is left out whole (? lists it), never cut mid-word.
+        assert footer.split() == ["x", "Cancel", "space", "Mark", "H", "History", "t", "Top",
+                                  "b", "Bottom", "p", "Priority", "?", "All", "keys"]
+        await pilot.press("H")  # the history: re-enqueue applies, surgery does not
+        footer = (await wait_for_text(pilot, "r Re-enqueue")).splitlines()[-1]
+        assert "t Top" not in footer and footer.startswith(" H History  r Re-enqueue")
 
 
 async def test_queue_marks_apply_only_under_the_cursor_and_go_after_use(

@@ -80,7 +80,8 @@ def test_enqueue_form_with_inline_error_80x24(
         await pilot.press("j", "e")
         await pilot.pause(0.3)
         no_blink(pilot)
-        await pilot.press("tab", "end", "0", "0")  # epochs 5 -> 500, past its maximum
+        # The form opens on the queue; priority, lr, then epochs: 5 -> 500, past its maximum.
+        await pilot.press("tab", "tab", "tab", "end", "0", "0")
         await pilot.pause(0.5)
 
     assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=run_before)

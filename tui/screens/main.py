@@ -74,6 +74,10 @@ class PaneBar(Static):
         self.update(text)
 
 
+_WAITING_ITEM_ACTIONS = frozenset({"cancel_items", "mark_item", "item_top", "item_bottom",
+                                   "item_priority", "item_move_queue"})
+
+
 class MainScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
@@ -406,6 +410,12 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "resize_split":
             return self.side_visible and self.narrow
+        # The Items pane's keys for the view they act on: surgery on waiting items,
+        # re-enqueue in the history (the footer then has room for what applies).
+        if action in _WAITING_ITEM_ACTIONS:
+            return self.items_history is None
+        if action == "requeue_item":
+            return self.items_history is not None
         return True
 
     def cursor_detail(self) -> str:
@@ -870,6 +880,7 @@ class MainScreen(Screen[None]):
             self.items.table.set_source(ItemsSource(model, self.items_queue,
                                                     self.launch_app.now, self.marked_items))
         self._items_caption()
+        self.refresh_bindings()  # the footer shows the keys of the view now shown
 
     def _items_caption(self) -> None:
         queue = self.items_queue or ""

@@ -3,11 +3,14 @@
 Textual's footer lists keys left to right and cuts what does not fit; at 80
 columns that cut `?`, the one key that lists the others. Here `?` is docked at
 the right edge, where the command palette's key was (ctrl+p still opens it and
-`?` names it), and is left out of the left-hand list.
+`?` names it), and is left out of the left-hand list. Keys that do not fit
+before it are left out whole (`?` lists them), never cut mid-word.
 """
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from textual import events
 from textual.app import ComposeResult
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
@@ -19,18 +22,36 @@ class KeysFooter(Footer):
     DEFAULT_CSS = """
     KeysFooter FooterKey.-keys-help {
         dock: right;
-        padding-left: 1;
         text-style: bold;
     }
     """
 
     def __init__(self) -> None:
         super().__init__(show_command_palette=False)
+        self._laid_out_for = 0
 
     def compose(self) -> ComposeResult:
+        help_key = FooterKey(HELP_KEY, "?", "All keys", "app.help", classes="-keys-help",
+                             tooltip="Every key of this screen, and what it does")
+        # Before the first layout the width is unknown (0): show everything then.
+        room = self.size.width - _width(help_key) if self.size.width else None
         for widget in super().compose():
-            if isinstance(widget, FooterKey) and widget.key == HELP_KEY:
-                continue
+            if isinstance(widget, FooterKey):
+                if widget.key == HELP_KEY:
+                    continue
+                if room is not None:
+                    room -= _width(widget)
+                    if room < 0:
+                        break
             yield widget
-        yield FooterKey(HELP_KEY, "?", "All keys", "app.help", classes="-keys-help",
-                        tooltip="Every key of this screen, and what it does")
+        yield help_key
+
+    def on_resize(self, event: events.Resize) -> None:
+        if event.size.width != self._laid_out_for:
+            self._laid_out_for = event.size.width
+            self.refresh(recompose=True)  # which keys fit depends on the width
+
+
+def _width(key: FooterKey) -> int:
+    """Cells a key takes in the footer: ` key ` then `description `."""
+    return cell_len(key.key_display) + cell_len(key.description) + 3
