@@ -24,7 +24,14 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from launch_tui.core.errors import StoreError
-from launch_tui.core.store import connect_errors, location, migrations, pgparams, schema
+from launch_tui.core.store import (
+    connect_errors,
+    jsoncodec,
+    location,
+    migrations,
+    pgparams,
+    schema,
+)
 
 _WRITE = "launch_write"
 BUSY_TIMEOUT_MS = 60_000
@@ -80,7 +87,9 @@ def create_engines(url: str, *, statement_timeout_s: float | None = None
             # Create the file ourselves so it is 0600 from the first byte.
             location.create_sqlite_file(path)
         engine = create_engine(url, poolclass=NullPool,
-                               connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+                               connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},
+                               json_serializer=jsoncodec.dumps,
+                               json_deserializer=jsoncodec.loads)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -114,7 +123,9 @@ def create_engines(url: str, *, statement_timeout_s: float | None = None
     else:
         # libpq parameters, defaults and one-sentence connection errors: `pgparams`,
         # `connect_errors`. (SQLite has no statement timeout.)
-        engine = create_engine(url, poolclass=NullPool, connect_args=pgparams.connect_args(url))
+        engine = create_engine(url, poolclass=NullPool, connect_args=pgparams.connect_args(url),
+                               json_serializer=jsoncodec.dumps,
+                               json_deserializer=jsoncodec.loads)
         connect_errors.install(engine, url)
         pgparams.set_statement_timeout(engine, statement_timeout_s)
     return engine, engine.execution_options(**{_WRITE: True})

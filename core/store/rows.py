@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -24,6 +23,7 @@ from launch_tui.core.model import (
     Run,
     RunState,
 )
+from launch_tui.core.store import jsoncodec
 from launch_tui.core.store.schema import items, jobs, queues, runs
 
 
@@ -33,7 +33,7 @@ def json_copy(value: Any) -> Any:
     must not change when the caller's objects do."""
     if not value and isinstance(value, dict):
         return {}
-    return json.loads(json.dumps(value))  # the C codec beats copying in Python
+    return jsoncodec.copy(value)  # the codec beats copying in Python
 
 
 _FIELD_KEYS = frozenset(
