@@ -103,8 +103,15 @@ def binding_ids() -> set[str]:
 
 def check_keymap(keymap: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """Split a `[keys]` table into what can be applied and one sentence per problem:
-    a name that is no binding id, or a key that would take another key's place
-    where both work (the rebinding wins there; the user should know which one lost)."""
+    a name that is no binding id, or a rebound key that clashes with another where
+    both would work: in one place (the rebinding wins there), or between a pane or
+    widget and the screen under it (the pane wins while it has focus)."""
+    from launch_tui.tui.app import LaunchApp
+    from launch_tui.tui.panes import PANES
+    from launch_tui.tui.screens.main import MainScreen
+    from launch_tui.tui.widgets.logview import LogView
+    from launch_tui.tui.widgets.table import LiveTable
+
     known = binding_ids()
     # "?" and "question_mark" are one key: compare (and apply) Textual's long names.
     usable = {name: _normalize_key_list(keys) for name, keys in keymap.items() if name in known}
@@ -113,20 +120,43 @@ def check_keymap(keymap: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
         f"? in the app; for example {', '.join(sorted(known)[:4])})."
         for name in keymap if name not in known
     ]
+
+    def clash(key: str, mine: str, other: str, winner: str, place: str) -> None:
+        if mine in usable or other in usable:
+            rebound, lost = (mine, other) if mine in usable else (other, mine)
+            problems.append(f"settings: keys.{rebound} = {key!r} clashes with {lost} "
+                            f"{place}, where {key} does {winner}.")
+
+    titles = dict((cls, section) for section, cls in sections())
+    on_main = {*PANES, LiveTable, LogView}  # focused inside the main screen
     for section, cls in sections():
-        taken: dict[str, str] = {}  # key -> binding id in this section, after the keymap
+        taken: dict[str, str] = {}  # key -> binding id in this place, after the keymap
         for binding in _bindings(cls):
             keys = usable.get(binding.id or "", binding.key)
             for key in (k.strip() for k in keys.split(",")):
                 other = taken.get(key)
                 if other is not None and other != binding.id:
-                    rebound, lost = (binding.id, other) if binding.id in usable else (
-                        other, binding.id)
-                    problems.append(
-                        f"settings: keys.{rebound} = {key!r} takes {key} from "
-                        f"{lost or 'another key'} ({section}).")
+                    rebound = binding.id if binding.id in usable else other
+                    clash(key, binding.id or "", other, rebound, f"({section})")
                 taken[key] = binding.id or ""
+        below = [MainScreen, LaunchApp] if cls in on_main else (
+            [] if cls is LaunchApp else [LaunchApp])
+        for lower in below:
+            for key, low_id in _keys(lower, usable).items():
+                my_id = taken.get(key)
+                if my_id is not None and my_id != low_id:
+                    under = "app-wide keys" if lower is LaunchApp else titles[lower].lower()
+                    clash(key, my_id, low_id, my_id, f"(the {section} over the {under})")
     return usable, problems
+
+
+def _keys(cls: type[Any], usable: Mapping[str, str]) -> dict[str, str]:
+    """Key -> binding id of what `cls` declares, after the keymap."""
+    out: dict[str, str] = {}
+    for binding in _bindings(cls):
+        for key in usable.get(binding.id or "", binding.key).split(","):
+            out.setdefault(key.strip(), binding.id or "")
+    return out
 
 
 def key_display(app: App[Any], key: str) -> str:

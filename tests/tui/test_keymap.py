@@ -69,8 +69,18 @@ async def test_an_unknown_name_is_one_warning_and_the_rest_apply(
 def test_a_key_taken_from_another_in_the_same_place_is_named() -> None:
     usable, problems = check_keymap({"item_top": "p"})
     assert usable == {"item_top": "p"}
-    assert problems == ["settings: keys.item_top = 'p' takes p from item_priority (Items "
-                        "pane)."]
+    assert problems == ["settings: keys.item_top = 'p' clashes with item_priority (Items "
+                        "pane), where p does item_top."]
+
+
+def test_a_key_a_pane_would_hide_is_named() -> None:
+    """The focused pane's keys win over the main screen's: rebinding enqueue to t
+    works everywhere but in the Items pane, and the user is told so."""
+    usable, problems = check_keymap({"enqueue": "t"})
+    assert usable == {"enqueue": "t"}
+    assert problems == ["settings: keys.enqueue = 't' clashes with item_top (the Items "
+                        "pane over the main screen), where t does item_top."]
+    assert check_keymap({"enqueue": "E", "help": "f1"})[1] == []
 
 
 def test_every_key_of_the_app_has_a_name() -> None:
