@@ -30,6 +30,7 @@ from launch_tui.core.events import Event
 from launch_tui.core.model import Agent
 from launch_tui.core.service import LaunchService
 from launch_tui.tui import format as fmt
+from launch_tui.tui import hangup
 from launch_tui.tui.agent_host import AgentHost
 from launch_tui.tui.commands import palette_commands
 from launch_tui.tui.live import Change, LiveModel
@@ -106,7 +107,19 @@ class LaunchApp(App[None]):
         # NO_COLOR: attributes (bold, underline) take over where colour marked something.
         self.set_class(self.no_color, "-no-color")
         fmt.set_plain(self.no_color)
+        if not self.is_headless:
+            hangup.watch(asyncio.get_running_loop(), self._hung_up)
         self._open()
+
+    def _hung_up(self) -> None:
+        """The terminal is gone (or SIGHUP/SIGTERM): stop the in-app agents the way q
+        does, without asking (nobody can answer), and exit."""
+        self._exit_on_hangup()
+
+    @work(group="hangup", exclusive=True, exit_on_error=False)
+    async def _exit_on_hangup(self) -> None:
+        await self.shutdown()
+        self.exit(return_code=129)
 
     @work(group="open", exclusive=True, exit_on_error=False)
     async def _open(self) -> None:
@@ -419,5 +432,9 @@ def run_app(
     agent_queues: list[str] | None = None,
     project: str | None = None,
 ) -> None:
-    """Entry point used by `launch-tui` (no subcommand) and `launch-tui demo`."""
-    LaunchApp(store=store, home=home, agent_queues=agent_queues or [], project=project).run()
+    """Entry point used by `launch-tui` (no subcommand) and `launch-tui demo`. Exits
+    with status 129 (128 + SIGHUP) when the terminal went away."""
+    app = LaunchApp(store=store, home=home, agent_queues=agent_queues or [], project=project)
+    app.run()
+    if app.return_code:
+        raise SystemExit(app.return_code)

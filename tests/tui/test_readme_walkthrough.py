@@ -100,3 +100,43 @@ def _wait_runs(home: Path, *, finished: int | None = None, total: int | None = N
                 return
         time.sleep(0.5)
     raise AssertionError(f"runs did not end in time: {[(r['id'], r['state']) for r in runs]}")
+
+
+def test_the_app_exits_when_its_terminal_goes_away(tmp_path: Path) -> None:
+    """`make run`, then the terminal goes away (a dropped SSH connection, a killed
+    tmux pane). make leads the session and does not pass SIGHUP on, so the app must
+    notice the hang-up itself: it stops its agent (the name is free again) and
+    exits, rather than spinning on a dead terminal."""
+    import asyncio
+
+    from launch_tui.core.model import AgentStatus
+    from launch_tui.core.service import LaunchService
+
+    home = tmp_path / "home"
+    home.mkdir()
+    command = (f"cd {ROOT} && env -u LAUNCH_TUI_STORE LAUNCH_TUI_HOME={home} "
+               f"TERM=xterm-256color make -s run")
+    tmux = Tmux(f"launch-tui-hup-{os.getpid()}-{tmp_path.name}")
+    tmux.run("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
+
+    async def agents() -> list[tuple[str, AgentStatus, int]]:
+        service = await LaunchService.open(home=home)
+        try:
+            return [(a.name, a.status, a.pid) for a in await service.list_agents()]
+        finally:
+            await service.close()
+
+    try:
+        tmux.wait_for("started on local", within=60)
+        [(name, status, pid)] = asyncio.run(agents())
+        assert status != AgentStatus.STOPPED
+    finally:
+        tmux.run("kill-server")
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    outlived = Path(f"/proc/{pid}").exists()
+    if outlived:
+        os.kill(pid, 9)  # leave no orphan behind, then fail
+    assert not outlived, "the app outlived its terminal"
+    assert asyncio.run(agents()) == [(name, AgentStatus.STOPPED, pid)]

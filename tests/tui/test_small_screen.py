@@ -166,8 +166,10 @@ async def test_footer_lists_the_panes_keys_and_always_shows_help(
         assert footer.split() == ["x", "Cancel", "space", "Mark", "H", "History", "t", "Top",
                                   "b", "Bottom", "p", "Priority", "?", "All", "keys"]
         await pilot.press("H")  # the history: re-enqueue applies, surgery does not
-        footer = (await wait_for_text(pilot, "r Re-enqueue")).splitlines()[-1]
+        text = await wait_for_text(pilot, "r Re-enqueue")
+        footer = text.splitlines()[-1]
         assert "t Top" not in footer and footer.startswith(" H History  r Re-enqueue")
+        assert "nothing done with on this queue yet (H shows the waiting items)" in text
 
 
 async def test_queue_marks_apply_only_under_the_cursor_and_go_after_use(

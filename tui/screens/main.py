@@ -884,7 +884,12 @@ class MainScreen(Screen[None]):
 
     def _items_caption(self) -> None:
         queue = self.items_queue or ""
-        self.items.caption = f"{queue} · history" if self.items_history is not None else queue
+        history = self.items_history is not None
+        self.items.caption = f"{queue} · history" if history else queue
+        self.items.table.empty_text = (
+            "nothing done with on this queue yet (H shows the waiting items)" if history
+            else ItemsPane.EMPTY)
+        self.items.table.refresh()
         self.items.update_title()
 
     @work(group="item-history", exclusive=True, exit_on_error=False)
@@ -905,6 +910,9 @@ class MainScreen(Screen[None]):
         self.runs.table.set_source(RunsSource(model, self.launch_app.now,
                                               history=self.runs_history))
         self.runs.caption = "history" if self.runs_history else ""
+        self.runs.table.empty_text = (
+            "no run has ended yet (H shows every run)" if self.runs_history else RunsPane.EMPTY)
+        self.runs.table.refresh()
         self.runs.update_title()
 
     @work(group="requeue", exit_on_error=False)
