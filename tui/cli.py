@@ -696,7 +696,8 @@ async def requeue(service: LaunchService, target: str, priority: str | None) -> 
 @run_with_service
 async def agent(service: LaunchService, queues: tuple[str, ...], max_jobs: int, name: str | None,
                 poll_interval: float | None, no_events: bool, project: str | None) -> None:
-    """Run an agent in the foreground until interrupted (Ctrl-C or SIGTERM)."""
+    """Run an agent in the foreground until interrupted (Ctrl-C, SIGTERM, or SIGHUP
+    unless it runs under nohup); its runs keep going."""
     import logging
 
     from launch_tui.core.agent import LaunchAgent
@@ -706,8 +707,11 @@ async def agent(service: LaunchService, queues: tuple[str, ...], max_jobs: int, 
                          poll_interval_s=poll_interval, event_driven=not no_events)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        # A hang-up (the SSH session ended) stops the agent cleanly, freeing its name;
+        # under nohup SIGHUP stays ignored, as the user asked.
+        if sig != signal.SIGHUP or signal.getsignal(sig) != signal.SIG_IGN:
+            loop.add_signal_handler(sig, stop.set)
     await runner.start()
     signalled = asyncio.create_task(stop.wait())
     ended = asyncio.create_task(runner.wait())  # raises AgentFailed if it stopped itself

@@ -38,6 +38,8 @@ def watch(loop: asyncio.AbstractEventLoop, on_hangup: Callable[[], None]) -> Non
             on_hangup()
 
     for signum in (signal.SIGHUP, signal.SIGTERM):
+        if signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # nohup: the user asked for the hang-up to be ignored
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             loop.add_signal_handler(signum, fire)
     fd = _terminal_fd()

@@ -249,3 +249,35 @@ async def test_logs_follow_in_another_process_prints_while_running_and_exits_at_
     err = (await follower.stderr.read()).decode()
     assert f"-- run {run.id} finished (exit code 0)" in err
     assert (await lab.service.get_run(run.id)).state == RunState.FINISHED
+
+
+# ---------------------------------------------------------------- hang-up
+
+
+async def test_a_hang_up_stops_an_agent_cleanly_unless_it_runs_under_nohup(lab: Lab) -> None:
+    """The SSH session that started `launch-tui agent` ends: SIGHUP stops it the way
+    SIGTERM does (exit 0, status stopped, the name free again). Under nohup the
+    hang-up stays ignored and the agent keeps serving."""
+    import os
+    import signal
+
+    from launch_tui.core.model import AgentStatus
+
+    queue = await lab.queue()
+
+    async def status(name: str) -> AgentStatus | None:
+        found = [a.status for a in await lab.service.list_agents() if a.name == name]
+        return found[0] if found else None
+
+    plain = lab.spawn_agent([queue], "agent-hup", "--poll-interval", "1")
+    kept = lab.spawn_agent([queue], "agent-nohup", "--poll-interval", "1", prefix=["nohup"])
+    await wait_for(lambda: agents_registered(lab, "agent-hup", "agent-nohup"),
+                   "both agents to register", within=20)
+    for agent in (plain, kept):
+        os.kill(agent.pid, signal.SIGHUP)
+    assert await asyncio.to_thread(plain.proc.wait, 20) == 0, plain.output()
+    assert await status("agent-hup") == AgentStatus.STOPPED
+    await asyncio.sleep(1.0)
+    assert kept.proc.poll() is None, kept.output()
+    assert await status("agent-nohup") != AgentStatus.STOPPED
+    assert await kept.stop() == 0, kept.output()
