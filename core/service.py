@@ -228,8 +228,7 @@ class LaunchService:
 
     async def get_item(self, item_id: int) -> QueueItem:
         """The item, with its outcome and why it waits or how it ended."""
-        item = redact.item(await self._queues.get_item(item_id))
-        return (await self._listings.explained([item]))[0]
+        return await self._explained(redact.item(await self._queues.get_item(item_id)))
 
     async def list_items(
         self, queue: str | None = None, *, project: str | None = None,
@@ -289,17 +288,19 @@ class LaunchService:
     async def move_item(self, item_id: int, where: str) -> QueueItem:
         """Move a waiting item to the "top" (taken next) or "bottom" (taken last) of its
         queue, raising or lowering its priority to its neighbour's when needed."""
-        return await self.get_item((await self._surgery.move_item(item_id, where)).id)
+        return await self._explained(await self._surgery.move_item(item_id, where))
 
     async def set_item_priority(self, item_id: int, priority: Priority | str) -> QueueItem:
-        return await self.get_item(
-            (await self._surgery.set_item_priority(item_id, priority)).id)
+        return await self._explained(await self._surgery.set_item_priority(item_id, priority))
 
     async def move_item_to_queue(self, item_id: int, queue: str) -> QueueItem:
         """Move a waiting item to another queue of its project, checked against that
         queue's config as an enqueue is."""
-        return await self.get_item(
-            (await self._surgery.move_item_to_queue(item_id, queue)).id)
+        return await self._explained(await self._surgery.move_item_to_queue(item_id, queue))
+
+    async def _explained(self, item: QueueItem) -> QueueItem:
+        """A (redacted) item as `get_item` gives it: with its outcome and why."""
+        return (await self._listings.explained([item]))[0]
 
     # ------------------------------------------------------------------ dispatch
 

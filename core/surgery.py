@@ -80,7 +80,7 @@ class Surgery:
         store = self._store
 
         def tx(conn: Conn) -> QueueItem:
-            item, queue_id = _waiting(conn, item_id, "moved")
+            item, queue_id, _ = _waiting(conn, item_id, "moved")
             edge = items_db.edge_pending(conn, queue_id, last=where == "bottom")
             assert edge is not None  # the item itself is pending there
             rank = item.priority.rank
@@ -105,7 +105,7 @@ class Surgery:
         store = self._store
 
         def tx(conn: Conn) -> QueueItem:
-            item, queue_id = _waiting(conn, item_id, "changed")
+            item, queue_id, _ = _waiting(conn, item_id, "changed")
             if item.priority == new:
                 raise ConflictError(f"item: #{item.id} already has priority {new}.")
             return _apply(store, conn, item, queue_id, {"priority": new.rank}, "priority")
@@ -118,13 +118,10 @@ class Surgery:
         store, settings = self._store, self._settings
 
         def tx(conn: Conn) -> QueueItem:
-            item, queue_id = _waiting(conn, item_id, "moved")
+            item, queue_id, job_id = _waiting(conn, item_id, "moved")
             if queue == item.queue:
                 raise ConflictError(f"item: #{item.id} is already on queue '{queue}'.")
             target = require_queue(conn, item.project, queue)
-            job_id = conn.execute(
-                items_db.items.select().with_only_columns(items_db.items.c.job_id)
-                .where(items_db.items.c.id == item.id)).scalar_one()
             version = version_by_id(store, conn, job_id, item.version)
             assert version is not None  # items reference versions, never deleted
             # Template values belong to a queue's template: keep those the target
@@ -144,9 +141,9 @@ class Surgery:
         return redact.item(await store.write(tx))
 
 
-def _waiting(conn: Conn, item_id: int, done: str) -> tuple[QueueItem, int]:
-    """The item and its queue's id, if it is pending; else ConflictError saying what
-    it is now and that it was not `done`."""
+def _waiting(conn: Conn, item_id: int, done: str) -> tuple[QueueItem, int, int]:
+    """The item and the ids of its queue and job, if it is pending; else ConflictError
+    saying what it is now and that it was not `done`."""
     item = require_item(conn, item_id)
     if item.state != ItemState.PENDING:
         now = f"{item.state}"
@@ -156,10 +153,8 @@ def _waiting(conn: Conn, item_id: int, done: str) -> tuple[QueueItem, int]:
             now = f"claimed as run {item.run_id}"
         raise ConflictError(f"item: #{item.id} is no longer waiting ({now}); it was not "
                             f"{done}.")
-    queue_id = conn.execute(
-        items_db.items.select().with_only_columns(items_db.items.c.queue_id)
-        .where(items_db.items.c.id == item.id)).scalar_one()
-    return item, int(queue_id)
+    queue_id, job_id = items_db.refs(conn, item.id)
+    return item, queue_id, job_id
 
 
 def _apply(store: Store, conn: Conn, item: QueueItem, queue_id: int, values: dict[str, Any],

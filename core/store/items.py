@@ -209,6 +209,13 @@ def renew_lease(conn: Connection, item_id: int, agent: str, expires: float) -> b
     return _RENEW.execute(conn, item_id=item_id, agent=agent, expires=expires) > 0
 
 
+def refs(conn: Connection, item_id: int) -> tuple[int, int]:
+    """The ids of an item's queue and job (a QueueItem names them, not their ids)."""
+    row = conn.execute(select(items.c.queue_id, items.c.job_id)
+                       .where(items.c.id == item_id)).one()
+    return int(row.queue_id), int(row.job_id)
+
+
 def edge_pending(conn: Connection, queue_id: int, *, last: bool) -> Any | None:
     """The first (or last) pending item row of a queue in take order."""
     order = [c.desc() for c in TAKE_ORDER] if last else list(TAKE_ORDER)

@@ -736,7 +736,7 @@ class MainScreen(Screen[None]):
 
     def action_mark_item(self) -> None:
         item_id = self.selected_item()
-        if item_id is None or self.items_history is not None:
+        if item_id is None:
             return
         if item_id in self.marked_items:
             self.marked_items.discard(item_id)
@@ -747,8 +747,9 @@ class MainScreen(Screen[None]):
         self.update_status()
 
     def _waiting_item(self) -> int | None:
+        # Only the waiting view reaches here: check_action keeps these keys to it.
         item_id = self.selected_item()
-        if item_id is None or self.items_history is not None:
+        if item_id is None:
             self.notify("Select a waiting item first (3 goes to Items; H leaves the history).",
                         severity="warning")
             return None
@@ -812,10 +813,6 @@ class MainScreen(Screen[None]):
                         f"(position {moved.position or '-'}).", timeout=4)
 
     def action_cancel_items(self) -> None:
-        if self.items_history is not None:
-            self.notify("Finished items cannot be cancelled (H leaves the history).",
-                        severity="warning")
-            return
         targets = self._item_target()
         if not targets:
             self.notify("Select a waiting item first (3 goes to Items).", severity="warning")
