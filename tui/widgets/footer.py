@@ -31,13 +31,18 @@ class KeysFooter(Footer):
         self._laid_out_for = 0
 
     def compose(self) -> ComposeResult:
-        help_key = FooterKey(HELP_KEY, "?", "All keys", "app.help", classes="-keys-help",
+        keys = list(super().compose())
+        # The key help is bound to here (`?`, or what settings' [keys] made it).
+        bound = next((w for w in keys if isinstance(w, FooterKey) and w.action == "help"),
+                     None)
+        key, shown = (bound.key, bound.key_display) if bound is not None else (HELP_KEY, "?")
+        help_key = FooterKey(key, shown, "All keys", "app.help", classes="-keys-help",
                              tooltip="Every key of this screen, and what it does")
         # Before the first layout the width is unknown (0): show everything then.
         room = self.size.width - _width(help_key) if self.size.width else None
-        for widget in super().compose():
+        for widget in keys:
             if isinstance(widget, FooterKey):
-                if widget.key == HELP_KEY:
+                if widget is bound:
                     continue
                 if room is not None:
                     room -= _width(widget)
