@@ -147,11 +147,10 @@ async def test_edit_config_in_a_form_makes_a_new_version(
         await wait_for_text(pilot, "latest=v1")
 
 
-async def test_editor_round_trip_reopens_a_broken_edit_with_the_error(
-    service: LaunchService, world: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """First save breaks the schema; the editor comes back with the error on top and the
-    user's text kept; the second save fixes it and makes a new version."""
+def fake_editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                edits: list[tuple[str, str]]) -> Path:
+    """Set $EDITOR to a script that, in session n, keeps a copy of the file it was given
+    (in the returned folder, as n.toml) and then makes the n-th (old, new) replacement."""
     seen = tmp_path / "seen"
     seen.mkdir()
     script = tmp_path / "fake-editor"
@@ -159,17 +158,26 @@ async def test_editor_round_trip_reopens_a_broken_edit_with_the_error(
 import pathlib, sys
 path = pathlib.Path(sys.argv[1])
 seen = pathlib.Path({str(seen)!r})
+edits = {edits!r}
 n = len(list(seen.iterdir()))
 text = path.read_text()
 (seen / f"{{n}}.toml").write_text(text)
-if n == 0:
-    path.write_text(text.replace("epochs = 5", "epochs = 500  # user's edit"))
-else:
-    path.write_text(text.replace("epochs = 500", "epochs = 50"))
+if n < len(edits):
+    path.write_text(text.replace(*edits[n]))
 """)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("EDITOR", str(script))
     monkeypatch.delenv("VISUAL", raising=False)
+    return seen
+
+
+async def test_editor_round_trip_reopens_a_broken_edit_with_the_error(
+    service: LaunchService, world: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """First save breaks the schema; the editor comes back with the error on top and the
+    user's text kept; the second save fixes it and makes a new version."""
+    seen = fake_editor(tmp_path, monkeypatch, [("epochs = 5", "epochs = 500  # user's edit"),
+                                               ("epochs = 500", "epochs = 50")])
     app = make_app(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)
@@ -189,24 +197,8 @@ async def test_a_toml_error_names_the_line_of_the_file_the_user_sees(
 ) -> None:
     """The parser counts lines without the error note; the note must not: the line it
     names in the reopened file is the broken one."""
-    seen = tmp_path / "seen"
-    seen.mkdir()
-    script = tmp_path / "fake-editor"
-    script.write_text(f"""#!{sys.executable}
-import pathlib, sys
-path = pathlib.Path(sys.argv[1])
-seen = pathlib.Path({str(seen)!r})
-n = len(list(seen.iterdir()))
-text = path.read_text()
-(seen / f"{{n}}.toml").write_text(text)
-if n == 0:
-    path.write_text(text.replace("epochs = 5", "epochs = = 5"))
-elif n == 1:
-    path.write_text(text.replace("epochs = = 5", "epochs = 7"))
-""")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("EDITOR", str(script))
-    monkeypatch.delenv("VISUAL", raising=False)
+    seen = fake_editor(tmp_path, monkeypatch, [("epochs = 5", "epochs = = 5"),
+                                               ("epochs = = 5", "epochs = 7")])
     app = make_app(service)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_loaded(pilot)

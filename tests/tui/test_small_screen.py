@@ -102,7 +102,6 @@ async def test_the_run_detail_status_scrolls_to_a_long_error(
                 break
             await pilot.press("tab")
         assert app.focused is status
-        await pilot.pause(0.2)
         await pilot.press("end")
         await wait_for_text(pilot, "LAST-WORD")
 
@@ -143,8 +142,8 @@ async def test_escape_backs_out_one_step_at_a_time(
         assert app.screen.side_visible  # type: ignore[attr-defined]
         await pilot.press("escape")  # then the logs panel
         await wait_until(pilot, lambda: not app.screen.side_visible, "logs closed")  # type: ignore[attr-defined]
-        await pilot.press("escape")  # then nothing: never quits
-        await pilot.pause(0.1)
+        await pilot.press("escape", "2")  # then nothing: never quits; 2 still works
+        await wait_for_text(pilot, "─ 2 Queues (2)")
         assert app.is_running and isinstance(app.screen, MainScreen)
 
 

@@ -17,6 +17,7 @@ from textual.widgets import Input
 
 from launch_tui.tui.app import LaunchApp
 from launch_tui.tui.demo import seed_frozen_showcase
+from tests.tui.conftest import wait_for_text
 
 # The frozen clock advances a little at every call, and the two stores do not stamp
 # the same number of times while seeding, so the pixels are pinned on the embedded
@@ -116,7 +117,7 @@ def test_items_why_80x24(snap_compare: Callable[..., bool], frozen_app: Callable
     async def run_before(pilot: Pilot) -> None:
         await settle(pilot)
         await pilot.press("2", "j", "3")
-        await pilot.pause(0.3)
+        await wait_for_text(pilot, "3 Items · local (3)")
 
     assert snap_compare(frozen_app(), terminal_size=(80, 24), run_before=run_before)
 
@@ -127,6 +128,6 @@ def test_items_history_120x40(snap_compare: Callable[..., bool], frozen_app: Cal
     async def run_before(pilot: Pilot) -> None:
         await settle(pilot)
         await pilot.press("2", "j", "3", "H")
-        await pilot.pause(0.5)
+        await wait_for_text(pilot, "3 Items · local · history (2)")
 
     assert snap_compare(frozen_app(), terminal_size=(120, 40), run_before=run_before)
