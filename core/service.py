@@ -226,25 +226,29 @@ class LaunchService:
         """Enqueue again what a run or item ran, with the same overrides."""
         return redact.item(await self._queues.requeue(target, priority=priority))
 
-    async def get_item(self, item_id: int) -> QueueItem:
-        """The item, with its outcome and why it waits or how it ended."""
-        return await self._explained(redact.item(await self._queues.get_item(item_id)))
+    async def get_item(self, item_id: int, *, explain: bool = True) -> QueueItem:
+        """The item, with its outcome and why it waits or how it ended. `explain=False`
+        leaves those out and saves a read of its queue, agents and run: for callers
+        that work them out from what they hold (the TUI's live model)."""
+        item = redact.item(await self._queues.get_item(item_id))
+        return await self._explained(item) if explain else item
 
     async def list_items(
         self, queue: str | None = None, *, project: str | None = None,
         states: Iterable[ItemState | str] | None = (ItemState.PENDING,), limit: int | None = None,
-        after: str | None = None, since: float | None = None,
+        after: str | None = None, since: float | None = None, explain: bool = True,
     ) -> list[QueueItem]:
         """Waiting items in the order they will be taken (queue by queue, priority, then
         first in first out), then the others newest first; created at or after `since`
         (epoch seconds), continuing after the cursor `after` (`listings.cursor_of` an item).
         Each carries its outcome (a claimed item's is its run's state), end, duration and
-        one sentence on why it waits or how it ended (`why`)."""
+        one sentence on why it waits or how it ended (`why`), unless `explain=False`
+        (see `get_item`)."""
         found = redact.each(
             await self._listings.list_items(queue, project=project, states=states, limit=limit,
                                             after=after, since=since),
             redact.item)
-        return await self._listings.explained(found)
+        return await self._listings.explained(found) if explain else found
 
     def item_pages(
         self, queue: str | None = None, *, project: str | None = None,

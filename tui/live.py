@@ -184,7 +184,9 @@ class LiveModel:
         else:
             jobs = await svc.list_jobs(project=self.project)
             queues = await svc.list_queues(project=self.project)
-            items = await svc.list_items(project=self.project, states=ACTIVE_ITEM_STATES)
+            # The panes work out each item's why from the model (sources.ItemsSource).
+            items = await svc.list_items(project=self.project, states=ACTIVE_ITEM_STATES,
+                                         explain=False)
             runs = await svc.list_runs(project=self.project, limit=MAX_RUNS)
         agents = await svc.list_agents()
         self.jobs = {j.name: j for j in jobs}
@@ -332,7 +334,7 @@ class LiveModel:
         if len(ids) > RELOAD_THRESHOLD:
             try:
                 fresh = await self.service.list_items(
-                    queue, project=self.project, states=ACTIVE_ITEM_STATES
+                    queue, project=self.project, states=ACTIVE_ITEM_STATES, explain=False
                 )
             except NotFound:
                 return
@@ -341,7 +343,7 @@ class LiveModel:
             return
         for item_id in sorted(ids):
             try:
-                item = await self.service.get_item(item_id)
+                item = await self.service.get_item(item_id, explain=False)
             except NotFound:
                 continue
             if items.upsert(item):
