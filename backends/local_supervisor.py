@@ -94,6 +94,11 @@ def is_alive(pid: int, start_time: int | None) -> bool:
     return current is not None and (start_time is None or current == start_time)
 
 
+# json.dumps(text, ensure_ascii=False) without the call's overhead: the C encoder
+# json itself uses for strings.
+_json_string = json.encoder.encode_basestring
+
+
 class _LineSink:
     """Turns one stream's bytes into timestamped JSON-line records in the output file."""
 
@@ -109,8 +114,8 @@ class _LineSink:
         text = self.partial + self.decoder.decode(data)
         *lines, self.partial = text.split("\n")
         now = time.time()
-        for line in lines:
-            self._emit(line.removesuffix("\r"), now)
+        if lines:
+            self._write_all([line.removesuffix("\r") for line in lines], now)
         while len(self.partial) > MAX_LINE_CHARS:
             self._emit(self.partial[:MAX_LINE_CHARS], now)
             self.partial = self.partial[MAX_LINE_CHARS:]
@@ -122,15 +127,23 @@ class _LineSink:
             self.partial = ""
 
     def _emit(self, text: str, ts: float) -> None:
-        while len(text) > MAX_LINE_CHARS:
-            self._write(text[:MAX_LINE_CHARS], ts)
-            text = text[MAX_LINE_CHARS:]
-        self._write(text, ts)
+        self._write_all([text], ts)
 
-    def _write(self, text: str, ts: float) -> None:
-        record = {"ts": round(ts, 6), "stream": self.name, "text": text}
-        self.out.write(json.dumps(record, ensure_ascii=False).encode("utf-8", "replace"))
-        self.out.write(b"\n")
+    def _write_all(self, texts: list[str], ts: float) -> None:
+        """One record per text, all stamped `ts`, in one write.
+
+        Records of one read share everything but their text, so only the text is
+        JSON-encoded per line: a job printing as fast as it can costs this process
+        a fraction of what one json.dumps of a dict per line did.
+        """
+        head = f'{{"ts": {round(ts, 6)!r}, "stream": "{self.name}", "text": '
+        records = []
+        for text in texts:
+            while len(text) > MAX_LINE_CHARS:
+                records.append(head + _json_string(text[:MAX_LINE_CHARS]) + "}\n")
+                text = text[MAX_LINE_CHARS:]
+            records.append(head + _json_string(text) + "}\n")
+        self.out.write("".join(records).encode("utf-8", "replace"))
 
 
 class Supervisor:
