@@ -37,6 +37,7 @@ from launch_tui.core.backend import (
     BackendBase,
     BackendContext,
     BuildResult,
+    Lagging,
     LogChunk,
     RunHandle,
     RunStatus,
@@ -319,7 +320,8 @@ class DockerBackend(BackendBase):
 
     # ---------------------------------------------------------------- logs
 
-    async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
+    async def logs(self, handle: RunHandle, follow: bool = True, *,
+                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
         """Lines from the start of the run; with follow, until the container exits."""
         # aclosing: a consumer that stops early closes the daemon stream now, not at GC.
         lines = container_log(await self.client(), _name(handle), follow)

@@ -38,6 +38,7 @@ from launch_tui.core.backend import (
     BackendBase,
     BackendContext,
     BuildResult,
+    Lagging,
     LogChunk,
     RunHandle,
     RunStatus,
@@ -218,7 +219,8 @@ class KubernetesBackend(BackendBase):
 
     # ---------------------------------------------------------- logs
 
-    async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
+    async def logs(self, handle: RunHandle, follow: bool = True, *,
+                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
         """Every pod's lines, labelled with the pod's name, from the start of the run."""
         cluster, namespace, _ = await self._for_handle(handle)
         async with self._watch(cluster, namespace).follow(handle.run_id) as view:

@@ -52,9 +52,11 @@ from launch_tui.core.backend import (
     BackendBase,
     BackendContext,
     BuildResult,
+    Lagging,
     LogChunk,
     RunHandle,
     RunStatus,
+    SkippedLines,
 )
 from launch_tui.core.errors import BackendError
 from launch_tui.core.model import RunSpec
@@ -273,9 +275,18 @@ class LocalProcessBackend(BackendBase):
     def output_location(self, handle: RunHandle) -> str | None:
         return str(run_dir_for(self.ctx, handle.run_id) / sv.OUTPUT)
 
-    async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
+    async def logs(self, handle: RunHandle, follow: bool = True, *,
+                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk | SkippedLines]:
         run_dir = run_dir_for(self.ctx, handle.run_id)
         reader = OutputReader(run_dir / sv.OUTPUT)
+
+        async def skipped() -> SkippedLines | None:
+            """While the agent only counts this run's lines, count them without parsing."""
+            if lagging is None or not lagging() or not reader.worth_skipping():
+                return None
+            count = await asyncio.to_thread(reader.skip_backlog)
+            return SkippedLines(count) if count else None
+
         try:
             if not follow:
                 while batch := reader.read_batch():
@@ -290,7 +301,11 @@ class LocalProcessBackend(BackendBase):
                         # Decide before draining: output written before the run
                         # ended is then certainly read before we stop.
                         ended = ended or waiter.inspect().state.terminal
-                    while batch := reader.read_batch():
+                    while True:
+                        if skip := await skipped():
+                            yield skip
+                        if not (batch := reader.read_batch()):
+                            break
                         waiter.backoff.reset()
                         for chunk in batch:
                             yield chunk

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -27,6 +28,13 @@ from launch_tui.core.backend import LogChunk, RunStatus
 from launch_tui.core.model import LogStream, RunState
 
 _READ_CHUNK = 64 * 1024
+# Passing over a lagging run's output: only backlogs larger than this are skipped
+# (smaller ones are cheaper to parse), the last _KEEP_BYTES are parsed after all, so
+# the stored log still ends with the newest lines, and counting newlines goes in
+# chunks of _SKIP_CHUNK (about a ms of a core each).
+_SKIP_MIN = 1 << 20
+_KEEP_BYTES = 128 * 1024
+_SKIP_CHUNK = 4 << 20
 
 Process = tuple[int, int | None]  # pid and /proc start time
 
@@ -151,6 +159,46 @@ class OutputReader:
             *lines, self.partial = (self.partial + data).split(b"\n")
             if lines:
                 return [_parse_line(line) for line in lines if line]
+
+    def worth_skipping(self) -> bool:
+        """Whether so much is written and unread that skipping beats parsing (one fstat)."""
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb", buffering=0)
+            except FileNotFoundError:
+                return False
+        unread = os.fstat(self.file.fileno()).st_size - self.file.tell()
+        return unread - _KEEP_BYTES >= _SKIP_MIN
+
+    def skip_backlog(self) -> int:
+        """Pass over all but the newest bytes written so far; how many lines that was.
+
+        For a run whose lines the agent only counts anyway: counting newlines reads
+        the file at page-cache speed, where parsing every JSON record would cost the
+        agent a core. Blocking (it may read hundreds of MB): call it in a thread.
+        """
+        if not self.worth_skipping():
+            return 0
+        pos = self.file.tell()
+        stop = os.fstat(self.file.fileno()).st_size - _KEEP_BYTES
+        skipped = 0
+        buf = bytearray(_SKIP_CHUNK)
+        view = memoryview(buf)
+        while pos < stop:
+            n = self.file.readinto(view[: min(len(buf), stop - pos)])
+            if not n:
+                break
+            pos += n
+            ends = buf.count(b"\n", 0, n)
+            if ends:
+                # Each newline ends one line (the supervisor writes no empty ones); what
+                # follows the last is the start of the line read next.
+                skipped += ends
+                self.partial = bytes(view[buf.rfind(b"\n", 0, n) + 1 : n])
+            else:
+                self.partial += bytes(view[:n])
+        view.release()
+        return skipped
 
     def close(self) -> None:
         if self.file is not None:

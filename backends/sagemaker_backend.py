@@ -41,6 +41,7 @@ from launch_tui.core.backend import (
     BackendBase,
     BackendContext,
     BuildResult,
+    Lagging,
     LogChunk,
     RunHandle,
     RunStatus,
@@ -168,7 +169,8 @@ class SageMakerBackend(BackendBase):
 
     # ---------------------------------------------------------- logs
 
-    async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
+    async def logs(self, handle: RunHandle, follow: bool = True, *,
+                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
         """Every CloudWatch stream of the job, labelled by stream, from the head."""
         aws = await self.aws(self._target_of(handle))
         reader = TrainingLogs(aws, str(handle.data["job"]), poll_s=self.watch_poll_s,

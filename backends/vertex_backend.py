@@ -37,6 +37,7 @@ from launch_tui.core.backend import (
     BackendBase,
     BackendContext,
     BuildResult,
+    Lagging,
     LogChunk,
     RunHandle,
     RunStatus,
@@ -178,7 +179,8 @@ class VertexBackend(BackendBase):
 
     # ---------------------------------------------------------- logs
 
-    async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
+    async def logs(self, handle: RunHandle, follow: bool = True, *,
+                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
         """The job's history as log lines (`vertex_api.history`), as the polls see it."""
         shown = 0
         event = self._changed.setdefault(handle.run_id, asyncio.Event())

@@ -55,6 +55,25 @@ class LogChunk:
 
 
 @dataclass(frozen=True)
+class SkippedLines:
+    """Output lines a backend passed over unread, yielded by `logs` in their place.
+
+    Only ever in answer to `lagging()`: the agent is storing none of that run's
+    lines for now anyway, so a backend that keeps the full output (a file) counts
+    the lines it skips instead of parsing each one. `count` is exact: it goes into
+    the gap's marker and into what a re-attaching agent skips.
+    """
+
+    count: int
+    source: str | None = None
+
+
+# Asked by a backend's `logs` between reads: True while the agent is only counting
+# the run's lines, not storing them (its buffer for the run is full).
+Lagging = Callable[[], bool]
+
+
+@dataclass(frozen=True)
 class BuildResult:
     """What a builder made of a job version."""
 
@@ -110,8 +129,13 @@ class Backend(Protocol):
         """
         ...
 
-    def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
-        """Log lines from the start of the run; with follow, until the run ends."""
+    def logs(self, handle: RunHandle, follow: bool = True, *,
+             lagging: Lagging | None = None) -> AsyncIterator[LogChunk | SkippedLines]:
+        """Log lines from the start of the run; with follow, until the run ends.
+
+        While `lagging()` is true a backend that can pass over output cheaply may
+        yield `SkippedLines` instead of the lines themselves; others ignore it.
+        """
         ...
 
     async def cancel(self, handle: RunHandle, grace_s: float) -> None:

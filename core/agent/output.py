@@ -70,6 +70,23 @@ class RunOutput:
                source: str | None = None) -> None:
         self._add("metric", (step, ts, values, source), ts)
 
+    def lagging(self) -> bool:
+        """True while this run's lines are counted, not stored (see `Backend.logs`)."""
+        return self._dropping
+
+    def skipped(self, count: int, source: str | None = None) -> None:
+        """`count` lines the backend passed over unread: part of the current gap.
+
+        The newest lines kept aside so far are older than the skipped ones, so they
+        join the gap too: what follows its marker stays the run's newest output.
+        """
+        self._dropping = True
+        for _, entry in self._newest:
+            self.dropped[entry[3]] = self.dropped.get(entry[3], 0) + 1
+        self.dropped_total += len(self._newest) + count
+        self._newest.clear()
+        self.dropped[source] = self.dropped.get(source, 0) + count
+
     def _add(self, kind: str, entry: Line | Metric, ts: float) -> None:
         size = len(self.pending)
         if self._dropping and size <= RESUME_AT:

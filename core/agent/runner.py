@@ -25,6 +25,7 @@ from launch_tui.core.backend import (
     BuildResult,
     RunHandle,
     RunStatus,
+    SkippedLines,
 )
 from launch_tui.core.errors import (
     BackendError,
@@ -390,7 +391,15 @@ class RunRunner:
         skip = {source: n for source, n in skip.items() if n > 0}
         stored = False
         try:
-            async for chunk in backend.logs(handle, follow=True):
+            async for chunk in backend.logs(handle, follow=True, lagging=out.lagging):
+                if isinstance(chunk, SkippedLines):
+                    active.consumed += chunk.count
+                    unseen = chunk.count - skip.pop(chunk.source, 0)
+                    if unseen < 0:  # all of them stored before an agent restart
+                        skip[chunk.source] = -unseen
+                    elif unseen:
+                        out.skipped(unseen, chunk.source)
+                    continue
                 active.consumed += 1
                 source = chunk.source
                 if source in skip:

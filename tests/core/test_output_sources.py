@@ -26,6 +26,7 @@ from launch_tui.core.backend import (
     BackendPlugin,
     BuildLog,
     BuildResult,
+    Lagging,
     LogChunk,
     RunHandle,
     RunStatus,
@@ -76,7 +77,8 @@ class TwoPodBackend(BackendBase):
         await self.pods.ended.wait()
         yield RunStatus(RunState.FINISHED, exit_code=0)
 
-    async def logs(self, handle: RunHandle, follow: bool = True) -> AsyncIterator[LogChunk]:
+    async def logs(self, handle: RunHandle, follow: bool = True, *,
+                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
         script, ends = self.pods.lives[self.pods.replays]
         self.pods.replays += 1
         for n, (source, text) in enumerate(script):

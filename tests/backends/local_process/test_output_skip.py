@@ -1,0 +1,121 @@
+"""A lagging agent passes over a local-process run's output by counting it.
+
+While the agent stores none of a run's lines (its buffer for the run is full), the
+backend counts the lines of output.jsonl instead of parsing each JSON record: the
+count must be exact (it goes into the gap's marker and into what a re-attaching
+agent skips), and the lines after the skip are the run's newest, in order.
+Real supervisors and jobs (the `lp` harness), and files written by hand for the
+chunk-boundary cases.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from lp_harness import Harness
+
+from launch_tui.backends import local_runstate
+from launch_tui.backends.local_runstate import OutputReader
+from launch_tui.core.backend import LogChunk, SkippedLines
+from launch_tui.core.model import RunState
+
+NUMBERED = textwrap.dedent(
+    """
+    import sys, time
+    w = sys.stdout.write
+    for i in range({lines}):
+        w(f"{{i:08d}} " + "y" * 90 + "\\n")
+        if {pace} and i % 5000 == 0:
+            sys.stdout.flush()
+            time.sleep({pace})
+    """
+)
+
+
+def numbers(chunks: list[LogChunk | SkippedLines]) -> list[int]:
+    return [int(c.text.split()[0]) for c in chunks if isinstance(c, LogChunk)]
+
+
+def skipped(chunks: list[LogChunk | SkippedLines]) -> int:
+    return sum(c.count for c in chunks if isinstance(c, SkippedLines))
+
+
+async def test_a_lagging_reader_counts_the_backlog_and_reads_only_the_newest(lp: Harness) -> None:
+    lines = 100_000  # about 13 MB of output.jsonl
+    handle = await lp.start({"main.py": NUMBERED.format(lines=lines, pace=0)}, "python main.py")
+    assert (await lp.wait(handle)).state == RunState.FINISHED
+
+    chunks = [c async for c in lp.backend.logs(handle, follow=True, lagging=lambda: True)]
+    assert isinstance(chunks[0], SkippedLines)
+    read = numbers(chunks)
+    # Nothing lost or repeated: what was counted plus what was read is the whole output,
+    # and what was read is the tail of it, in order.
+    assert skipped(chunks) + len(read) == lines
+    assert read == list(range(lines - len(read), lines))
+    # Only about the last 128 KiB was parsed: about a thousand of the 100,000 records.
+    assert 0 < len(read) < 2_000
+
+
+async def test_counting_while_the_job_still_writes_stays_exact(lp: Harness) -> None:
+    lines = 200_000
+    handle = await lp.start({"main.py": NUMBERED.format(lines=lines, pace=0.02)},
+                            "python main.py")
+    # The agent lags every other time it is asked, as a buffer filling and draining would.
+    asked = 0
+
+    def lagging() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked % 2 == 0
+
+    chunks = [c async for c in lp.backend.logs(handle, follow=True, lagging=lagging)]
+    assert (await lp.wait(handle)).state == RunState.FINISHED
+    read = numbers(chunks)
+    assert skipped(chunks) > 0
+    assert skipped(chunks) + len(read) == lines
+    assert read == sorted(set(read)) and read[-1] == lines - 1
+
+
+def write_records(path: Path, texts: list[str], tail: bytes = b"") -> None:
+    with open(path, "wb") as f:
+        for text in texts:
+            f.write(json.dumps({"ts": 1.0, "stream": "stdout", "text": text}).encode() + b"\n")
+        f.write(tail)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 4096])
+def test_skipping_counts_lines_across_chunk_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # Small chunks put boundaries inside records, and a 5,000-character record spans
+    # many chunks without a newline in them.
+    monkeypatch.setattr(local_runstate, "_SKIP_CHUNK", chunk)
+    monkeypatch.setattr(local_runstate, "_SKIP_MIN", 1)
+    monkeypatch.setattr(local_runstate, "_KEEP_BYTES", 300)
+    monkeypatch.setattr(local_runstate, "_READ_CHUNK", 500)
+    texts = [f"{i} " + ("z" * (5_000 if i == 40 else i % 17)) for i in range(120)]
+    path = tmp_path / "output.jsonl"
+    write_records(path, texts, tail=b'{"ts": 1.0, "stream": "std')  # a record being written
+    reader = OutputReader(path)
+    first = reader.read_batch()  # the reader is somewhere in the file already
+    count = reader.skip_backlog()
+    rest = []
+    while batch := reader.read_batch():
+        rest.extend(batch)
+    reader.close()
+    assert count > 0
+    assert len(first) + count + len(rest) == len(texts)
+    assert [c.text for c in rest] == texts[len(texts) - len(rest):]
+
+
+def test_nothing_is_skipped_when_the_backlog_is_small(tmp_path: Path) -> None:
+    path = tmp_path / "output.jsonl"
+    write_records(path, [f"line {i}" for i in range(1_000)])  # about 60 KB
+    reader = OutputReader(path)
+    assert not reader.worth_skipping()
+    assert reader.skip_backlog() == 0
+    assert len(reader.read_batch()) == 1_000
+    reader.close()
