@@ -9,8 +9,12 @@ supervisor imported already and forks one per request instead (about 1 ms).
 
 Survival is unchanged: the server runs in its own session, detached from the
 agent that started it (it double-forks, so it is nobody's child), and each
-supervisor it forks calls setsid, so killing an agent (even with SIGKILL), or
-the server itself, leaves jobs running. The supervisors' files stay the
+supervisor it forks is a process group of its own, so killing an agent (even
+with SIGKILL), or the server itself, leaves jobs running. The supervisors stay
+in the server's session on purpose: Linux's autogroup scheduling gives each
+session an equal share of the CPU, so one session for all of a home's runs
+means a hundred busy runs compete with the agent as one, not as a hundred
+(a session per run starved the agent of CPU, and dispatch with it). The supervisors' files stay the
 record; the server holds no state a restarted agent would need.
 
 One per home and code version: it listens on a Linux abstract-namespace unix
@@ -182,7 +186,9 @@ class _Server:
     def _become_supervisor(self, run_dir: Path, conn: socket.socket) -> None:
         code = 1
         try:
-            os.setsid()  # its own session: nothing aimed at the server reaches it
+            # Its own process group: nothing aimed at the server's group reaches it
+            # (the session, which has no terminal, is kept: see the docstring).
+            os.setpgid(0, 0)
             signal.set_wakeup_fd(-1)
             for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(signum, signal.SIG_DFL)

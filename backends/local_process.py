@@ -284,7 +284,9 @@ class LocalProcessBackend(BackendBase):
             """While the agent only counts this run's lines, count them without parsing."""
             if lagging is None or not lagging() or not reader.worth_skipping():
                 return None
-            count = await asyncio.to_thread(reader.skip_backlog)
+            count = reader.skip_numbered()
+            if count is None:  # an older supervisor's records: count them, in a thread
+                count = await asyncio.to_thread(reader.skip_backlog)
             return SkippedLines(count) if count else None
 
         try:

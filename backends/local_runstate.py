@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -30,11 +31,16 @@ from launch_tui.core.model import LogStream, RunState
 _READ_CHUNK = 64 * 1024
 # Passing over a lagging run's output: only backlogs larger than this are skipped
 # (smaller ones are cheaper to parse), the last _KEEP_BYTES are parsed after all, so
-# the stored log still ends with the newest lines, and counting newlines goes in
-# chunks of _SKIP_CHUNK (about a ms of a core each).
-_SKIP_MIN = 1 << 20
+# the stored log still ends with the newest lines. Records numbered by the supervisor
+# are skipped by their numbers (two small reads); older files without numbers by
+# counting newlines in chunks of _SKIP_CHUNK (about a ms of a core each).
+_SKIP_MIN = 256 * 1024
 _KEEP_BYTES = 128 * 1024
 _SKIP_CHUNK = 4 << 20
+# How much of a record's start is read to find its number: the head before the text
+# is under 80 bytes.
+_HEAD_BYTES = 256
+_NUMBERED = re.compile(rb'\{"ts": [-+.0-9eE]+, "stream": "[a-z]+", "n": ([0-9]+), "text": ')
 
 Process = tuple[int, int | None]  # pid and /proc start time
 
@@ -156,9 +162,11 @@ class OutputReader:
             data = self.file.read(_READ_CHUNK)
             if not data:
                 return []
-            *lines, self.partial = (self.partial + data).split(b"\n")
-            if lines:
-                return [_parse_line(line) for line in lines if line]
+            complete, newline, self.partial = (self.partial + data).rpartition(b"\n")
+            if newline:
+                # One decode for the whole chunk: the supervisor writes UTF-8 records.
+                text = complete.decode("utf-8", "replace")
+                return [_parse_line(line) for line in text.split("\n") if line]
 
     def worth_skipping(self) -> bool:
         """Whether so much is written and unread that skipping beats parsing (one fstat)."""
@@ -170,15 +178,42 @@ class OutputReader:
         unread = os.fstat(self.file.fileno()).st_size - self.file.tell()
         return unread - _KEEP_BYTES >= _SKIP_MIN
 
-    def skip_backlog(self) -> int:
-        """Pass over all but the newest bytes written so far; how many lines that was.
+    def skip_numbered(self) -> int | None:
+        """Pass over all but the newest bytes by the records' numbers; how many lines
+        that was, or None where the records carry no numbers (then count them).
 
-        For a run whose lines the agent only counts anyway: counting newlines reads
-        the file at page-cache speed, where parsing every JSON record would cost the
-        agent a core. Blocking (it may read hundreds of MB): call it in a thread.
+        Two reads of a record's head, whatever the backlog: cheap enough for the
+        event loop. For a run whose lines the agent only counts anyway.
         """
         if not self.worth_skipping():
             return 0
+        fd = self.file.fileno()
+        here = self.file.tell()
+        # The next line starts with what was read of it already (self.partial).
+        first = _record_number(self.partial + os.pread(fd, _HEAD_BYTES, here))
+        around = os.fstat(fd).st_size - _KEEP_BYTES
+        window = os.pread(fd, _KEEP_BYTES, around)
+        newline = window.find(b"\n")
+        if first is None or newline < 0:
+            return None
+        last = _record_number(window[newline + 1 : newline + 1 + _HEAD_BYTES])
+        if last is None or last < first:
+            return None
+        self.file.seek(around + newline + 1)
+        self.partial = b""
+        return last - first
+
+    def skip_backlog(self) -> int:
+        """Pass over all but the newest bytes written so far; how many lines that was.
+
+        For a run whose lines the agent only counts anyway: by the records' numbers
+        where they have them, else counting newlines, which reads the file at
+        page-cache speed where parsing every JSON record would cost the agent a
+        core. Blocking (it may read hundreds of MB): call it in a thread.
+        """
+        numbered = self.skip_numbered()
+        if numbered is not None:
+            return numbered
         pos = self.file.tell()
         stop = os.fstat(self.file.fileno()).st_size - _KEEP_BYTES
         skipped = 0
@@ -206,9 +241,21 @@ class OutputReader:
             self.file = None
 
 
-def _parse_line(line: bytes) -> LogChunk:
+def _record_number(head: bytes) -> int | None:
+    """The number of the record `head` starts (None for records without one)."""
+    match = _NUMBERED.match(head)
+    return int(match[1]) if match else None
+
+
+# The agent parses every stored line of every run: a shared decoder and a lookup
+# table for the stream skip json.loads' and the enum's per-call overhead.
+_decode = json.JSONDecoder().decode
+_STREAMS = {stream.value: stream for stream in LogStream}
+
+
+def _parse_line(line: str) -> LogChunk:
     try:
-        rec = json.loads(line)
-        return LogChunk(LogStream(rec["stream"]), str(rec["text"]), float(rec["ts"]))
+        rec = _decode(line)
+        return LogChunk(_STREAMS[rec["stream"]], str(rec["text"]), float(rec["ts"]))
     except (ValueError, KeyError, TypeError):
-        return LogChunk(LogStream.STDOUT, line.decode("utf-8", "replace"), time.time())
+        return LogChunk(LogStream.STDOUT, line, time.time())

@@ -1,14 +1,17 @@
 """Supervisor of one local-process run: `python -m launch_tui.backends.local_supervisor RUN_DIR`.
 
-The agent starts this small process in its own session (forked by the home's
-fork server, `local_forkserver`, or as a fresh interpreter), so the job outlives
-an agent that is killed (even with SIGKILL): everything the agent later needs is
+The agent starts this small process in a session apart from its own (forked by
+the home's fork server, `local_forkserver`, into the server's session shared by
+all its runs, or as a fresh interpreter in a new one), so the job outlives an
+agent that is killed (even with SIGKILL): everything the agent later needs is
 a file in RUN_DIR, written here.
 
     launch.json      what to run (argv, cwd, env, timeout), written by the backend
     supervisor.json  this process's pid and /proc start time, once it owns the run
     job.json         the job's pid, process group and start time
-    output.jsonl     one JSON object per output line: {"ts", "stream", "text"}
+    output.jsonl     one JSON object per output line: {"ts", "stream", "n", "text"},
+                     n numbering the records from 1 (a reader far behind skips
+                     to the end and knows how many records it passed over)
     cancel.json      written by the backend when the run is cancelled
     exit.json        how the job ended, written atomically as the very last step
 
@@ -99,12 +102,29 @@ def is_alive(pid: int, start_time: int | None) -> bool:
 _json_string = json.encoder.encode_basestring
 
 
+class _Records:
+    """The output file and how many records it holds: both streams' sinks append here."""
+
+    def __init__(self, out: BinaryIO, existing: int = 0) -> None:
+        self.out = out
+        self.count = existing
+
+
+def count_records(path: Path) -> int:
+    """Records already in an output file (0 for a new one)."""
+    try:
+        with open(path, "rb") as f:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
+
+
 class _LineSink:
     """Turns one stream's bytes into timestamped JSON-line records in the output file."""
 
-    def __init__(self, name: str, out: BinaryIO) -> None:
+    def __init__(self, name: str, records: _Records) -> None:
         self.name = name
-        self.out = out
+        self.records = records
         # Incremental decoding keeps multi-byte characters split across reads
         # intact; undecodable bytes become U+FFFD instead of failing.
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -136,14 +156,18 @@ class _LineSink:
         JSON-encoded per line: a job printing as fast as it can costs this process
         a fraction of what one json.dumps of a dict per line did.
         """
-        head = f'{{"ts": {round(ts, 6)!r}, "stream": "{self.name}", "text": '
+        head = f'{{"ts": {round(ts, 6)!r}, "stream": "{self.name}", "n": '
+        n = self.records.count
         records = []
         for text in texts:
             while len(text) > MAX_LINE_CHARS:
-                records.append(head + _json_string(text[:MAX_LINE_CHARS]) + "}\n")
+                n += 1
+                records.append(f'{head}{n}, "text": {_json_string(text[:MAX_LINE_CHARS])}}}\n')
                 text = text[MAX_LINE_CHARS:]
-            records.append(head + _json_string(text) + "}\n")
-        self.out.write("".join(records).encode("utf-8", "replace"))
+            n += 1
+            records.append(f'{head}{n}, "text": {_json_string(text)}}}\n')
+        self.records.out.write("".join(records).encode("utf-8", "replace"))
+        self.records.count = n
 
 
 class Supervisor:
@@ -185,7 +209,9 @@ class Supervisor:
             return
         argv: list[str] = self.launch["argv"]
         out_path = self.run_dir / OUTPUT
+        existing = count_records(out_path)  # none, unless a start was tried before
         with open(out_path, "ab", buffering=READ_CHUNK) as out:
+            records = _Records(out, existing)
             try:
                 self.proc = subprocess.Popen(
                     argv,
@@ -195,8 +221,10 @@ class Supervisor:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     # Its own process group: cancel and timeout signal the job
-                    # and every process it started, and nothing else.
-                    start_new_session=True,
+                    # and every process it started, and nothing else. Not its own
+                    # session: the supervisor's has no terminal, and a session per
+                    # job would give each its own share of the CPU (autogroup).
+                    process_group=0,
                     close_fds=True,
                 )
             except OSError as exc:
@@ -205,7 +233,7 @@ class Supervisor:
                     f"entrypoint: '{shown}' cannot start: "
                     f"{exc.strerror or exc} ({exc.filename or argv[0]})."
                 )
-                _LineSink("stderr", out)._emit(message, time.time())
+                _LineSink("stderr", records)._emit(message, time.time())
                 out.flush()
                 self.write_exit(exit_code=127, error=message)
                 return
@@ -220,14 +248,14 @@ class Supervisor:
             )
             if self.cancelled():  # cancel raced with the start
                 self.signal_job(signal.SIGTERM)
-            timed_out = self._pump(out)
+            timed_out = self._pump(records)
         code = self.proc.wait()
         if code < 0:
             self.write_exit(exit_code=128 - code, signal=-code, timed_out=timed_out)
         else:
             self.write_exit(exit_code=code, timed_out=timed_out)
 
-    def _pump(self, out: BinaryIO) -> bool:
+    def _pump(self, records: _Records) -> bool:
         """Copy the job's output until both pipes close; enforce the timeout. True if it hit.
 
         Woken only by output, the job's exit (its pidfd), a signal (through the
@@ -250,7 +278,8 @@ class Supervisor:
         open_pipes = 0
         for pipe, name in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr")):
             os.set_blocking(pipe.fileno(), False)
-            sel.register(pipe.fileno(), selectors.EVENT_READ, (pipe, _LineSink(name, out)))
+            sink = _LineSink(name, records)
+            sel.register(pipe.fileno(), selectors.EVENT_READ, (pipe, sink))
             open_pipes += 1
         pidfd = _pidfd(self.proc.pid)
         if pidfd is not None:
@@ -295,7 +324,7 @@ class Supervisor:
                         open_pipes -= 1
             now = time.monotonic()
             if unflushed and now - last_flush >= FLUSH_EVERY_S:
-                out.flush()
+                records.out.flush()
                 last_flush = now
                 unflushed = False
 
@@ -328,7 +357,7 @@ class Supervisor:
         sel.close()
         if pidfd is not None:
             os.close(pidfd)
-        out.flush()
+        records.out.flush()
         return timed_out
 
 

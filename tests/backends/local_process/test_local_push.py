@@ -193,6 +193,33 @@ async def test_the_fork_server_is_shared_and_its_runs_outlive_the_agent(lp: Harn
         assert (await fresh.status(h)).state == RunState.FINISHED
 
 
+async def test_runs_share_one_session_apart_from_the_agent_each_in_its_own_group(
+    lp: Harness,
+) -> None:
+    """Linux's autogroup scheduling shares the CPU equally between sessions: with a
+    session per run, a hundred busy runs left the agent a hundredth of the machine
+    and dispatch stalled. All of a home's runs live in the fork server's session,
+    which is not the agent's (so they outlive it), and each supervisor and each
+    job is a process group of its own (so signals reach one run and nothing else)."""
+    handles = [await lp.start(script(TICKS), "python main.py") for _ in range(2)]
+    for handle in handles:
+        await lp.wait_for_output(handle, "tick 1")
+    [(server, _)] = running_servers(lp.ctx.home)
+    supervisors = [lp.record(h.run_id, sv.SUPERVISOR)["pid"] for h in handles]
+    jobs = [lp.record(h.run_id, sv.JOB)["pid"] for h in handles]
+    assert {os.getsid(pid) for pid in (server, *supervisors, *jobs)} == {os.getsid(server)}
+    assert os.getsid(server) != os.getsid(0)
+    for pid in (*supervisors, *jobs):
+        assert os.getpgid(pid) == pid
+    if Path("/proc/self/autogroup").exists():  # kernels built with autogroup
+        groups = {Path(f"/proc/{pid}/autogroup").read_text().split()[0]
+                  for pid in (*supervisors, *jobs)}
+        assert len(groups) == 1
+        assert groups != {Path("/proc/self/autogroup").read_text().split()[0]}
+    for handle in handles:
+        await lp.backend.cancel(handle, grace_s=1)
+
+
 async def test_a_dead_fork_server_is_replaced_and_racing_backends_start_one(
     lp: Harness,
 ) -> None:

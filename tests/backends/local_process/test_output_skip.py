@@ -79,16 +79,35 @@ async def test_counting_while_the_job_still_writes_stays_exact(lp: Harness) -> N
     assert read == sorted(set(read)) and read[-1] == lines - 1
 
 
-def write_records(path: Path, texts: list[str], tail: bytes = b"") -> None:
+def write_records(path: Path, texts: list[str], tail: bytes = b"", *,
+                  numbered: bool = False) -> None:
+    """Records as the supervisor writes them; without numbers, as older ones did."""
     with open(path, "wb") as f:
-        for text in texts:
-            f.write(json.dumps({"ts": 1.0, "stream": "stdout", "text": text}).encode() + b"\n")
+        for n, text in enumerate(texts, 1):
+            rec = {"ts": 1.0, "stream": "stdout", **({"n": n} if numbered else {}),
+                   "text": text}
+            f.write(json.dumps(rec).encode() + b"\n")
         f.write(tail)
 
 
+async def test_the_supervisor_numbers_its_records(lp: Harness) -> None:
+    """What the fast skip relies on: n counts the records of both streams from 1."""
+    script = ("import sys\n"
+              "for i in range(50):\n"
+              "    print(i, file=sys.stderr if i % 3 else sys.stdout, flush=True)\n")
+    handle = await lp.start({"main.py": script}, "python main.py")
+    assert (await lp.wait(handle)).state == RunState.FINISHED
+    path = Path(handle.data["run_dir"]) / "output.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["n"] for r in records] == list(range(1, 51))
+    assert sorted(int(r["text"]) for r in records) == list(range(50))
+    assert {r["stream"] for r in records} == {"stdout", "stderr"}
+
+
+@pytest.mark.parametrize("numbered", [True, False], ids=["by-number", "by-count"])
 @pytest.mark.parametrize("chunk", [7, 64, 4096])
 def test_skipping_counts_lines_across_chunk_boundaries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, numbered: bool
 ) -> None:
     # Small chunks put boundaries inside records, and a 5,000-character record spans
     # many chunks without a newline in them.
@@ -98,7 +117,8 @@ def test_skipping_counts_lines_across_chunk_boundaries(
     monkeypatch.setattr(local_runstate, "_READ_CHUNK", 500)
     texts = [f"{i} " + ("z" * (5_000 if i == 40 else i % 17)) for i in range(120)]
     path = tmp_path / "output.jsonl"
-    write_records(path, texts, tail=b'{"ts": 1.0, "stream": "std')  # a record being written
+    # A record being written at the end.
+    write_records(path, texts, tail=b'{"ts": 1.0, "stream": "std', numbered=numbered)
     reader = OutputReader(path)
     first = reader.read_batch()  # the reader is somewhere in the file already
     count = reader.skip_backlog()
@@ -119,3 +139,43 @@ def test_nothing_is_skipped_when_the_backlog_is_small(tmp_path: Path) -> None:
     assert reader.skip_backlog() == 0
     assert len(reader.read_batch()) == 1_000
     reader.close()
+
+
+def test_a_skip_by_number_does_not_read_the_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Numbered records are passed over by their numbers: counting is never reached,
+    and the lines after the skip are the newest, in order."""
+    def no_counting(self: OutputReader) -> int:
+        raise AssertionError("counted newlines instead of reading the records' numbers")
+
+    texts = [f"{i} " + "w" * 200 for i in range(20_000)]  # about 4.7 MB
+    path = tmp_path / "output.jsonl"
+    write_records(path, texts, numbered=True)
+    reader = OutputReader(path)
+    first = reader.read_batch()
+    monkeypatch.setattr(local_runstate.OutputReader, "skip_backlog", no_counting)
+    count = reader.skip_numbered()
+    rest = []
+    while batch := reader.read_batch():
+        rest.extend(batch)
+    reader.close()
+    assert count is not None and count > 15_000
+    assert len(first) + count + len(rest) == len(texts)
+    assert [c.text for c in rest] == texts[len(texts) - len(rest):]
+
+
+def test_records_without_numbers_are_counted(tmp_path: Path) -> None:
+    path = tmp_path / "output.jsonl"
+    texts = [f"{i} " + "v" * 200 for i in range(5_000)]  # about 1.1 MB
+    write_records(path, texts)
+    reader = OutputReader(path)
+    assert reader.skip_numbered() is None
+    count = reader.skip_backlog()
+    rest = []
+    while batch := reader.read_batch():
+        rest.extend(batch)
+    reader.close()
+    assert count > 0
+    assert count + len(rest) == len(texts)
+    assert [c.text for c in rest] == texts[count:]
