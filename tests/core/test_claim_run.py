@@ -149,6 +149,30 @@ async def test_append_output_stores_many_runs_in_one_write(
     assert [(e.run_id, e.step, e.values) for e in metrics] == [(one.id, 2, {"loss": 0.25})]
 
 
+async def test_stored_output_is_what_the_run_printed_character_for_character(
+    service: LaunchService, queues: tuple[str, str]
+) -> None:
+    """Lines reach SQLite as one JSON array per run: quotes, backslashes, line and
+    paragraph separators, astral characters and timestamps come back exactly as
+    given, in order. A NUL, which PostgreSQL refuses and SQLite's JSON functions
+    would cut the line at, becomes U+FFFD like any undecodable byte."""
+    a, _ = queues
+    await service.enqueue("train", a)
+    run = (await service.claim_run("x", [a])).run
+    assert run is not None
+    texts = ['say "hi" \\ \\n', "tab\tand\u2028sep\u2029", "naïve 😀 中文", "", "a\x00b\x00",
+             "x" * 70_000, " trailing space "]
+    lines = tuple((1_764_000_000.123456 + i / 7, LogStream.STDOUT if i % 2 else "stderr", t,
+                   "pod-a" if i == 3 else None) for i, t in enumerate(texts))
+    await service.append_output([OutputBatch(run.id, lines)])
+    stored = await service.run_logs(run.id)
+    assert [x.text for x in stored] == [t.replace("\x00", "\ufffd") for t in texts]
+    assert stored[4].text == "a\ufffdb\ufffd"
+    assert [x.ts for x in stored] == [line[0] for line in lines]
+    assert [str(x.stream) for x in stored] == [str(line[1]) for line in lines]
+    assert [x.source for x in stored] == [line[3] for line in lines]
+
+
 async def test_output_line_count_counts_what_gap_markers_stand_for(
     service: LaunchService, queues: tuple[str, str]
 ) -> None:
