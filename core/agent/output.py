@@ -29,11 +29,20 @@ from launch_tui.core.model import LogStream, OutputBatch
 log = logging.getLogger("launch_tui.agent.output")
 
 FLUSH_S = 0.25  # how long a line may wait to be stored while output keeps coming
-# Lines of all runs in one write: large enough that a flood costs a few writes a
-# second, small enough (tens of ms) that a claim waiting behind one is not held up.
-MAX_BATCH_LINES = 4_000
+# Lines of all runs taken in one round: large enough that a flood costs a few
+# rounds a second (each waits on the event loop, which a flood keeps busy)...
+MAX_BATCH_LINES = 16_000
+# ...and stored as transactions of about this many lines, all handed to the store
+# at once: the store's writer runs a waiting claim, heartbeat or cancel before the
+# next of them, so none waits behind more than one (10-30 ms).
+WRITE_LINES = 2_000
 MAX_BUFFERED_PER_RUN = 5_000  # past this a run's lines are counted, not stored...
 RESUME_AT = MAX_BUFFERED_PER_RUN // 2  # ...until its buffer has drained to this
+# With many runs open each run's bound shrinks (resuming at half of it), so that
+# together they buffer about MAX_BUFFERED_TOTAL lines (memory), never fewer than
+# MIN_BUFFERED_PER_RUN each.
+MAX_BUFFERED_TOTAL = 100_000
+MIN_BUFFERED_PER_RUN = 500
 # While dropping, the newest lines are kept aside and stored after the gap's marker,
 # so the end of a run's output (where its errors are) is always in the store.
 KEEP_NEWEST = 1_000
@@ -61,6 +70,10 @@ class RunOutput:
         )
         self.drained = asyncio.Event()
         self.drained.set()
+        # Set while the buffer has room (drained to where lines are stored): a reader that can
+        # pass over output cheaply waits for it instead of reading what is dropped.
+        self._room = asyncio.Event()
+        self._room.set()
 
     def line(self, ts: float, stream: LogStream | str, text: str,
              source: str | None = None) -> None:
@@ -74,6 +87,15 @@ class RunOutput:
         """True while this run's lines are counted, not stored (see `Backend.logs`)."""
         return self._dropping
 
+    async def wait_for_room(self) -> None:
+        """Return once the buffer has drained to where this run's lines are stored again."""
+        await self._room.wait()
+
+    def room(self) -> None:
+        """The collector stored some of this run's lines (or gave up on all of them)."""
+        if len(self.pending) <= self._collector.resume_at:
+            self._room.set()
+
     def skipped(self, count: int, source: str | None = None) -> None:
         """`count` lines the backend passed over unread: part of the current gap.
 
@@ -81,6 +103,8 @@ class RunOutput:
         join the gap too: what follows its marker stays the run's newest output.
         """
         self._dropping = True
+        if len(self.pending) > self._collector.resume_at:
+            self._room.clear()
         for _, entry in self._newest:
             self.dropped[entry[3]] = self.dropped.get(entry[3], 0) + 1
         self.dropped_total += len(self._newest) + count
@@ -89,10 +113,12 @@ class RunOutput:
 
     def _add(self, kind: str, entry: Line | Metric, ts: float) -> None:
         size = len(self.pending)
-        if self._dropping and size <= RESUME_AT:
+        if self._dropping and size <= self._collector.resume_at:
             self._dropping = False
-        if self._dropping or size >= MAX_BUFFERED_PER_RUN:
-            self._dropping = True
+        if self._dropping or size >= self._collector.bound:
+            if not self._dropping:
+                self._dropping = True
+                self._room.clear()
             if len(self._newest) == KEEP_NEWEST:
                 # The oldest kept line falls out: it is not stored.
                 lost = self._newest[0][1][3]
@@ -131,17 +157,26 @@ class OutputCollector:
         self._append = append
         self._on_fenced = on_fenced
         self._runs: dict[str, RunOutput] = {}
+        self.bound = MAX_BUFFERED_PER_RUN  # per run, for the runs open now
+        self.resume_at = RESUME_AT
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     def open(self, run_id: str, full_log: str | None) -> RunOutput:
         out = RunOutput(self, run_id, full_log)
         self._runs[run_id] = out
+        self._resize()
         self._ensure_writer()
         return out
 
     def close(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
+        self._resize()
+
+    def _resize(self) -> None:
+        share = MAX_BUFFERED_TOTAL // max(1, len(self._runs))
+        self.bound = max(MIN_BUFFERED_PER_RUN, min(MAX_BUFFERED_PER_RUN, share))
+        self.resume_at = self.bound // 2
 
     def kick(self) -> None:
         self._kick.set()
@@ -162,7 +197,8 @@ class OutputCollector:
         busy = [r for r in self._runs.values() if r.pending]
         if not busy:
             return []
-        share = max(1, MAX_BATCH_LINES // len(busy))
+        # A run's share fits one write: a run is never split across writes.
+        share = max(1, min(WRITE_LINES, MAX_BATCH_LINES // len(busy)))
         out = []
         for run in busy:
             entries = [run.pending[i] for i in range(min(share, len(run.pending)))]
@@ -174,34 +210,65 @@ class OutputCollector:
 
     async def _writer(self) -> None:
         delay = FLUSH_S
+        flooded = False
         while True:
             await self._kick.wait()
             self._kick.clear()
-            # Let a burst gather into one write.
-            await asyncio.sleep(FLUSH_S)
+            # Let a burst gather into one write; under a flood the buffers refill
+            # while a round is written, and waiting would only leave the store idle.
+            if not flooded:
+                await asyncio.sleep(FLUSH_S)
+            written = 0
             while batch := self._take_batch():
-                try:
-                    await self._append([b for _, _, b in batch])
-                except asyncio.CancelledError:
-                    raise
-                except FencedOut as exc:
+                writes = _split(batch, WRITE_LINES)
+                outcomes = await asyncio.gather(
+                    *(self._append([b for _, _, b in write]) for write in writes),
+                    return_exceptions=True)
+                failed: BaseException | None = None
+                for write, outcome in zip(writes, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        # Its runs keep their lines (buffers stay bounded) for the retry;
+                        # a run is in one write only, so its lines stay in order.
+                        failed = failed if isinstance(failed, FencedOut) else outcome
+                        continue
+                    for run, n, _ in write:
+                        written += n
+                        for _ in range(n):
+                            run.pending.popleft()
+                        run.room()
+                        if not run.pending:
+                            run.drained.set()
+                if isinstance(failed, asyncio.CancelledError):
+                    raise failed
+                if isinstance(failed, FencedOut):
                     # Another process holds the agent's name: its agent stores these
                     # runs' output now; nothing of ours may be written.
                     for run in self._runs.values():
                         run.pending.clear()
+                        run.room()
                         run.drained.set()
                     if self._on_fenced is not None:
-                        await self._on_fenced(exc)
+                        await self._on_fenced(failed)
                     return
-                except Exception:
-                    # The store hiccuped: keep the lines (buffers stay bounded) and retry.
-                    log.exception("storing run output failed; retrying in %.1fs", delay)
+                if failed is not None:
+                    log.error("storing run output failed; retrying in %.1fs", delay,
+                              exc_info=failed)
                     await asyncio.sleep(delay)
                     delay = min(RETRY_MAX_S, delay * 2)
                     continue
                 delay = FLUSH_S
-                for run, n, _ in batch:
-                    for _ in range(n):
-                        run.pending.popleft()
-                    if not run.pending:
-                        run.drained.set()
+            flooded = written >= MAX_BATCH_LINES
+
+
+def _split(batch: list[tuple[RunOutput, int, OutputBatch]], lines: int
+           ) -> list[list[tuple[RunOutput, int, OutputBatch]]]:
+    """The batch as writes of about `lines` lines each, every run in exactly one."""
+    writes: list[list[tuple[RunOutput, int, OutputBatch]]] = [[]]
+    size = 0
+    for entry in batch:
+        if size and size + entry[1] > lines:
+            writes.append([])
+            size = 0
+        writes[-1].append(entry)
+        size += entry[1]
+    return writes
