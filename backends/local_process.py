@@ -36,6 +36,8 @@ from launch_tui.backends import local_supervisor as sv
 from launch_tui.backends.local_build import NAME, LocalEnvBuilder, read_json, run_dir_for
 from launch_tui.backends.local_forkserver import IDLE_S, SUPERVISOR_LOG
 from launch_tui.backends.local_runstate import (
+    KEEP_AT_END,
+    KEEP_LIVE,
     OutputReader,
     Process,
     Waiter,
@@ -118,6 +120,9 @@ class LocalProcessBackend(BackendBase):
 
     name = NAME
     resource_schema: dict[str, Any] = LOCAL_PROCESS
+    # The whole output stays in output.jsonl and passing over it costs two reads:
+    # the agent need not read a run whose lines it would only count.
+    skips_lagging_output = True
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
@@ -280,13 +285,16 @@ class LocalProcessBackend(BackendBase):
         run_dir = run_dir_for(self.ctx, handle.run_id)
         reader = OutputReader(run_dir / sv.OUTPUT)
 
-        async def skipped() -> SkippedLines | None:
-            """While the agent only counts this run's lines, count them without parsing."""
-            if lagging is None or not lagging() or not reader.worth_skipping():
+        async def skipped(ended: bool) -> SkippedLines | None:
+            """While the agent is behind on this run, pass over all but the newest
+            output and count it instead of parsing it. Once the run has ended the
+            newest 128 KiB are kept (where its last words are), before that a few KiB."""
+            keep = KEEP_AT_END if ended else KEEP_LIVE
+            if lagging is None or not reader.worth_skipping(keep) or not lagging():
                 return None
-            count = reader.skip_numbered()
+            count = reader.skip_numbered(keep)
             if count is None:  # an older supervisor's records: count them, in a thread
-                count = await asyncio.to_thread(reader.skip_backlog)
+                count = await asyncio.to_thread(reader.skip_backlog, keep)
             return SkippedLines(count) if count else None
 
         try:
@@ -304,7 +312,7 @@ class LocalProcessBackend(BackendBase):
                         # ended is then certainly read before we stop.
                         ended = ended or waiter.inspect().state.terminal
                     while True:
-                        if skip := await skipped():
+                        if skip := await skipped(ended):
                             yield skip
                         if not (batch := reader.read_batch()):
                             break

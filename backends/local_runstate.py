@@ -29,13 +29,16 @@ from launch_tui.core.backend import LogChunk, RunStatus
 from launch_tui.core.model import LogStream, RunState
 
 _READ_CHUNK = 64 * 1024
-# Passing over a lagging run's output: only backlogs larger than this are skipped
-# (smaller ones are cheaper to parse), the last _KEEP_BYTES are parsed after all, so
-# the stored log still ends with the newest lines. Records numbered by the supervisor
-# are skipped by their numbers (two small reads); older files without numbers by
-# counting newlines in chunks of _SKIP_CHUNK (about a ms of a core each).
+# Passing over a lagging run's output: only backlogs larger than _SKIP_MIN are
+# skipped (smaller ones are cheaper to parse), and the newest bytes are parsed after
+# all: KEEP_AT_END once the run has ended, so the stored log ends with its last
+# lines, KEEP_LIVE while it runs (it goes on printing newer ones). Records numbered
+# by the supervisor are skipped by their numbers (two small reads); older files
+# without numbers by counting newlines in chunks of _SKIP_CHUNK (about a ms of a
+# core each).
 _SKIP_MIN = 256 * 1024
-_KEEP_BYTES = 128 * 1024
+KEEP_AT_END = 128 * 1024
+KEEP_LIVE = 4 * 1024
 _SKIP_CHUNK = 4 << 20
 # How much of a record's start is read to find its number: the head before the text
 # is under 80 bytes.
@@ -168,31 +171,38 @@ class OutputReader:
                 text = complete.decode("utf-8", "replace")
                 return [_parse_line(line) for line in text.split("\n") if line]
 
-    def worth_skipping(self) -> bool:
-        """Whether so much is written and unread that skipping beats parsing (one fstat)."""
+    def worth_skipping(self, keep: int = KEEP_AT_END) -> bool:
+        """Whether so much is written and unread that skipping all but the newest `keep`
+        bytes beats parsing (one fstat)."""
         if self.file is None:
             try:
                 self.file = open(self.path, "rb", buffering=0)
             except FileNotFoundError:
                 return False
         unread = os.fstat(self.file.fileno()).st_size - self.file.tell()
-        return unread - _KEEP_BYTES >= _SKIP_MIN
+        return unread - keep >= _SKIP_MIN
 
-    def skip_numbered(self) -> int | None:
+    def skip_numbered(self, keep: int = KEEP_AT_END) -> int | None:
         """Pass over all but the newest bytes by the records' numbers; how many lines
         that was, or None where the records carry no numbers (then count them).
 
         Two reads of a record's head, whatever the backlog: cheap enough for the
         event loop. For a run whose lines the agent only counts anyway.
         """
-        if not self.worth_skipping():
+        if not self.worth_skipping(keep):
             return 0
         fd = self.file.fileno()
         here = self.file.tell()
         # The next line starts with what was read of it already (self.partial).
         first = _record_number(self.partial + os.pread(fd, _HEAD_BYTES, here))
-        around = os.fstat(fd).st_size - _KEEP_BYTES
-        window = os.pread(fd, _KEEP_BYTES, around)
+        # From the first record that starts in the newest `keep` bytes (in the newest
+        # KEEP_AT_END where a record is longer than `keep`).
+        size = os.fstat(fd).st_size
+        around = size - keep
+        window = os.pread(fd, keep, around)
+        if window.find(b"\n") < 0 < size - KEEP_AT_END - here:
+            around = size - KEEP_AT_END
+            window = os.pread(fd, KEEP_AT_END, around)
         newline = window.find(b"\n")
         if first is None or newline < 0:
             return None
@@ -203,7 +213,7 @@ class OutputReader:
         self.partial = b""
         return last - first
 
-    def skip_backlog(self) -> int:
+    def skip_backlog(self, keep: int = KEEP_AT_END) -> int:
         """Pass over all but the newest bytes written so far; how many lines that was.
 
         For a run whose lines the agent only counts anyway: by the records' numbers
@@ -211,11 +221,11 @@ class OutputReader:
         page-cache speed where parsing every JSON record would cost the agent a
         core. Blocking (it may read hundreds of MB): call it in a thread.
         """
-        numbered = self.skip_numbered()
+        numbered = self.skip_numbered(keep)
         if numbered is not None:
             return numbered
         pos = self.file.tell()
-        stop = os.fstat(self.file.fileno()).st_size - _KEEP_BYTES
+        stop = os.fstat(self.file.fileno()).st_size - keep
         skipped = 0
         buf = bytearray(_SKIP_CHUNK)
         view = memoryview(buf)

@@ -134,7 +134,8 @@ class Backend(Protocol):
         """Log lines from the start of the run; with follow, until the run ends.
 
         While `lagging()` is true a backend that can pass over output cheaply may
-        yield `SkippedLines` instead of the lines themselves; others ignore it.
+        yield `SkippedLines` instead of the lines themselves (and says so with
+        `skips_lagging_output`, see BackendBase); others ignore it.
         """
         ...
 
@@ -181,6 +182,10 @@ class BackendBase:
     # Polling back-off for `watch` where the target cannot push: start fast so a
     # short run is seen ending promptly, slow down for long ones.
     watch_poll_s: tuple[float, float] = (0.1, 5.0)
+    # True for a backend whose `logs` skips to the newest output cheaply while
+    # `lagging()` is true: the agent then stops reading a run it is behind on until
+    # it has room again. Others are read on (their streams must keep moving).
+    skips_lagging_output: bool = False
 
     async def status(self, handle: RunHandle) -> RunStatus:
         raise NotImplementedError

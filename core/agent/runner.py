@@ -389,10 +389,26 @@ class RunRunner:
         """
         out = self.output.open(run_id, backend.output_location(handle))
         skip = {source: n for source, n in skip.items() if n > 0}
+        # A backend that passes over output cheaply is not read while the run's lines
+        # would only be counted; once there is room it is told to skip to the newest
+        # (lagging() stays true until it has). Others are read on, so their streams
+        # keep moving, and what does not fit is counted.
+        wait_for_room = getattr(backend, "skips_lagging_output", False)
+        behind = False
+
+        def lagging() -> bool:
+            nonlocal behind
+            behind = behind or out.lagging()
+            return behind
+
         stored = False
         try:
-            async for chunk in backend.logs(handle, follow=True, lagging=out.lagging):
+            async for chunk in backend.logs(handle, follow=True, lagging=lagging):
+                if wait_for_room and out.lagging():
+                    behind = True
+                    await out.wait_for_room()
                 if isinstance(chunk, SkippedLines):
+                    behind = False
                     active.consumed += chunk.count
                     unseen = chunk.count - skip.pop(chunk.source, 0)
                     if unseen < 0:  # all of them stored before an agent restart

@@ -104,16 +104,18 @@ async def test_the_supervisor_numbers_its_records(lp: Harness) -> None:
     assert {r["stream"] for r in records} == {"stdout", "stderr"}
 
 
+@pytest.mark.parametrize("keep", [300, 40, 0])
 @pytest.mark.parametrize("numbered", [True, False], ids=["by-number", "by-count"])
 @pytest.mark.parametrize("chunk", [7, 64, 4096])
 def test_skipping_counts_lines_across_chunk_boundaries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, numbered: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, numbered: bool, keep: int
 ) -> None:
     # Small chunks put boundaries inside records, and a 5,000-character record spans
-    # many chunks without a newline in them.
+    # many chunks without a newline in them. A `keep` shorter than the newest
+    # records (or none) falls back to the newest KEEP_AT_END, or to counting.
     monkeypatch.setattr(local_runstate, "_SKIP_CHUNK", chunk)
     monkeypatch.setattr(local_runstate, "_SKIP_MIN", 1)
-    monkeypatch.setattr(local_runstate, "_KEEP_BYTES", 300)
+    monkeypatch.setattr(local_runstate, "KEEP_AT_END", 2_000)
     monkeypatch.setattr(local_runstate, "_READ_CHUNK", 500)
     texts = [f"{i} " + ("z" * (5_000 if i == 40 else i % 17)) for i in range(120)]
     path = tmp_path / "output.jsonl"
@@ -121,7 +123,7 @@ def test_skipping_counts_lines_across_chunk_boundaries(
     write_records(path, texts, tail=b'{"ts": 1.0, "stream": "std', numbered=numbered)
     reader = OutputReader(path)
     first = reader.read_batch()  # the reader is somewhere in the file already
-    count = reader.skip_backlog()
+    count = reader.skip_backlog(keep)
     rest = []
     while batch := reader.read_batch():
         rest.extend(batch)
