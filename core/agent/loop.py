@@ -249,7 +249,7 @@ class LaunchAgent:
                     again = bool(result.refused)
                     if result.run is not None:
                         again = True
-                        await self._take(result.run, result.item)
+                        self._take(result.run, result.item)
             if again:
                 continue
             self._wake.clear()
@@ -259,26 +259,29 @@ class LaunchAgent:
                     await self._wake.wait()
                     polled = False
 
-    async def _take(self, run: Run, item: QueueItem | None) -> None:
+    def _take(self, run: Run, item: QueueItem | None) -> None:
         self._next_queue = (self.queues.index(run.queue) + 1) % len(self.queues)
         priority = f", {item.priority}" if item is not None else ""
-        await self._log(f"claimed item #{run.item_id} ({run.job_ref}{priority}) "
-                        f"from queue {run.queue} as run {run.id}", run_id=run.id)
-        self._start_run(run, resume=False)
+        # Logged by the run's task, not here: the next claim need not wait for it.
+        self._start_run(run, resume=False, note=f"claimed item #{run.item_id} ({run.job_ref}"
+                        f"{priority}) from queue {run.queue} as run {run.id}")
 
-    def _start_run(self, run: Run, *, resume: bool) -> None:
+    def _start_run(self, run: Run, *, resume: bool, note: str | None = None) -> None:
         active = ActiveRun(run.id)
         self._active[run.id] = active
         if run.handle:
             active.handle = RunHandle.from_dict(run.handle)
         if run.state == RunState.STOPPING:
             active.cancel_requested.set()
-        active.task = asyncio.create_task(self._run_task(run, active, resume),
+        active.task = asyncio.create_task(self._run_task(run, active, resume, note),
                                           name=f"run-{run.id}")
         self.status = AgentStatus.RUNNING
 
-    async def _run_task(self, run: Run, active: ActiveRun, resume: bool) -> None:
+    async def _run_task(self, run: Run, active: ActiveRun, resume: bool,
+                        note: str | None = None) -> None:
         try:
+            if note is not None:
+                await self._log(note, run_id=run.id)
             await self._runner.execute(run, active, resume)
         except asyncio.CancelledError:
             raise
