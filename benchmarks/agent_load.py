@@ -110,7 +110,11 @@ async def with_agent(root: Path, runs: int, seconds: float) -> dict[str, float]:
     not_stored = 0
     complete = 0
     last_start = 0.0
+    # The slowest run's stages, after enqueue: where dispatch waits when it does.
+    stages = {"queued": 0.0, "building": 0.0, "starting": 0.0}
     for run in finished:
+        for stage in stages:
+            stages[stage] = max(stages[stage], run.timestamps.get(stage, 0.0) - enqueued)
         lines = await service.run_logs(run.id, limit=10_000_000)
         gaps = sum(gap_count(x.text) for x in lines if x.stream == "agent")
         not_stored += gaps
@@ -124,6 +128,9 @@ async def with_agent(root: Path, runs: int, seconds: float) -> dict[str, float]:
     return {"stored_MBps": stored_bytes / seconds / 1e6, "not_stored_lines": not_stored,
             "agent_cpu_pct": 100 * cpu / took, "agent_rss_MB": rss,
             "complete_runs": complete, "runs": len(items), "wall_s": took,
+            "last_claim_after_enqueue_s": stages["queued"],
+            "last_build_after_enqueue_s": stages["building"],
+            "last_submit_after_enqueue_s": stages["starting"],
             "last_start_after_enqueue_s": last_start}
 
 
@@ -146,6 +153,9 @@ def main() -> None:
           f"{res['runs']}")
     print(f"  last run started after enqueue                  "
           f"{res['last_start_after_enqueue_s']:8.2f} s")
+    print("    (last claimed {last_claim_after_enqueue_s:.2f} s, building "
+          "{last_build_after_enqueue_s:.2f} s, submitting {last_submit_after_enqueue_s:.2f} s)"
+          .format(**res))
     print(json.dumps({"baseline_MBps": round(base / 1e6, 1),
                       **{k: round(v, 2) for k, v in res.items()}}))
     os._exit(0)
