@@ -321,7 +321,8 @@ class DockerBackend(BackendBase):
     # ---------------------------------------------------------------- logs
 
     async def logs(self, handle: RunHandle, follow: bool = True, *,
-                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
+                   lagging: Lagging | None = None, stored: int = 0
+                   ) -> AsyncIterator[LogChunk]:
         """Lines from the start of the run; with follow, until the container exits."""
         # aclosing: a consumer that stops early closes the daemon stream now, not at GC.
         lines = container_log(await self.client(), _name(handle), follow)

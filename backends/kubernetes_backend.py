@@ -220,7 +220,8 @@ class KubernetesBackend(BackendBase):
     # ---------------------------------------------------------- logs
 
     async def logs(self, handle: RunHandle, follow: bool = True, *,
-                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
+                   lagging: Lagging | None = None, stored: int = 0
+                   ) -> AsyncIterator[LogChunk]:
         """Every pod's lines, labelled with the pod's name, from the start of the run."""
         cluster, namespace, _ = await self._for_handle(handle)
         async with self._watch(cluster, namespace).follow(handle.run_id) as view:

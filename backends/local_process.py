@@ -281,9 +281,13 @@ class LocalProcessBackend(BackendBase):
         return str(run_dir_for(self.ctx, handle.run_id) / sv.OUTPUT)
 
     async def logs(self, handle: RunHandle, follow: bool = True, *,
-                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk | SkippedLines]:
+                   lagging: Lagging | None = None, stored: int = 0
+                   ) -> AsyncIterator[LogChunk | SkippedLines]:
         run_dir = run_dir_for(self.ctx, handle.run_id)
         reader = OutputReader(run_dir / sv.OUTPUT)
+        # Re-attaching: pass over what the store has by the records' numbers.
+        if stored and (passed := await asyncio.to_thread(reader.seek_record, stored)):
+            yield SkippedLines(passed)
 
         async def skipped(ended: bool) -> SkippedLines | None:
             """While the agent is behind on this run, pass over all but the newest

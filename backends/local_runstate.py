@@ -43,6 +43,9 @@ _SKIP_CHUNK = 4 << 20
 # How much of a record's start is read to find its number: the head before the text
 # is under 80 bytes.
 _HEAD_BYTES = 256
+# How far past an offset the next record surely starts: the longest record is
+# MAX_LINE_CHARS characters, each at most 6 bytes JSON-escaped, plus its head.
+_PROBE_BYTES = sv.MAX_LINE_CHARS * 6 + _HEAD_BYTES
 _NUMBERED = re.compile(rb'\{"ts": [-+.0-9eE]+, "stream": "[a-z]+", "n": ([0-9]+), "text": ')
 
 Process = tuple[int, int | None]  # pid and /proc start time
@@ -213,6 +216,56 @@ class OutputReader:
         self.partial = b""
         return last - first
 
+    def seek_record(self, stored: int) -> int | None:
+        """From the start of the file, pass over the first `stored` records by their
+        numbers; how many that was (fewer if the file holds fewer), or None where the
+        records carry no numbers (then read them). For an agent re-attaching to a run
+        whose first lines the store has: a binary search of a few dozen small reads
+        instead of parsing gigabytes. Blocking: call it in a thread.
+        """
+        if stored <= 0 or not self._open() or self.file.tell() or self.partial:
+            return None
+        fd = self.file.fileno()
+        size = os.fstat(fd).st_size
+        if _record_number(os.pread(fd, _HEAD_BYTES, 0)) != 1:
+            return None
+        # The smallest offset whose next record is numbered past `stored`; the file
+        # is in record order, so numbers only grow with offsets.
+        lo, hi = 0, size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            found = _record_at(fd, mid, size)
+            if found is None or found[1] is None or found[1] > stored:
+                hi = mid
+            else:
+                lo = mid + 1
+        found = _record_at(fd, lo, size)
+        if found is not None and found[1] == stored + 1:
+            self.file.seek(found[0])
+            return stored
+        # The file holds `stored` records or fewer: pass over all complete ones.
+        base = max(0, size - _PROBE_BYTES)
+        tail = os.pread(fd, size - base, base)
+        end = tail.rfind(b"\n")
+        if end < 0:
+            return None
+        before = tail.rfind(b"\n", 0, end)
+        if before < 0 and base:
+            return None
+        last = _record_number(tail[before + 1 : before + 1 + _HEAD_BYTES])
+        if last is None or last > stored:
+            return None
+        self.file.seek(base + end + 1)
+        return last
+
+    def _open(self) -> bool:
+        if self.file is None:
+            try:
+                self.file = open(self.path, "rb", buffering=0)
+            except FileNotFoundError:
+                return False
+        return True
+
     def skip_backlog(self, keep: int = KEEP_AT_END) -> int:
         """Pass over all but the newest bytes written so far; how many lines that was.
 
@@ -249,6 +302,20 @@ class OutputReader:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _record_at(fd: int, offset: int, size: int) -> tuple[int, int | None] | None:
+    """Where the first record starting at or after `offset` starts, and its number
+    (None without one, or where it is still being written); None if none starts."""
+    start = 0
+    if offset:
+        newline = os.pread(fd, _PROBE_BYTES, offset - 1).find(b"\n")
+        if newline < 0:
+            return None
+        start = offset + newline
+    if start >= size:
+        return None
+    return start, _record_number(os.pread(fd, _HEAD_BYTES, start))
 
 
 def _record_number(head: bytes) -> int | None:

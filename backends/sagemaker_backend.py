@@ -170,7 +170,8 @@ class SageMakerBackend(BackendBase):
     # ---------------------------------------------------------- logs
 
     async def logs(self, handle: RunHandle, follow: bool = True, *,
-                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
+                   lagging: Lagging | None = None, stored: int = 0
+                   ) -> AsyncIterator[LogChunk]:
         """Every CloudWatch stream of the job, labelled by stream, from the head."""
         aws = await self.aws(self._target_of(handle))
         reader = TrainingLogs(aws, str(handle.data["job"]), poll_s=self.watch_poll_s,

@@ -180,7 +180,8 @@ class VertexBackend(BackendBase):
     # ---------------------------------------------------------- logs
 
     async def logs(self, handle: RunHandle, follow: bool = True, *,
-                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
+                   lagging: Lagging | None = None, stored: int = 0
+                   ) -> AsyncIterator[LogChunk]:
         """The job's history as log lines (`vertex_api.history`), as the polls see it."""
         shown = 0
         event = self._changed.setdefault(handle.run_id, asyncio.Event())

@@ -130,12 +130,16 @@ class Backend(Protocol):
         ...
 
     def logs(self, handle: RunHandle, follow: bool = True, *,
-             lagging: Lagging | None = None) -> AsyncIterator[LogChunk | SkippedLines]:
+             lagging: Lagging | None = None, stored: int = 0
+             ) -> AsyncIterator[LogChunk | SkippedLines]:
         """Log lines from the start of the run; with follow, until the run ends.
 
         While `lagging()` is true a backend that can pass over output cheaply may
         yield `SkippedLines` instead of the lines themselves (and says so with
-        `skips_lagging_output`, see BackendBase); others ignore it.
+        `skips_lagging_output`, see BackendBase); others ignore it. `stored`: how
+        many of a one-source run's first lines the store has already (an agent
+        re-attaching); a backend that can may pass over up to that many as
+        `SkippedLines` instead of replaying them. Others replay from the start.
         """
         ...
 

@@ -403,7 +403,11 @@ class RunRunner:
 
         stored = False
         try:
-            async for chunk in backend.logs(handle, follow=True, lagging=lagging):
+            # A one-source run's stored lines may be passed over by the backend
+            # (SkippedLines, counted against `skip` below) instead of replayed.
+            stored = skip.get(None, 0) if set(skip) <= {None} else 0
+            async for chunk in backend.logs(handle, follow=True, lagging=lagging,
+                                            stored=stored):
                 if wait_for_room and out.lagging():
                     behind = True
                     await out.wait_for_room()

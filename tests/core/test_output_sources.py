@@ -78,7 +78,8 @@ class TwoPodBackend(BackendBase):
         yield RunStatus(RunState.FINISHED, exit_code=0)
 
     async def logs(self, handle: RunHandle, follow: bool = True, *,
-                   lagging: Lagging | None = None) -> AsyncIterator[LogChunk]:
+                   lagging: Lagging | None = None, stored: int = 0
+                   ) -> AsyncIterator[LogChunk]:
         script, ends = self.pods.lives[self.pods.replays]
         self.pods.replays += 1
         for n, (source, text) in enumerate(script):

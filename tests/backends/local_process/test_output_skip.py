@@ -181,3 +181,41 @@ def test_records_without_numbers_are_counted(tmp_path: Path) -> None:
     assert count > 0
     assert count + len(rest) == len(texts)
     assert [c.text for c in rest] == texts[count:]
+
+
+@pytest.mark.parametrize("stored", [1, 2, 777, 2_999, 3_000, 3_001, 5_000])
+def test_a_reattaching_reader_passes_over_what_the_store_has_by_number(
+    tmp_path: Path, stored: int
+) -> None:
+    """An agent re-attaching to a run whose first lines the store already has starts
+    reading right after them, without parsing them; a file holding fewer records
+    is passed over to its last complete one."""
+    texts = [f"{i} " + ("q" * (9_000 if i % 500 == 7 else i % 23)) for i in range(3_000)]
+    path = tmp_path / "output.jsonl"
+    write_records(path, texts, tail=b'{"ts": 1.0, "stream": "stdout", "n": 30', numbered=True)
+    reader = OutputReader(path)
+    passed = reader.seek_record(stored)
+    rest = []
+    while batch := reader.read_batch():
+        rest.extend(batch)
+    reader.close()
+    assert passed == min(stored, len(texts))
+    assert [c.text for c in rest] == texts[passed:]
+
+
+def test_a_reattaching_reader_replays_records_without_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "output.jsonl"
+    write_records(path, [f"line {i}" for i in range(100)])
+    reader = OutputReader(path)
+    assert reader.seek_record(40) is None
+    assert len(reader.read_batch()) == 100  # nothing passed over: replayed from the start
+    reader.close()
+
+
+async def test_logs_after_a_restart_start_after_the_stored_lines(lp: Harness) -> None:
+    lines = 50_000
+    handle = await lp.start({"main.py": NUMBERED.format(lines=lines, pace=0)}, "python main.py")
+    assert (await lp.wait(handle)).state == RunState.FINISHED
+    chunks = [c async for c in lp.backend.logs(handle, follow=True, stored=45_000)]
+    assert isinstance(chunks[0], SkippedLines) and chunks[0].count == 45_000
+    assert numbers(chunks) == list(range(45_000, lines))
