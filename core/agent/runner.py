@@ -405,9 +405,9 @@ class RunRunner:
         try:
             # A one-source run's stored lines may be passed over by the backend
             # (SkippedLines, counted against `skip` below) instead of replayed.
-            stored = skip.get(None, 0) if set(skip) <= {None} else 0
+            already = skip.get(None, 0) if set(skip) <= {None} else 0
             async for chunk in backend.logs(handle, follow=True, lagging=lagging,
-                                            stored=stored):
+                                            stored=already):
                 if wait_for_room and out.lagging():
                     behind = True
                     await out.wait_for_room()
