@@ -294,7 +294,7 @@ class LocalProcessBackend(BackendBase):
             output and count it instead of parsing it. Once the run has ended the
             newest 128 KiB are kept (where its last words are), before that a few KiB."""
             keep = KEEP_AT_END if ended else KEEP_LIVE
-            if lagging is None or not reader.worth_skipping(keep) or not lagging():
+            if lagging is None or not lagging() or not reader.worth_skipping(keep):
                 return None
             count = reader.skip_numbered(keep)
             if count is None:  # an older supervisor's records: count them, in a thread
