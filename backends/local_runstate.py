@@ -159,11 +159,8 @@ class OutputReader:
 
     def read_batch(self) -> list[LogChunk]:
         """The next complete lines (at most about one chunk's worth); [] at the current end."""
-        if self.file is None:
-            try:
-                self.file = open(self.path, "rb", buffering=0)
-            except FileNotFoundError:
-                return []
+        if not self._open():
+            return []
         while True:
             data = self.file.read(_READ_CHUNK)
             if not data:
@@ -177,11 +174,8 @@ class OutputReader:
     def worth_skipping(self, keep: int = KEEP_AT_END) -> bool:
         """Whether so much is written and unread that skipping all but the newest `keep`
         bytes beats parsing (one fstat)."""
-        if self.file is None:
-            try:
-                self.file = open(self.path, "rb", buffering=0)
-            except FileNotFoundError:
-                return False
+        if not self._open():
+            return False
         unread = os.fstat(self.file.fileno()).st_size - self.file.tell()
         return unread - keep >= _SKIP_MIN
 
@@ -259,6 +253,7 @@ class OutputReader:
         return last
 
     def _open(self) -> bool:
+        """Open the file if it exists and is not open yet; whether it is open."""
         if self.file is None:
             try:
                 self.file = open(self.path, "rb", buffering=0)

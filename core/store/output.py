@@ -51,6 +51,14 @@ def _source(entry: Line | Metric) -> str | None:
     return entry[3] if len(entry) > 3 else None  # type: ignore[misc]
 
 
+_ROW_KEYS = ("ts", "stream", "text", "source")
+
+
+def _row(line: Line) -> tuple[float, str, str, str | None]:
+    """A line as stored: (ts, stream as plain text, text without NUL, source)."""
+    return line[0], _STREAM_TEXT.get(line[1], line[1]), _storable(line[2]), _source(line)
+
+
 def add_lines(conn: Connection, batches: Sequence[tuple[str, Sequence[Line]]]
               ) -> list[tuple[str, int, int, int]]:
     """Insert the lines of several runs; return (run id, first id, last id, lines) for
@@ -59,8 +67,7 @@ def add_lines(conn: Connection, batches: Sequence[tuple[str, Sequence[Line]]]
     if not batches:
         return []
     if conn.dialect.name != "sqlite":
-        params = [{"run_id": run_id, "ts": line[0], "stream": _STREAM_TEXT.get(line[1], line[1]),
-                   "text": _storable(line[2]), "source": line[3] if len(line) > 3 else None}
+        params = [dict(zip(_ROW_KEYS, _row(line), strict=True), run_id=run_id)
                   for run_id, lines in batches for line in lines]
         return [_add_returning(conn, run_id, params_of)
                 for run_id, params_of in _by_run(batches, params)]
@@ -75,8 +82,7 @@ def add_lines(conn: Connection, batches: Sequence[tuple[str, Sequence[Line]]]
     start = (conn.scalar(select(func.max(run_logs.c.id))) or 0) + 1
     total = 0
     for run_id, lines in batches:
-        rows = [(line[0], _STREAM_TEXT.get(line[1], line[1]), _storable(line[2]),
-                 line[3] if len(line) > 3 else None) for line in lines]
+        rows = [_row(line) for line in lines]
         conn.exec_driver_sql(_SQLITE_INSERT_LINES, (run_id, json.dumps(rows)))
         total += len(rows)
     end = conn.scalar(select(func.max(run_logs.c.id))) or 0
