@@ -51,6 +51,7 @@ class Pods:
     submitted: set[str] = field(default_factory=set)
     replays: int = 0
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    delivered: asyncio.Event = field(default_factory=asyncio.Event)  # a life's whole script
 
 
 class TwoPodBackend(BackendBase):
@@ -86,6 +87,7 @@ class TwoPodBackend(BackendBase):
             # No await between lines: the whole script is read before the collector's
             # writer runs, so a long one floods its buffer.
             yield LogChunk(LogStream.STDOUT, text, float(n), source=source)
+        self.pods.delivered.set()
         if ends:
             self.pods.ended.set()
             return
@@ -114,7 +116,7 @@ def pods(monkeypatch: pytest.MonkeyPatch) -> Pods:
     return world
 
 
-def lines(source: str, *names: str) -> list[tuple[str, str]]:
+def lines(source: str | None, *names: str) -> list[tuple[str, str]]:
     return [(source, name) for name in names]
 
 
@@ -240,3 +242,26 @@ async def test_a_flood_gap_is_marked_per_source_and_the_replay_skips_it_exactly(
     assert stored[A][-1] == "A-last" and stored[B][-1] == "B-last"
     assert await lab.service.output_line_counts(run_id) == {A: len(a_lines) + 1,
                                                             B: len(b_lines) + 1}
+
+
+async def test_an_agent_stopping_during_a_reattached_run_stores_what_it_had_read(
+        lab: Lab, pods: Pods, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-attached one-source run (lines already stored): lines read in the new life
+    but not yet written when the agent stops are stored by the bounded drain on the
+    way out, not dropped with the run's buffer."""
+    old = lines(None, *(f"old {n}" for n in range(5)))
+    new = lines(None, *(f"new {n}" for n in range(3)))
+    pods.lives = [(old, False), ([*old, *new], False), ([*old, *new, (None, "last")], True)]
+    run_id = await start_run(lab, pods)
+    # The collector holds the new lines for a second before writing them, so the
+    # stop below comes while they are read and not yet stored.
+    monkeypatch.setattr(agent_output, "FLUSH_S", 1.0)
+    pods.delivered.clear()
+    agent = await lab.agent(["pods"], name="pod-agent")
+    await asyncio.wait_for(pods.delivered.wait(), 30)
+    assert await lab.service.output_line_count(run_id) == len(old)
+    await agent.stop()
+    assert (await by_source(lab, run_id))[None] == [t for _, t in old + new]
+
+    await reattach_and_finish(lab, run_id)
+    assert (await by_source(lab, run_id))[None] == [t for _, t in old + new] + ["last"]
