@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from launch_tui.core.store.schema import blob_chunks, blobs, job_versions
@@ -40,6 +39,9 @@ class Blob:
 def _insert(conn: Connection, table: Any) -> Any:
     """INSERT … ON CONFLICT DO NOTHING in this connection's dialect (a failed insert
     would abort the whole transaction on PostgreSQL)."""
+    # Imported here: the PostgreSQL dialect costs every CLI command on SQLite ~20 ms.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing()
 
