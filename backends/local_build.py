@@ -56,6 +56,13 @@ def _copy_writable(src: str, dst: str) -> str:
     return dst
 
 
+def _fresh_run_dir(run_dir: Path, src: Path) -> None:
+    """The run's directory, without a working copy left by an earlier attempt."""
+    if src.exists():
+        shutil.rmtree(src)
+    run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def _copy_snapshot(snapshot: Path, dest: Path) -> None:
     shutil.copytree(snapshot, dest, symlinks=True, copy_function=_copy_writable)
     for dirpath, _dirs, _files in os.walk(dest):
@@ -86,9 +93,7 @@ class LocalEnvBuilder:
                 )
             raise BuildError(f"run: {spec.run_id} has already been started on this machine.")
         src = run_dir / "src"
-        if src.exists():
-            await asyncio.to_thread(shutil.rmtree, src)
-        await asyncio.to_thread(run_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
+        await asyncio.to_thread(_fresh_run_dir, run_dir, src)
 
         commit = await self._fetch_source(spec, src, log)
 
@@ -107,7 +112,10 @@ class LocalEnvBuilder:
             "workdir": str(src),
             "venv": str(venv) if venv else None,
         }
-        sv.write_json_atomic(run_dir / BUILD_RECORD, {"commit": commit, "details": details})
+        # In a thread: the record is fsynced, which can take seconds while runs flood
+        # the disk, and the agent's event loop must not wait for it.
+        await asyncio.to_thread(sv.write_json_atomic, run_dir / BUILD_RECORD,
+                                {"commit": commit, "details": details})
         return BuildResult(cached=cached, commit=commit, details=details)
 
     async def _fetch_source(self, spec: RunSpec, src: Path, log: BuildLog) -> str | None:
