@@ -191,6 +191,7 @@ class LocalProcessBackend(BackendBase):
             "cwd": str(cwd),
             "env": env,
             "timeout_s": int(timeout_s) if timeout_s else None,
+            "nice": int(spec.resource_args.get("nice") or 0),
             "timeout_grace_s": self.timeout_grace_s,
             "submitted_at": time.time(),
         }

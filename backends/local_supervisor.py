@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -63,6 +64,13 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _niced(increment: int) -> Callable[[], None] | None:
+    """What the job's child process runs before exec to lower its CPU priority."""
+    if not increment:
+        return None  # no preexec_fn: Popen keeps its faster vfork path
+    return lambda: os.nice(increment)
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -226,6 +234,9 @@ class Supervisor:
                     # job would give each its own share of the CPU (autogroup).
                     process_group=0,
                     close_fds=True,
+                    # Before exec, so every thread the job starts has it too (Linux
+                    # keeps a niceness per thread, copied when a thread is created).
+                    preexec_fn=_niced(int(self.launch.get("nice") or 0)),
                 )
             except OSError as exc:
                 shown = " ".join(self.launch.get("entrypoint") or argv)

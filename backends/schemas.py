@@ -25,6 +25,13 @@ LOCAL_PROCESS: dict[str, Any] = {
             "minimum": 1,
             "description": "Stop the run after this many seconds",
         },
+        "nice": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 19,
+            "description": "Lower the job's CPU priority by this much (as `nice -n`), so the "
+                           "agent and interactive work stay responsive while jobs are busy",
+        },
     },
 }
 

@@ -125,6 +125,10 @@ def test_bad_env_names_are_refused_naming_them(cli, write, job, name: str) -> No
     ("docker", {"base_image": "Not An Image"}, "base_image: 'Not An Image' is not a valid "
      "image reference"),
     ("docker", {"env": {"TOKEN": 5}}, "env.TOKEN: must be a string value."),
+    ("local-process", {"resource_args": {"nice": 20}},
+     "resource_args.nice: 20 is greater than the maximum of 19."),
+    ("local-process", {"resource_args": {"nice": -5}},
+     "resource_args.nice: -5 is less than the minimum of 0."),
 ])
 def test_policy_keys_are_checked_by_their_form(cli, write, resource: str, config: dict[str, Any],  # type: ignore[no-untyped-def]
                                                sentence: str) -> None:

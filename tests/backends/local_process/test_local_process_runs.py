@@ -161,6 +161,27 @@ async def test_timeout_stops_the_job_and_says_so(lp: Harness) -> None:
     assert status.reason == "timed out after 1 s"
 
 
+NICENESS = """
+    import os, threading
+    def report(who):
+        print(who, os.getpriority(os.PRIO_PROCESS, 0), flush=True)  # this thread's
+    report("main")
+    worker = threading.Thread(target=report, args=("thread",))
+    worker.start()
+    worker.join()
+    """
+
+
+async def test_nice_lowers_the_priority_of_the_job_and_of_its_threads(lp: Harness) -> None:
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    niced = await lp.start(script(NICENESS), "python main.py", resource_args={"nice": 7})
+    plain = await lp.start(script(NICENESS), "python main.py")
+    for handle, expected in ((niced, min(19, base + 7)), (plain, base)):
+        assert (await lp.wait(handle)).state == RunState.FINISHED
+        assert [c.text for c in await lp.logs(handle)] == [f"main {expected}",
+                                                           f"thread {expected}"]
+
+
 async def test_submit_is_idempotent_on_the_run_id(lp: Harness, tmp_path: Path) -> None:
     starts = tmp_path / "starts.txt"
     spec = lp.spec(
