@@ -38,11 +38,17 @@ _ADD = Prepared(items.insert().values(
 # PostgreSQL read it as one range of ix_items_claim.
 TAKE_ORDER = (items.c.priority, items.c.seq, items.c.id)
 
-_POSITION = Prepared(select(func.count()).where(
+_AHEAD = select(literal_column("1")).where(
     items.c.queue_id == bindparam("queue_id"),
     items.c.state == _PENDING,
     tuple_(*TAKE_ORDER) < tuple_(bindparam("priority"), bindparam("seq"), bindparam("item_id")),
-))
+)
+_POSITION = Prepared(select(func.count()).select_from(_AHEAD.subquery()))
+# Counting reads every item ahead: inside a write transaction (enqueue) only up to
+# this many, so a sweep enqueued onto a long queue does not hold the writer lock for
+# a count of the whole backlog per item.
+NEAR = 256
+_POSITION_NEAR = Prepared(select(func.count()).select_from(_AHEAD.limit(NEAR).subquery()))
 
 # ix_items_claim (queue_id, state, priority, seq, id) answers this without sorting.
 _NEXT = (
@@ -126,6 +132,15 @@ def position(conn: Connection, queue_id: int, priority: int, seq: float, item_id
     ahead = _POSITION.scalar(conn, queue_id=queue_id, priority=priority, seq=seq,
                              item_id=item_id)
     return (ahead or 0) + 1
+
+
+def near_position(conn: Connection, queue_id: int, priority: int, seq: float, item_id: int
+                  ) -> int | None:
+    """`position`, or None if NEAR or more items are ahead (the caller counts them
+    later, outside its write transaction)."""
+    ahead = _POSITION_NEAR.scalar(conn, queue_id=queue_id, priority=priority, seq=seq,
+                                  item_id=item_id) or 0
+    return None if ahead >= NEAR else ahead + 1
 
 
 def load(conn: Connection, item_id: int) -> QueueItem | None:

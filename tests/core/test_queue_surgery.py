@@ -14,6 +14,7 @@ import pytest
 from launch_tui.core.errors import ConflictError, ValidationError
 from launch_tui.core.model import AgentStatus, ItemState, Priority
 from launch_tui.core.service import LaunchService
+from launch_tui.core.store.items import NEAR
 
 
 @pytest.fixture
@@ -245,3 +246,16 @@ async def test_enqueue_refuses_what_the_target_cannot_run(seeded: LaunchService)
     await svc.update_queue("k8s", {"builder": {"destination": "127.0.0.1:5000/team"}})
     assert (await svc.enqueue("train", "k8s")).state == ItemState.PENDING
     assert [i.job for i in await svc.list_items("cpu")] == []
+
+
+async def test_enqueue_reports_the_exact_place_in_a_long_queue(seeded: LaunchService) -> None:
+    """Past NEAR items ahead the place is counted after the enqueue's transaction, not
+    in it; it is the same number either way."""
+    svc = seeded
+    places = [(await svc.enqueue("train", "cpu")).position for _ in range(NEAR + 3)]
+    assert places == list(range(1, NEAR + 4))
+    assert (await svc.enqueue("train", "cpu", priority="high")).position == 1
+    assert (await svc.enqueue("train", "cpu", priority="low")).position == NEAR + 5
+    assert (await svc.enqueue("train", "cpu")).position == NEAR + 5  # ahead of the low one
+    listed = {i.id: i.position for i in await svc.list_items("cpu")}
+    assert sorted(listed.values()) == list(range(1, NEAR + 7))
