@@ -69,6 +69,17 @@ class ActiveRun:
     read_all: bool = False  # the backend's output ended; what is left is storing it
 
 
+@dataclass
+class Built:
+    """A finished build, not yet recorded: the caller stores its spec with the next
+    state change, and its log lines and note once the run is submitted."""
+
+    spec: RunSpec
+    result: BuildResult
+    lines: list[tuple[float, LogStream, str]]  # the build's lines not stored yet
+    note: str  # the agent log line saying how the build went
+
+
 class RunRunner:
     def __init__(
         self,
@@ -173,20 +184,27 @@ class RunRunner:
             built = await self._build(run, active, spec)
             if built is None:
                 return
-            spec, build = built
+            spec = built.spec
+            # The resolved spec goes in with the state change: a restarted agent that
+            # finds the run `starting` knows what was built for it.
             if active.cancel_requested.is_set() or not await self._advance(
-                run.id, RunState.STARTING, reason="submitting"
+                run.id, RunState.STARTING, reason="submitting", spec=spec
             ):
+                await self._record_build(run.id, built)
                 await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
                 return
             try:
-                handle = await backend.submit(spec, build)
+                handle = await backend.submit(spec, built.result)
             except (BackendError, BuildError, ValidationError) as exc:
+                await self._record_build(run.id, built)
                 await self._log(f"run {run.id} could not start: {exc}", level="error",
                                 run_id=run.id)
                 await self._fail(run.id, ErrorStage.RUN, str(exc))
                 return
             active.handle = handle
+            # What the build printed is stored once the job has started (off the
+            # dispatch path), still before any of the job's own output.
+            await self._record_build(run.id, built)
             await self.port.update_run(run.id, handle=handle.to_dict())
             await self._log(f"submitted run {run.id} to {spec.resource}", run_id=run.id)
         else:
@@ -206,9 +224,11 @@ class RunRunner:
                           reason=f"its agent stopped while starting it, and {spec.resource} "
                                  "has no trace of it here")
 
-    async def _build(
-        self, run: Run, active: ActiveRun, spec: RunSpec
-    ) -> tuple[RunSpec, BuildResult] | None:
+    async def _record_build(self, run_id: str, built: Built) -> None:
+        await self.port.append_logs(run_id, built.lines)
+        await self._log(built.note, run_id=run_id)
+
+    async def _build(self, run: Run, active: ActiveRun, spec: RunSpec) -> Built | None:
         if not await self._advance(run.id, RunState.BUILDING, reason="preparing"):
             await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
             return None
@@ -236,14 +256,12 @@ class RunRunner:
                             run_id=run.id)
             await self._fail(run.id, ErrorStage.BUILD, str(exc), reason="build failed")
             return None
-        await self.port.append_logs(run.id, build_lines)
         # The tail quoted when the run fails is the run's own output, not the build's.
         active.tail.clear()
         took = time.monotonic() - started
         what = "cache hit" if result.cached else f"built in {took:.1f}s"
-        await self._log(f"run {run.id}: build stage {what}"
-                        + (f" (commit {result.commit[:12]})" if result.commit else ""),
-                        run_id=run.id)
+        note = (f"run {run.id}: build stage {what}"
+                + (f" (commit {result.commit[:12]})" if result.commit else ""))
         # The run's record shows what was built; the backend gets `result` itself.
         environment = {**spec.environment, "build": result.details,
                        "build_cached": result.cached}
@@ -257,8 +275,7 @@ class RunRunner:
             environment=environment,
             resource_args=resolve.fill_macros(spec.resource_args, macros),
         )
-        await self.port.update_run(run.id, spec=spec, reason=what)
-        return spec, result
+        return Built(spec, result, build_lines, note)
 
     async def _ensure_snapshot(self, spec: RunSpec, log: Callable[[str], Awaitable[None]]
                                ) -> None:
