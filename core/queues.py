@@ -10,7 +10,6 @@ and queue config the same transaction reads.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from launch_tui.core import jobs as jobrules
@@ -176,15 +175,7 @@ class Queues:
                 position=items_db.near_position(conn, qrow.id, priority.rank, now, item_id),
             )
 
-        item = await store.write(tx)
-        if item.position is None:  # far back in a long queue: counted on a reader
-            # Of the queue as it is now, which may have moved on since the commit.
-            def count(conn: Conn) -> int:
-                queue_id = require_queue(conn, project, queue).id
-                return items_db.position(conn, queue_id, item.priority.rank, item.seq, item.id)
-
-            item = dataclasses.replace(item, position=await store.read(count))
-        return item
+        return await store.write(tx)
 
     async def requeue(self, target: str | int, *, priority: Priority | str | None) -> QueueItem:
         """Enqueue again what a run or item ran, with the same overrides."""

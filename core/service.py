@@ -217,9 +217,19 @@ class LaunchService:
         resource_args: _Config = None, template_values: _Config = None,
         priority: Priority | str = Priority.MEDIUM,
     ) -> QueueItem:
+        """Add an item to the queue. Its `position` is None when NEAR (1,000) or more
+        items are ahead of it: counting them all for every item of a sweep would cost
+        it the square of its size. `get_item` counts them."""
         return redact.item(await self._queues.enqueue(
             job_ref, queue, project=project, config=config, resource_args=resource_args,
             template_values=template_values, priority=priority))
+
+    async def placed(self, item: QueueItem) -> QueueItem:
+        """`item` as enqueue returned it, with its place counted if enqueue left it out
+        (None still, if an agent has taken it meanwhile)."""
+        if item.position is not None or item.state != ItemState.PENDING:
+            return item
+        return await self.get_item(item.id, explain=False)
 
     async def requeue(self, target: str | int, *, priority: Priority | str | None = None
                       ) -> QueueItem:

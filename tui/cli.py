@@ -22,7 +22,13 @@ from launch_tui.core import explain
 from launch_tui.core.configfile import load_mapping, parse_assignments
 from launch_tui.core.errors import LaunchError, ValidationError
 from launch_tui.core.events import RunLogAppended, RunStateChanged
-from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Priority, RunState
+from launch_tui.core.model import (
+    TERMINAL_RUN_STATES,
+    ItemState,
+    Priority,
+    QueueItem,
+    RunState,
+)
 from launch_tui.core.service import LaunchService
 from launch_tui.tui.listing import jsonable, parse_since, write_json_array
 
@@ -482,11 +488,17 @@ async def launch(service: LaunchService, job_ref: str, queue_name: str, config_f
         job_ref, queue_name, project=project, config=config, resource_args=resource_args,
         template_values=values, priority=priority,
     )
+    item = await service.placed(item)
     if as_json:
         emit_json(item)
     else:
-        click.echo(f"enqueued item #{item.id} ({item.job_ref}) on {item.queue} "
-                   f"at position {item.position} ({item.priority})")
+        click.echo(enqueued_line(item))
+
+
+def enqueued_line(item: QueueItem) -> str:
+    where = (f"at position {item.position:,}" if item.position is not None
+             else f"({item.state} already)")
+    return f"enqueued item #{item.id} ({item.job_ref}) on {item.queue} {where} ({item.priority})"
 
 
 # ---------------------------------------------------------------------- items, runs, logs
@@ -675,9 +687,8 @@ async def cancel(service: LaunchService, targets: tuple[str, ...]) -> None:
 @run_with_service
 async def requeue(service: LaunchService, target: str, priority: str | None) -> None:
     """Enqueue again what a run or item ran, with the same overrides."""
-    item = await service.requeue(target, priority=priority)
-    click.echo(f"enqueued item #{item.id} ({item.job_ref}) on {item.queue} "
-               f"at position {item.position}")
+    item = await service.placed(await service.requeue(target, priority=priority))
+    click.echo(enqueued_line(item))
 
 
 # ---------------------------------------------------------------------- agent

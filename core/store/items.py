@@ -44,10 +44,10 @@ _AHEAD = select(literal_column("1")).where(
     tuple_(*TAKE_ORDER) < tuple_(bindparam("priority"), bindparam("seq"), bindparam("item_id")),
 )
 _POSITION = Prepared(select(func.count()).select_from(_AHEAD.subquery()))
-# Counting reads every item ahead: inside a write transaction (enqueue) only up to
-# this many, so a sweep enqueued onto a long queue does not hold the writer lock for
-# a count of the whole backlog per item.
-NEAR = 256
+# Counting reads every item ahead: an enqueue counts only up to this many, so a sweep
+# enqueued onto a long queue does not cost a count of the whole backlog per item
+# (its writes would grow with the square of the sweep) while holding the writer.
+NEAR = 1000
 _POSITION_NEAR = Prepared(select(func.count()).select_from(_AHEAD.limit(NEAR).subquery()))
 
 # ix_items_claim (queue_id, state, priority, seq, id) answers this without sorting.
@@ -136,8 +136,7 @@ def position(conn: Connection, queue_id: int, priority: int, seq: float, item_id
 
 def near_position(conn: Connection, queue_id: int, priority: int, seq: float, item_id: int
                   ) -> int | None:
-    """`position`, or None if NEAR or more items are ahead (the caller counts them
-    later, outside its write transaction)."""
+    """`position`, or None if NEAR or more items are ahead (`load` counts them all)."""
     ahead = _POSITION_NEAR.scalar(conn, queue_id=queue_id, priority=priority, seq=seq,
                                   item_id=item_id) or 0
     return None if ahead >= NEAR else ahead + 1

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from launch_tui.core.service import LaunchService
+from launch_tui.core.store.items import NEAR
 
 QUEUE_CONFIG = {
     "resource_args": {"timeout_s": "{{timeout}}"},
@@ -164,3 +165,19 @@ def test_a_file_that_is_not_a_launch_tui_database(cli, home: Path, tmp_path: Pat
     db = sqlite3.connect(other)
     assert db.execute("select name from sqlite_master").fetchall() == [("customers",)]
     db.close()
+
+
+async def test_launch_and_requeue_say_the_place_even_far_back(
+        cli, seeded: Path, service: LaunchService) -> None:
+    r = await asyncio.to_thread(cli, "launch", "-j", "train", "-q", "local")
+    assert r.code == 0, r.err
+    assert r.out == "enqueued item #1 (train:v0) on local at position 1 (medium)\n"
+    for _ in range(NEAR):
+        await service.enqueue("train", "local")
+    # More than NEAR ahead: the enqueue leaves the place out and the CLI counts it.
+    r = await asyncio.to_thread(cli, "launch", "-j", "train", "-q", "local", "-P", "low")
+    assert r.out == (f"enqueued item #{NEAR + 2} (train:v0) on local at position "
+                     f"{NEAR + 2:,} (low)\n")
+    r = await asyncio.to_thread(cli, "requeue", "1")
+    assert r.out == (f"enqueued item #{NEAR + 3} (train:v0) on local at position "
+                     f"{NEAR + 2:,} (medium)\n")

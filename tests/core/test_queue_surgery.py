@@ -248,14 +248,19 @@ async def test_enqueue_refuses_what_the_target_cannot_run(seeded: LaunchService)
     assert [i.job for i in await svc.list_items("cpu")] == []
 
 
-async def test_enqueue_reports_the_exact_place_in_a_long_queue(seeded: LaunchService) -> None:
-    """Past NEAR items ahead the place is counted after the enqueue's transaction, not
-    in it; it is the same number either way."""
+async def test_enqueue_places_items_near_the_head_and_leaves_far_ones_to_get_item(
+        seeded: LaunchService) -> None:
+    """An enqueue counts up to NEAR items ahead; further back its place is None (a
+    sweep would otherwise count its whole backlog per item), and `placed` counts it."""
     svc = seeded
-    places = [(await svc.enqueue("train", "cpu")).position for _ in range(NEAR + 3)]
-    assert places == list(range(1, NEAR + 4))
+    places = [(await svc.enqueue("train", "cpu")).position for _ in range(NEAR + 2)]
+    assert places == [*range(1, NEAR + 1), None, None]
     assert (await svc.enqueue("train", "cpu", priority="high")).position == 1
-    assert (await svc.enqueue("train", "cpu", priority="low")).position == NEAR + 5
-    assert (await svc.enqueue("train", "cpu")).position == NEAR + 5  # ahead of the low one
-    listed = {i.id: i.position for i in await svc.list_items("cpu")}
-    assert sorted(listed.values()) == list(range(1, NEAR + 7))
+    low = await svc.enqueue("train", "cpu", priority="low")
+    assert low.position is None
+    assert (await svc.placed(low)).position == NEAR + 4
+    far = await svc.enqueue("train", "cpu")
+    assert (far.position, (await svc.placed(far)).position) == (None, NEAR + 4)
+    assert (await svc.get_item(low.id)).position == NEAR + 5  # behind the medium one
+    near = await svc.enqueue("train", "cpu", priority="high")
+    assert near.position == 2 and (await svc.placed(near)) == near

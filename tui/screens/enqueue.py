@@ -394,11 +394,11 @@ class EnqueueScreen(GuardedForm):
         self._submitting = True
         req = self.request()
         try:
-            item = await service.enqueue(
+            item = await service.placed(await service.enqueue(
                 req["job_ref"], req["queue"], project=self._project(), config=req["config"],
                 resource_args=req["resource_args"], template_values=req["template_values"],
                 priority=self.priority,
-            )
+            ))
         except LaunchError as exc:
             self.show_error(exc)
             self.notify(f"Not enqueued: {exc}", severity="error")
@@ -406,5 +406,5 @@ class EnqueueScreen(GuardedForm):
         finally:
             self._submitting = False
         self.launch_app.remember_queue(self.job_name, item.queue)
-        where = f", position {item.position}" if item.position else ""
+        where = f", position {item.position:,}" if item.position else ""
         self.saved(f"{item.job_ref} on {item.queue} as item #{item.id}{where}.")
