@@ -133,9 +133,13 @@ def job(j: Job) -> Job:
 
 
 def item(i: QueueItem) -> QueueItem:
-    return dataclasses.replace(
-        i, resource_overrides=_deep(i.resource_overrides, ()),
-        error_message=mask_url(i.error_message) if i.error_message else i.error_message)
+    overrides = _deep(i.resource_overrides, ())
+    message = mask_url(i.error_message) if i.error_message else i.error_message
+    if overrides == i.resource_overrides and message == i.error_message:
+        # Nothing to mask (the usual case): an item is read fresh from the store for
+        # each caller, so it is returned as it is; a copy costs every enqueue ~30 us.
+        return i
+    return dataclasses.replace(i, resource_overrides=overrides, error_message=message)
 
 
 def preview(spec: dict[str, Any], queue_config: QueueConfig) -> dict[str, Any]:
