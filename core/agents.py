@@ -11,11 +11,10 @@ import os
 from collections.abc import Callable, Sequence
 
 from launch_tui.core import jobs as jobrules
-from launch_tui.core.catalog import project_or_default
 from launch_tui.core.errors import ConflictError, FencedOut, ValidationError
 from launch_tui.core.events import AgentHeartbeat, AgentLog
+from launch_tui.core.lookups import project_or_default, require_queue
 from launch_tui.core.model import Agent, AgentFence, AgentStatus, ItemState
-from launch_tui.core.queues import require_queue
 from launch_tui.core.redact import mask_url
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import agents as agents_db

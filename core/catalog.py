@@ -20,6 +20,7 @@ from launch_tui.core import jobs as jobrules
 from launch_tui.core import resolve
 from launch_tui.core.errors import ConflictError, NotFound, ValidationError
 from launch_tui.core.events import JobAliasSet, JobVersionCreated, ProjectCreated
+from launch_tui.core.lookups import project_or_default, require_project
 from launch_tui.core.model import Job, JobKind, JobVersion, Project
 from launch_tui.core.settings import Settings
 from launch_tui.core.snapshot_blobs import (
@@ -39,18 +40,6 @@ from launch_tui.core.store.session import Conn, Row, Store
 class JobVersionResult:
     version: JobVersion
     created: bool  # False when identical content already existed
-
-
-def project_or_default(settings: Settings, project: str | None) -> str:
-    return project or settings.default_project
-
-
-def require_project(conn: Conn, project: str) -> None:
-    if not projects_db.exists(conn, project):
-        raise NotFound(
-            f"project: '{project}' does not exist (create it with "
-            f"`launch-tui project create {project}`)."
-        )
 
 
 def require_job(conn: Conn, project: str, name: str) -> Row:

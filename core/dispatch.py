@@ -13,17 +13,16 @@ writer thread as one transaction.
 from __future__ import annotations
 
 import dataclasses
-import secrets
-import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from launch_tui.core import resolve
 from launch_tui.core.agents import check_fence
-from launch_tui.core.catalog import pinned_version, project_or_default, require_job, version_by_id
+from launch_tui.core.catalog import pinned_version, require_job, version_by_id
 from launch_tui.core.errors import ConflictError, NotFound, ValidationError
 from launch_tui.core.events import AgentLog, ItemEnqueued, RunStateChanged
+from launch_tui.core.lookups import project_or_default, require_queue
 from launch_tui.core.model import (
     AgentFence,
     ErrorStage,
@@ -35,7 +34,6 @@ from launch_tui.core.model import (
     RunSpec,
     RunState,
 )
-from launch_tui.core.queues import require_queue
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import agents as agents_db
 from launch_tui.core.store import items as items_db
@@ -63,22 +61,6 @@ class ClaimResult:
     run: Run | None
     refused: tuple[tuple[int, str], ...] = ()
     item: QueueItem | None = None  # the item `run` was made from
-
-
-_RUN_ID_ALPHABET = string.ascii_lowercase + string.digits
-
-
-def new_run_id() -> str:
-    """8 characters, starting with a letter so it never looks like an item number."""
-    # One draw from the OS's randomness, spelled in base 36 (a letter, then 7 letters
-    # or digits): as unguessable as eight draws, at an eighth of the cost.
-    n = secrets.randbelow(26 * 36**7)
-    head, n = divmod(n, 36**7)
-    tail = []
-    for _ in range(7):
-        n, d = divmod(n, 36)
-        tail.append(_RUN_ID_ALPHABET[d])
-    return string.ascii_lowercase[head] + "".join(tail)
 
 
 class Dispatch:

@@ -18,10 +18,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from launch_tui.core import explain
-from launch_tui.core.catalog import project_or_default
 from launch_tui.core.errors import ValidationError
+from launch_tui.core.lookups import project_or_default, scope
 from launch_tui.core.model import ItemState, QueueItem, Run, RunState
-from launch_tui.core.queues import scope
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import agents as agents_db
 from launch_tui.core.store import listings as listings_db

@@ -14,9 +14,10 @@ from typing import Any
 
 from launch_tui.core import jobs as jobrules
 from launch_tui.core import redact, registry, resolve
-from launch_tui.core.catalog import Catalog, pinned_ref, project_or_default, require_project
-from launch_tui.core.errors import ConflictError, NotFound, ValidationError
+from launch_tui.core.catalog import Catalog, pinned_ref
+from launch_tui.core.errors import ConflictError, ValidationError
 from launch_tui.core.events import ItemEnqueued, QueueChanged
+from launch_tui.core.lookups import project_or_default, require_project, require_queue
 from launch_tui.core.model import ItemState, JobVersion, Priority, Queue, QueueItem, RunState
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import items as items_db
@@ -24,27 +25,6 @@ from launch_tui.core.store import queues as queues_db
 from launch_tui.core.store import rows
 from launch_tui.core.store.session import Conn, Row, Store
 from launch_tui.core.transitions import change_item, change_run, require_item, require_run
-
-
-def require_queue(conn: Conn, project: str, name: str, row: Row | None = None) -> Row:
-    """The queue's row (`row`, when the caller already looked it up), or NotFound
-    naming the project's queues."""
-    row = row if row is not None else queues_db.find(conn, project, name)
-    if row is None:
-        require_project(conn, project)
-        known = queues_db.names(conn, project)
-        hint = f" (queues: {', '.join(known)})" if known else " (it has no queues yet)"
-        raise NotFound(f"queue: '{name}' does not exist in project '{project}'{hint}.")
-    return row
-
-
-def scope(conn: Conn, project: str, queue: str | None) -> int | None:
-    """The queue id an item or run listing is restricted to (None: the whole project);
-    an unknown project or queue raises NotFound naming it."""
-    if queue is None:
-        require_project(conn, project)
-        return None
-    return int(require_queue(conn, project, queue).id)
 
 
 class Queues:

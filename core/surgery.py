@@ -17,11 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from launch_tui.core import redact
-from launch_tui.core.catalog import Catalog, project_or_default, version_by_id
+from launch_tui.core.catalog import Catalog, version_by_id
 from launch_tui.core.errors import ConflictError, ValidationError
 from launch_tui.core.events import ItemMoved, QueueChanged
+from launch_tui.core.lookups import project_or_default, require_queue
 from launch_tui.core.model import ItemState, Priority, Queue, QueueItem
-from launch_tui.core.queues import check_item, parse_priority, require_queue
+from launch_tui.core.queues import check_item, parse_priority
 from launch_tui.core.settings import Settings
 from launch_tui.core.store import items as items_db
 from launch_tui.core.store import queues as queues_db
