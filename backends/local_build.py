@@ -63,6 +63,11 @@ def _fresh_run_dir(run_dir: Path, src: Path) -> None:
     run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def _fresh_copy(run_dir: Path, src: Path, snapshot: Path) -> None:
+    _fresh_run_dir(run_dir, src)
+    _copy_snapshot(snapshot, src)
+
+
 def _copy_snapshot(snapshot: Path, dest: Path) -> None:
     shutil.copytree(snapshot, dest, symlinks=True, copy_function=_copy_writable)
     for dirpath, _dirs, _files in os.walk(dest):
@@ -93,9 +98,7 @@ class LocalEnvBuilder:
                 )
             raise BuildError(f"run: {spec.run_id} has already been started on this machine.")
         src = run_dir / "src"
-        await asyncio.to_thread(_fresh_run_dir, run_dir, src)
-
-        commit = await self._fetch_source(spec, src, log)
+        commit = await self._fetch_source(spec, run_dir, src, log)
 
         req_name = spec.environment.get("requirements")
         python = Path(sys.executable)
@@ -118,7 +121,10 @@ class LocalEnvBuilder:
                                 {"commit": commit, "details": details})
         return BuildResult(cached=cached, commit=commit, details=details)
 
-    async def _fetch_source(self, spec: RunSpec, src: Path, log: BuildLog) -> str | None:
+    async def _fetch_source(self, spec: RunSpec, run_dir: Path, src: Path, log: BuildLog
+                            ) -> str | None:
+        """A fresh working copy in `src` (in `run_dir`, made if need be); the commit
+        checked out, for a git job."""
         if spec.kind == JobKind.CODE:
             digest = str(spec.source.get("snapshot", ""))
             snapshot = self.ctx.snapshot_dir(digest) if digest else None
@@ -128,10 +134,12 @@ class LocalEnvBuilder:
                     "is missing from the artifact store."
                 )
             await log(f"source: copying code snapshot {digest[:12]}")
-            await asyncio.to_thread(_copy_snapshot, snapshot, src)
+            await asyncio.to_thread(_fresh_copy, run_dir, src, snapshot)  # one hop: dispatch path
             return None
         if spec.kind == JobKind.GIT:
             from launch_tui.backends.git_source import checkout  # only git jobs need it
+
+            await asyncio.to_thread(_fresh_run_dir, run_dir, src)
 
             ref = spec.source.get("ref") or None  # "" means the remote's default branch
             commit = await checkout(str(spec.source["url"]), ref, src, log)

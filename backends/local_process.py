@@ -151,8 +151,7 @@ class LocalProcessBackend(BackendBase):
             # In the loop's thread: submits of different runs in worker threads
             # would race on the file _sdk_dir() renames into place.
             sdk_dir = self._sdk_dir()
-            launch = await asyncio.to_thread(self._launch_record, spec, build, sdk_dir)
-            await asyncio.to_thread(sv.write_json_atomic, run_dir / sv.LAUNCH, launch)
+            await asyncio.to_thread(self._write_launch_record, run_dir, spec, build, sdk_dir)
             # Degraded (no inotify), a submit looks often: it is on the dispatch path.
             with Waiter(run_dir, _START_FILES, Backoff(0.02, 0.5)) as waiter:
                 pid = await self._starter.start(run_dir)
@@ -160,6 +159,11 @@ class LocalProcessBackend(BackendBase):
             return self._handle(spec.run_id)
         finally:
             lock.release()
+
+    def _write_launch_record(self, run_dir: Path, spec: RunSpec, result: BuildResult,
+                             sdk_dir: Path) -> None:
+        """launch.json, in one thread call: it is on the dispatch path."""
+        sv.write_json_atomic(run_dir / sv.LAUNCH, self._launch_record(spec, result, sdk_dir))
 
     def _launch_record(
         self, spec: RunSpec, result: BuildResult, sdk_dir: Path

@@ -281,7 +281,9 @@ class LaunchAgent:
                         note: str | None = None) -> None:
         try:
             if note is not None:
-                await self._log(note, run_id=run.id)
+                # Not awaited: the store commits it with the run's move to `building`
+                # (one transaction for both) instead of one after the other.
+                self._runner.spawn(self._log(note, run_id=run.id))
             await self._runner.execute(run, active, resume)
         except asyncio.CancelledError:
             raise
