@@ -115,10 +115,10 @@ class LocalEnvBuilder:
             "workdir": str(src),
             "venv": str(venv) if venv else None,
         }
-        # In a thread: the record is fsynced, which can take seconds while runs flood
-        # the disk, and the agent's event loop must not wait for it.
+        # Not durable (no fsync, see write_json_atomic): a restarted agent reads it, a
+        # rebooted machine has no run left to reuse it for.
         await asyncio.to_thread(sv.write_json_atomic, run_dir / BUILD_RECORD,
-                                {"commit": commit, "details": details})
+                                {"commit": commit, "details": details}, durable=False)
         return BuildResult(cached=cached, commit=commit, details=details)
 
     async def _fetch_source(self, spec: RunSpec, run_dir: Path, src: Path, log: BuildLog

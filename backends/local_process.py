@@ -163,7 +163,9 @@ class LocalProcessBackend(BackendBase):
     def _write_launch_record(self, run_dir: Path, spec: RunSpec, result: BuildResult,
                              sdk_dir: Path) -> None:
         """launch.json, in one thread call: it is on the dispatch path."""
-        sv.write_json_atomic(run_dir / sv.LAUNCH, self._launch_record(spec, result, sdk_dir))
+        # Not durable: only the supervisor reads it, at once (see write_json_atomic).
+        sv.write_json_atomic(run_dir / sv.LAUNCH, self._launch_record(spec, result, sdk_dir),
+                             durable=False)
 
     def _launch_record(
         self, spec: RunSpec, result: BuildResult, sdk_dir: Path

@@ -55,14 +55,22 @@ LEFTOVER_GRACE_S = 2.0
 DRAIN_AFTER_KILL_S = 3.0
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Readers see either no file or the whole file, never a torn one."""
+def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
+    """Readers see either no file or the whole file, never a torn one.
+
+    `durable` also waits until the file is on disk (fsync), for records that must
+    survive the machine going down: the claim of a run (supervisor.json) and how it
+    ended (exit.json). The others matter only while the processes live, and skip it:
+    on ext4 an fsync commits the journal, which waits for every job's unwritten
+    output, so under a log flood one takes seconds.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -256,6 +264,7 @@ class Supervisor:
                     "start_time": proc_start_time(self.proc.pid),
                     "started_at": time.time(),
                 },
+                durable=False,  # the job does not outlive the machine either
             )
             if self.cancelled():  # cancel raced with the start
                 self.signal_job(signal.SIGTERM)

@@ -12,7 +12,10 @@ can for --seconds, then prints a last line and exits. Reported:
   agent RSS    its resident memory at the end
   complete     runs whose stored log ends with the job's last line, or carries
                a marker for what was not stored (must be all of them)
-  dispatch     how long the last of the items took to start after enqueue
+  dispatch     each item's wait from its own enqueue to its run recorded running
+               (p50, max), how long the 100 enqueues took (the flood of the runs
+               started first slows the later ones), and how long the last of
+               the items took to start after the last enqueue
 
 Baseline, in the same run: the same number of processes running the same job
 with stdout redirected to a file each (no agent, no store): bytes they wrote per
@@ -27,6 +30,7 @@ import asyncio
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +98,8 @@ async def with_agent(root: Path, runs: int, seconds: float) -> dict[str, float]:
     cpu0, t0 = cpu_seconds(), time.monotonic()
     items = [await service.enqueue("flood", "q") for _ in range(runs)]
     enqueued = time.time()
+    enqueue_s = time.monotonic() - t0
+    created = {item.id: item.created_at for item in items}
 
     async def all_done() -> list:
         while True:
@@ -110,6 +116,7 @@ async def with_agent(root: Path, runs: int, seconds: float) -> dict[str, float]:
     not_stored = 0
     complete = 0
     last_start = 0.0
+    waits: list[float] = []
     # The slowest run's stages, after enqueue: where dispatch waits when it does.
     stages = {"queued": 0.0, "building": 0.0, "starting": 0.0}
     for run in finished:
@@ -123,6 +130,7 @@ async def with_agent(root: Path, runs: int, seconds: float) -> dict[str, float]:
         if (out and out[-1].text.startswith("LAST ")) or gaps:
             complete += 1
         last_start = max(last_start, run.timestamps.get("running", 0.0) - enqueued)
+        waits.append(run.timestamps.get("running", float("inf")) - created[run.item_id])
     await agent.stop()
     await service.close()
     return {"stored_MBps": stored_bytes / seconds / 1e6, "not_stored_lines": not_stored,
@@ -131,7 +139,10 @@ async def with_agent(root: Path, runs: int, seconds: float) -> dict[str, float]:
             "last_claim_after_enqueue_s": stages["queued"],
             "last_build_after_enqueue_s": stages["building"],
             "last_submit_after_enqueue_s": stages["starting"],
-            "last_start_after_enqueue_s": last_start}
+            "last_start_after_enqueue_s": last_start,
+            "enqueue_all_s": enqueue_s,
+            "enqueue_to_running_p50_s": statistics.median(waits),
+            "enqueue_to_running_max_s": max(waits)}
 
 
 def main() -> None:
@@ -151,7 +162,11 @@ def main() -> None:
     print(f"  agent RSS at the end                            {res['agent_rss_MB']:8.1f} MB")
     print(f"  runs complete or marked                         {res['complete_runs']:5d}/"
           f"{res['runs']}")
-    print(f"  last run started after enqueue                  "
+    print(f"  enqueue -> running, each item: p50 / max        "
+          f"{res['enqueue_to_running_p50_s']:8.2f} / {res['enqueue_to_running_max_s']:.2f} s")
+    print(f"  the {res['runs']} enqueues took                            "
+          f"{res['enqueue_all_s']:8.2f} s")
+    print(f"  last run started after the last enqueue         "
           f"{res['last_start_after_enqueue_s']:8.2f} s")
     print("    (last claimed {last_claim_after_enqueue_s:.2f} s, building "
           "{last_build_after_enqueue_s:.2f} s, submitting {last_submit_after_enqueue_s:.2f} s)"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from launch_tui.core.model import ErrorStage, ItemState, RunState
+from launch_tui.core.model import ErrorStage, ItemState, LogStream, RunState
 from tests.agent_harness import ACTIVE_STATES, Lab, script, wait_for
 
 # ---------------------------------------------------------------- config reaches the job
@@ -44,6 +44,11 @@ async def test_wandb_script_sees_queued_config_override(lab: Lab) -> None:
     # The override replaced the default; the other default came through untouched.
     assert "lr=0.5 epochs=3" in output
     assert run.spec["env"]["WANDB_MODE"] == "offline"
+    # The build's lines are stored ahead of what the job printed.
+    streams = [x.stream for x in await lab.service.run_logs(run.id, limit=1000)
+               if x.stream in (LogStream.BUILD, LogStream.STDOUT)]
+    assert streams[0] == LogStream.BUILD and LogStream.STDOUT in streams
+    assert streams == sorted(streams, key=lambda s: s != LogStream.BUILD)
 
 
 async def test_in_job_helper_metrics_become_run_metrics_not_log_lines(lab: Lab) -> None:
