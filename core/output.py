@@ -25,13 +25,15 @@ from launch_tui.core.model import (
 from launch_tui.core.store import output as output_db
 from launch_tui.core.store.session import Conn, Store
 
+SMALL_BATCH = 200  # lines: an append_logs batch up to this size is a control write
+
 
 class Output:
     def __init__(self, store: Store) -> None:
         self._store = store
 
     async def append_output(self, batches: Sequence[OutputBatch],
-                            fence: AgentFence | None = None) -> None:
+                            fence: AgentFence | None = None, *, bulk: bool = True) -> None:
         """Store what many runs produced in one transaction: one RunLogAppended per run
         that got lines, one RunMetricsLogged per run that got metric records."""
         batches = [b for b in batches if b.lines or b.metrics]
@@ -53,14 +55,17 @@ class Output:
                     evs.append(RunMetricsLogged(run_id=b.run_id, step=step, values=values))
             store.emit(conn, *evs)
 
-        await store.write(tx, bulk=True)
+        await store.write(tx, bulk=bulk)
 
     async def append_logs(self, run_id: str,
                           lines: Sequence[OutputLine]) -> None:
         """Store a batch of (timestamp, stream, text[, source]) lines and announce it with
-        one event."""
+        one event. A small batch (a build's lines, which the agent stores every few
+        dozen) goes with the control writes: behind every run's output, as bulk, it
+        would hold up the run it belongs to for seconds under a log flood."""
         if lines:
-            await self.append_output([OutputBatch(run_id, tuple(lines))])
+            await self.append_output([OutputBatch(run_id, tuple(lines))],
+                                     bulk=len(lines) > SMALL_BATCH)
 
     async def record_metrics(self, run_id: str,
                              records: Sequence[tuple[int, float, dict[str, float]]]) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from launch_tui.core import registry, resolve, sdk
@@ -72,8 +72,7 @@ class ActiveRun:
 @dataclass
 class Built:
     """A finished build, not yet recorded: the caller stores its spec with the next
-    state change, its note once the run is submitted, and its lines ahead of the
-    run's output."""
+    state change, and its log lines and note once the run is submitted."""
 
     spec: RunSpec
     result: BuildResult
@@ -203,23 +202,21 @@ class RunRunner:
                 await self._fail(run.id, ErrorStage.RUN, str(exc))
                 return
             active.handle = handle
-            # Handed to the store together, these commit as one transaction (group
-            # commit): under a log flood each transaction of its own waits its turn.
+            # What the build printed is stored once the job has started (off the
+            # dispatch path), before any of the job's own output. Handed to the store
+            # together (all control writes: see Output.append_logs), these commit as
+            # one transaction, not four that each wait their turn under a log flood.
             await asyncio.gather(
+                self.port.append_logs(run.id, built.lines),
                 self._log(built.note, run_id=run.id),
                 self.port.update_run(run.id, handle=handle.to_dict()),
                 self._log(f"submitted run {run.id} to {spec.resource}", run_id=run.id),
             )
-            # What the build printed goes to the store ahead of the job's own output,
-            # with it (off the dispatch path): a write of its own would queue behind
-            # the other runs' output, and supervising this run would wait for it.
-            build_lines = built.lines
         else:
-            build_lines = []
             await self._log(f"re-attached to run {run.id} on {spec.resource}", run_id=run.id)
             if run.state == RunState.STOPPING:
                 self.spawn(self.cancel(active))
-        await self._supervise(run, active, backend, build_lines)
+        await self._supervise(run, active, backend)
 
     async def _vanished(self, run: Run, spec: RunSpec) -> None:
         """End a resumed run that was being started but that the target has no trace of."""
@@ -302,13 +299,11 @@ class RunRunner:
         if fetched:
             await log(f"source: fetched code snapshot {str(digest)[:12]} from the store")
 
-    async def _supervise(self, run: Run, active: ActiveRun, backend: Backend,
-                         build_lines: Sequence[tuple[float, LogStream, str]] = ()) -> None:
+    async def _supervise(self, run: Run, active: ActiveRun, backend: Backend) -> None:
         assert active.handle is not None
         handle = active.handle
         skip = await self.port.output_line_counts(run.id)
-        pump = asyncio.create_task(self._pump_logs(run.id, active, backend, handle, skip,
-                                                   build_lines))
+        pump = asyncio.create_task(self._pump_logs(run.id, active, backend, handle, skip))
         state = run.state
         status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")
         waiting_on: str | None = None
@@ -404,7 +399,7 @@ class RunRunner:
 
     async def _pump_logs(
         self, run_id: str, active: ActiveRun, backend: Backend, handle: RunHandle,
-        skip: dict[str | None, int], build_lines: Sequence[tuple[float, LogStream, str]] = (),
+        skip: dict[str | None, int],
     ) -> None:
         """Hand the run's output to the agent's collector; helper lines become metrics.
 
@@ -412,12 +407,9 @@ class RunRunner:
         waits for the store (see core/agent/output.py). `skip`: how many lines of each
         source the store already has (from before an agent restart); the backend
         replays from the start, and each source in its own order, however several
-        sources interleave. `build_lines`: what the build printed that is not stored
-        yet, stored ahead of the run's own output.
+        sources interleave.
         """
         out = self.output.open(run_id, backend.output_location(handle))
-        for ts, stream, text in build_lines:  # stored first, with the job's first lines
-            out.line(ts, stream, text)
         skip = {source: n for source, n in skip.items() if n > 0}
         # A backend that passes over output cheaply is not read while the run's lines
         # would only be counted; once there is room it is told to skip to the newest
