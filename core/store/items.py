@@ -38,17 +38,18 @@ _ADD = Prepared(items.insert().values(
 # PostgreSQL read it as one range of ix_items_claim.
 TAKE_ORDER = (items.c.priority, items.c.seq, items.c.id)
 
-_AHEAD = select(literal_column("1")).where(
+_AHEAD = (
     items.c.queue_id == bindparam("queue_id"),
     items.c.state == _PENDING,
     tuple_(*TAKE_ORDER) < tuple_(bindparam("priority"), bindparam("seq"), bindparam("item_id")),
 )
-_POSITION = Prepared(select(func.count()).select_from(_AHEAD.subquery()))
+_POSITION = Prepared(select(func.count()).where(*_AHEAD))
 # Counting reads every item ahead: an enqueue counts only up to this many, so a sweep
 # enqueued onto a long queue does not cost a count of the whole backlog per item
 # (its writes would grow with the square of the sweep) while holding the writer.
 NEAR = 1000
-_POSITION_NEAR = Prepared(select(func.count()).select_from(_AHEAD.limit(NEAR).subquery()))
+_POSITION_NEAR = Prepared(select(func.count()).select_from(
+    select(literal_column("1")).where(*_AHEAD).limit(NEAR).subquery()))
 
 # ix_items_claim (queue_id, state, priority, seq, id) answers this without sorting.
 _NEXT = (
