@@ -283,7 +283,7 @@ class _FrozenOs:
 @contextmanager
 def frozen_service(seed: int = 7) -> Iterator[FrozenClock]:
     """While active, the service's clock, run ids, host name and pid are deterministic."""
-    import launch_tui.core.service as service_module
+    import launch_tui.core.facade.parts as parts_module
 
     clock = FrozenClock()
     rng = random.Random(seed)
@@ -293,17 +293,17 @@ def frozen_service(seed: int = 7) -> Iterator[FrozenClock]:
         return rng.choice(string.ascii_lowercase) + "".join(rng.choice(alphabet)
                                                             for _ in range(7))
 
-    saved = {name: getattr(service_module, name) for name in ("time", "new_run_id", "socket",
+    saved = {name: getattr(parts_module, name) for name in ("time", "new_run_id", "socket",
                                                               "os")}
-    service_module.time = clock  # type: ignore[assignment]
-    service_module.new_run_id = run_id
-    service_module.socket = SimpleNamespace(gethostname=lambda: "demo-host")  # type: ignore[assignment]
-    service_module.os = _FrozenOs(4242)  # type: ignore[assignment]
+    parts_module.time = clock  # type: ignore[assignment]
+    parts_module.new_run_id = run_id
+    parts_module.socket = SimpleNamespace(gethostname=lambda: "demo-host")  # type: ignore[assignment]
+    parts_module.os = _FrozenOs(4242)  # type: ignore[assignment]
     try:
         yield clock
     finally:
         for name, value in saved.items():
-            setattr(service_module, name, value)
+            setattr(parts_module, name, value)
 
 
 def seed_frozen_showcase(home: Path) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import launch_tui.core.service as service_module
+import launch_tui.core.facade.parts as parts_module
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.errors import ValidationError
 from launch_tui.core.events import (
@@ -56,7 +56,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    monkeypatch.setattr(service_module, "time", c)
+    monkeypatch.setattr(parts_module, "time", c)
     return c
 
 
