@@ -24,6 +24,7 @@ database passwords.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -240,20 +241,29 @@ class LocalProcessBackend(BackendBase):
         waiter.follow(supervisor)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (run_dir / sv.SUPERVISOR).exists():
+            left = deadline - time.monotonic()
             if not sv.is_alive(*supervisor):
                 if (run_dir / sv.SUPERVISOR).exists():
                     return
-                tail = _tail_text(run_dir / SUPERVISOR_LOG)
-                raise BackendError(
-                    f"run: the local-process supervisor exited before taking the run: {tail}"
-                )
-            left = deadline - time.monotonic()
+                # Ours left, finding the run taken: by a supervisor the fork server
+                # forked after we stopped waiting for its answer. Wait for that one.
+                holder = await asyncio.to_thread(sv.lock_holder, run_dir)
+                if holder is None:
+                    tail = _tail_text(run_dir / SUPERVISOR_LOG)
+                    raise BackendError(
+                        f"run: the local-process supervisor exited before taking the run: {tail}"
+                    )
+                if holder[0]:
+                    supervisor = holder
+                    waiter.follow(supervisor)
+                elif left > 0:  # it has the lock but has not yet written its pid
+                    await waiter.next(min(left, 0.05))
+                    continue
             if left <= 0:
                 # Not left to start the job later behind the back of a failed submit.
-                try:
-                    os.kill(supervisor[0], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                if sv.is_alive(*supervisor):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(supervisor[0], signal.SIGKILL)
                 raise BackendError(
                     f"run: the local-process supervisor did not start within {START_TIMEOUT_S:g} s."
                 )

@@ -397,6 +397,36 @@ def _drain(fd: int) -> None:
         pass
 
 
+def lock_holder(run_dir: Path) -> tuple[int, int | None] | None:
+    """The supervisor that holds `run_dir`'s lock, as (pid, start time), or None when
+    none does; (0, None) for one that has not yet written who it is.
+
+    For a submit whose own supervisor left because the lock was taken: a supervisor
+    the fork server forked after the submit stopped waiting for its answer holds
+    the run, and may still be writing supervisor.json (an fsync, seconds under a
+    flood of output). Probing takes the lock for an instant: a supervisor starting
+    in that instant leaves, as if the probe had been a supervisor before it.
+    """
+    try:
+        fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fields = os.pread(fd, 64, 0).split()
+            try:
+                start = None if fields[1] == b"None" else int(fields[1])
+                return int(fields[0]), start
+            except (IndexError, ValueError):
+                return 0, None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m launch_tui.backends.local_supervisor RUN_DIR", file=sys.stderr)
@@ -409,6 +439,9 @@ def main(argv: list[str]) -> int:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0
+    # Who holds the run until supervisor.json says so (`lock_holder`).
+    os.ftruncate(lock_fd, 0)
+    os.pwrite(lock_fd, f"{os.getpid()} {proc_start_time(os.getpid())}\n".encode(), 0)
     if (run_dir / SUPERVISOR).exists():
         return 0  # the run was supervised before (and that supervisor has gone): never rerun
     # Read what to run before claiming the run: an unreadable launch record

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -28,6 +29,7 @@ from launch_tui.backends import local_supervisor as sv
 from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.backends.local_process import LocalProcessBackend
 from launch_tui.core.backend import RunHandle, RunStatus
+from launch_tui.core.errors import BackendError
 from launch_tui.core.model import RunState
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -417,3 +419,83 @@ async def test_without_the_fork_server_supervisors_start_directly_and_are_reaped
     # No thread of its own: at most workers of the loop's shared executor (file copies).
     started = {t.name for t in threading.enumerate()} - threads_before
     assert all(name.startswith("asyncio_") for name in started), started
+
+
+def _start_a_slow_supervisor(lp: Harness, run_id: str
+                             ) -> tuple[subprocess.Popen[bytes], Path]:
+    """A real supervisor for `run_id` that holds the run's lock but has not yet written
+    supervisor.json: launch.json is a FIFO, whose open blocks it. It stands for one
+    the fork server forked after the agent stopped waiting for its answer, slow to
+    claim the run (an fsync, under a flood). Returns its pid and a second name of
+    the FIFO, through which the test hands it the real launch record."""
+    from launch_tui.backends.local_spawn import spawn_direct
+
+    run_dir = lp.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(run_dir / sv.LAUNCH)
+    feed = run_dir / "feed.fifo"
+    os.link(run_dir / sv.LAUNCH, feed)
+    early = spawn_direct(run_dir)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{early.pid}/wchan").read_text() != "wait_for_partner":
+        assert early.poll() is None and time.monotonic() < deadline, "it never got to launch.json"
+        time.sleep(0.01)
+    assert (run_dir / sv.SUPERVISOR_LOCK).read_text().split()[0] == str(early.pid)
+    return early, feed
+
+
+async def test_a_supervisor_that_took_the_run_first_is_waited_for_not_called_a_failure(
+    lp: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The agent's own supervisor finds the run's lock taken and leaves; the submit
+    # must wait for the one holding it, which then runs the job.
+    from launch_tui.backends import local_spawn
+
+    ctx = dataclasses.replace(lp.ctx, settings={**lp.ctx.settings, "forkserver": False})
+    backend = LocalProcessBackend(ctx)
+    spec, result = await lp.build(lp.spec("python main.py", source={
+        "snapshot": lp.snapshot(script("print('ran once')"))}))
+    early, feed = _start_a_slow_supervisor(lp, spec.run_id)
+    ours: list[int] = []
+    real_spawn = local_spawn.spawn_direct
+
+    def spawn_and_note(run_dir: Path) -> subprocess.Popen[bytes]:
+        proc = real_spawn(run_dir)
+        ours.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(local_spawn, "spawn_direct", spawn_and_note)
+    submit = asyncio.create_task(backend.submit(spec, result))
+    deadline = time.monotonic() + 15
+    while not ours or sv.proc_start_time(ours[0]) is not None:
+        assert time.monotonic() < deadline, "the submit's own supervisor did not leave"
+        assert not submit.done(), submit
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # the submit has seen it go
+    assert not submit.done(), "the submit gave up on a run another supervisor holds"
+    record = (lp.run_dir(spec.run_id) / sv.LAUNCH).read_bytes()  # what the submit wrote
+    # The FIFO's reader is waiting: this write does not block.
+    await asyncio.to_thread(feed.write_bytes, record)
+    handle = await asyncio.wait_for(submit, 15)
+    assert lp.record(handle.run_id, sv.SUPERVISOR)["pid"] == early.pid
+    assert [s.state async for s in backend.watch(handle)][-1] == RunState.FINISHED
+    assert lp.output_texts(handle.run_id) == ["ran once"]
+    assert await asyncio.to_thread(early.wait, 10) == 0
+
+
+async def test_a_supervisor_holding_the_run_too_long_is_killed_with_the_failed_submit(
+    lp: Harness, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from launch_tui.backends import local_process
+
+    monkeypatch.setattr(local_process, "START_TIMEOUT_S", 1.5)
+    ctx = dataclasses.replace(lp.ctx, settings={**lp.ctx.settings, "forkserver": False})
+    backend = LocalProcessBackend(ctx)
+    spec, result = await lp.build(lp.spec("python main.py", source={
+        "snapshot": lp.snapshot(script("print('must not run')"))}))
+    early, _ = _start_a_slow_supervisor(lp, spec.run_id)
+    with pytest.raises(BackendError, match=r"did not start within 1\.5 s"):
+        await backend.submit(spec, result)
+    # It can never start the job behind the back of the failed submit.
+    assert await asyncio.to_thread(early.wait, 5) == -signal.SIGKILL
+    assert not (lp.run_dir(spec.run_id) / sv.SUPERVISOR).exists()
