@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from launch_tui.backends import local_supervisor as sv
 from launch_tui.backends.local_build import read_json
 from launch_tui.backends.local_watch import EVERYTHING, Backoff, RunEvents, Subscription
@@ -319,15 +321,18 @@ def _record_number(head: bytes) -> int | None:
     return int(match[1]) if match else None
 
 
-# The agent parses every stored line of every run: a shared decoder and a lookup
-# table for the stream skip json.loads' and the enum's per-call overhead.
+# The agent parses every stored line of every run: orjson (a third of json's time),
+# and a lookup table for the stream that skips the enum's per-call overhead.
 _decode = json.JSONDecoder().decode
 _STREAMS = {stream.value: stream for stream in LogStream}
 
 
 def _parse_line(line: str) -> LogChunk:
     try:
-        rec = _decode(line)
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            rec = _decode(line)  # what orjson refuses and json takes: lone surrogates
         return LogChunk(_STREAMS[rec["stream"]], str(rec["text"]), float(rec["ts"]))
     except (ValueError, KeyError, TypeError):
         return LogChunk(LogStream.STDOUT, line, time.time())

@@ -39,7 +39,10 @@ from pathlib import Path
 
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.gaps import gap_count
+from launch_tui.core.model import RunState
 from launch_tui.core.service import LaunchService
+
+ACTIVE = [state for state in RunState if not state.terminal]
 
 JOB = """\
 import json, os, sys, time
@@ -102,10 +105,12 @@ async def with_agent(root: Path, runs: int, seconds: float) -> dict[str, float]:
     created = {item.id: item.created_at for item in items}
 
     async def all_done() -> list:
+        # Two one-row queries a poll: listing every run (and masking its spec) twice
+        # a second would count against the agent's CPU, in this process.
         while True:
-            done = await service.list_runs("q", limit=runs + 1)
-            if len(done) == runs and all(r.state.terminal for r in done):
-                return done
+            if not (await service.list_items("q", limit=1, explain=False)
+                    or await service.list_runs("q", states=ACTIVE, limit=1)):
+                return await service.list_runs("q", limit=runs + 1)
             await asyncio.sleep(0.5)
 
     finished = await all_done()

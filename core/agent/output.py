@@ -126,7 +126,8 @@ class RunOutput:
                 self.dropped_total += 1
             self._newest.append((kind, entry))
             return
-        self._mark_gap(ts)
+        if self.dropped or self._newest:  # a gap just ended (a check per line, not a call)
+            self._mark_gap(ts)
         self.pending.append((kind, entry))
         self.drained.clear()
         self._collector.kick()

@@ -18,7 +18,7 @@ from launch_tui.core.model import (
     OutputLine,
     OutputMetric,
 )
-from launch_tui.core.store import rows
+from launch_tui.core.store import jsoncodec, rows
 from launch_tui.core.store.schema import meta, run_logs, run_metrics, runs
 
 Line = OutputLine  # (ts, stream, text[, source])
@@ -30,12 +30,13 @@ Metric = OutputMetric  # (step, ts, values[, source])
 _STREAM_TEXT: dict[object, str] = {stream: stream.value for stream in LogStream}
 
 
-# A run's lines as a JSON array of [ts, stream, text, source], in order. json_extract,
-# not ->>: the operator needs SQLite 3.38, older than some distributions ship.
+# Lines of several runs as one JSON array of [ts, stream, text, source, run id], in
+# order. json_extract, not ->>: the operator needs SQLite 3.38, older than some
+# distributions ship.
 _SQLITE_INSERT_LINES = (
     f"INSERT INTO {run_logs.name} (run_id, ts, stream, text, source) "
-    "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-    "json_extract(value, '$[2]'), json_extract(value, '$[3]') "
+    "SELECT json_extract(value, '$[4]'), json_extract(value, '$[0]'), "
+    "json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]') "
     "FROM json_each(?) ORDER BY key"
 )
 
@@ -71,20 +72,19 @@ def add_lines(conn: Connection, batches: Sequence[tuple[str, Sequence[Line]]]
                   for run_id, lines in batches for line in lines]
         return [_add_returning(conn, run_id, params_of)
                 for run_id, params_of in _by_run(batches, params)]
-    # One statement per run, its lines passed as one JSON array that SQLite unpacks
-    # itself. An executemany would release and retake the GIL for every row: with
-    # the agent's event loop busy (a flood of output) each retake waits up to 5 ms,
-    # and 16,000 lines took a minute instead of 60 ms; SQLAlchemy's per-row
-    # parameter processing cost 2-5x the insert on top. Nothing else inserts while
+    # One statement for all runs, their lines passed as one JSON array that SQLite
+    # unpacks itself. Every statement releases and retakes the GIL, and with the
+    # agent's event loop busy (a flood of output) on a loaded machine each retake
+    # can wait for a thread the kernel preempted: an executemany, one retake per
+    # row, took a minute for 16,000 lines instead of 60 ms (and SQLAlchemy's per-row
+    # parameter processing cost 2-5x the insert on top). Nothing else inserts while
     # this transaction holds SQLite's write lock, and a new row's id is the largest
-    # id plus one, so each run's lines get the next contiguous range (checked, not
-    # assumed).
+    # id plus one, so the lines get the next contiguous ids in order, each run's a
+    # range (checked, not assumed).
     start = (conn.scalar(select(func.max(run_logs.c.id))) or 0) + 1
-    total = 0
-    for run_id, lines in batches:
-        rows = [_row(line) for line in lines]
-        conn.exec_driver_sql(_SQLITE_INSERT_LINES, (run_id, json.dumps(rows)))
-        total += len(rows)
+    rows = [(*_row(line), run_id) for run_id, lines in batches for line in lines]
+    conn.exec_driver_sql(_SQLITE_INSERT_LINES, (jsoncodec.dumps(rows),))
+    total = len(rows)
     end = conn.scalar(select(func.max(run_logs.c.id))) or 0
     if end != start + total - 1:
         result = conn.execute(

@@ -219,3 +219,17 @@ async def test_logs_after_a_restart_start_after_the_stored_lines(lp: Harness) ->
     chunks = [c async for c in lp.backend.logs(handle, follow=True, stored=45_000)]
     assert isinstance(chunks[0], SkippedLines) and chunks[0].count == 45_000
     assert numbers(chunks) == list(range(45_000, lines))
+
+
+def test_records_are_read_whatever_json_they_hold(tmp_path: Path) -> None:
+    # Records are parsed with orjson, which refuses lone surrogates that the
+    # standard library writes and reads; such a record still reads as its text,
+    # and a line that is no record at all is shown as it is.
+    path = tmp_path / "output.jsonl"
+    records = [{"ts": 1.0, "stream": "stdout", "n": 1, "text": "plain"},
+               {"ts": 2.0, "stream": "stderr", "n": 2, "text": "half \ud800 pair"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records) + "not json\n")
+    chunks = OutputReader(path).read_batch()
+    assert [(c.stream, c.text, c.ts) for c in chunks[:2]] == [
+        ("stdout", "plain", 1.0), ("stderr", "half \ud800 pair", 2.0)]
+    assert (chunks[2].stream, chunks[2].text) == ("stdout", "not json")
