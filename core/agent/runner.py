@@ -185,29 +185,36 @@ class RunRunner:
             if built is None:
                 return
             spec = built.spec
-            # The resolved spec goes in with the state change: a restarted agent that
-            # finds the run `starting` knows what was built for it.
-            if active.cancel_requested.is_set() or not await self._advance(
-                run.id, RunState.STARTING, reason="submitting", spec=spec
-            ):
+            if active.cancel_requested.is_set():
                 await self._record_build(run.id, built)
+                await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
+                return
+            # The resolved spec goes in with the state change: a restarted agent that
+            # finds the run `starting` knows what was built for it. What the build
+            # printed is stored beside it, before submit: an agent that dies while
+            # submitting leaves the build's log to whoever takes the run over. Handed
+            # to the store together (both control writes: see Output.append_logs),
+            # they commit as one transaction when the writer finds them both waiting.
+            advanced, _ = await asyncio.gather(
+                self._advance(run.id, RunState.STARTING, reason="submitting", spec=spec),
+                self.port.append_logs(run.id, built.lines),
+            )
+            if not advanced:
+                await self._log(built.note, run_id=run.id)
                 await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
                 return
             try:
                 handle = await backend.submit(spec, built.result)
             except (BackendError, BuildError, ValidationError) as exc:
-                await self._record_build(run.id, built)
+                await self._log(built.note, run_id=run.id)
                 await self._log(f"run {run.id} could not start: {exc}", level="error",
                                 run_id=run.id)
                 await self._fail(run.id, ErrorStage.RUN, str(exc))
                 return
             active.handle = handle
-            # What the build printed is stored once the job has started (off the
-            # dispatch path), before any of the job's own output. Handed to the store
-            # together (all control writes: see Output.append_logs), these commit as
-            # one transaction, not four that each wait their turn under a log flood.
+            # Committed together as one transaction, not three that each wait their
+            # turn under a log flood.
             await asyncio.gather(
-                self.port.append_logs(run.id, built.lines),
                 self._log(built.note, run_id=run.id),
                 self.port.update_run(run.id, handle=handle.to_dict()),
                 self._log(f"submitted run {run.id} to {spec.resource}", run_id=run.id),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from launch_tui.core.model import ErrorStage, ItemState, LogStream, RunState
+from launch_tui.core.model import ErrorStage, ItemState, LogStream, RunSpec, RunState
 from tests.agent_harness import ACTIVE_STATES, Lab, script, wait_for
 
 # ---------------------------------------------------------------- config reaches the job
@@ -333,3 +334,31 @@ async def _finished(lab: Lab, item_id: int):  # type: ignore[no-untyped-def]
         return None
     run = await lab.service.get_run(it.run_id)
     return run if run.state.terminal else None
+
+
+async def test_the_builds_log_is_stored_before_the_job_is_submitted(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agent that dies while submitting leaves the build's log to whoever takes the
+    run over: it is stored with the move to `starting`, before submit, and only once."""
+    from launch_tui.backends.local_process import LocalProcessBackend
+
+    at_submit: list[list[str]] = []
+    real_submit = LocalProcessBackend.submit
+
+    async def submit(self: LocalProcessBackend, spec: RunSpec, *args: Any, **kw: Any) -> Any:
+        logs = await lab.service.run_logs(spec.run_id)
+        at_submit.append([line.text for line in logs if line.stream == LogStream.BUILD])
+        return await real_submit(self, spec, *args, **kw)
+
+    monkeypatch.setattr(LocalProcessBackend, "submit", submit)
+    queue = await lab.queue()
+    job = await lab.job({"train.py": OK}, "python train.py")
+    await lab.agent([queue], max_jobs=1)
+    item = await lab.service.enqueue(job, queue)
+    run = await lab.wait_run((await lab.run_of(item.id)).id)
+    assert run.state == RunState.FINISHED
+    assert at_submit and at_submit[0], "no build line was stored when the job was submitted"
+    stored = [line.text for line in await lab.service.run_logs(run.id)
+              if line.stream == LogStream.BUILD]
+    assert stored == at_submit[0]
