@@ -308,7 +308,7 @@ async def test_a_code_job_is_built_and_pushed_with_its_ecr_repository_made(
         assert tag in tags["tags"]
         ecr = aws.server.client("ecr").describe_repositories()["repositories"]
         assert f"team/launch/{name}" in [r["repositoryName"] for r in ecr]
-        # The build's lines are stored just after submit, so they may trail the job.
+        # The build's lines, as the run's log shows them (stored before submit).
         seen: list[str] = []
 
         async def created() -> bool:

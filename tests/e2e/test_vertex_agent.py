@@ -303,7 +303,7 @@ async def test_a_code_job_is_built_and_pushed_to_the_queues_registry(
         repo, tag = pool.container_spec.image_uri.split("/", 1)[1].rsplit(":", 1)
         tags = await asyncio.to_thread(_get_json, f"http://{REGISTRY}/v2/{repo}/tags/list")
         assert tag in tags["tags"]
-        # The build's lines are stored just after submit, so they may trail the job.
+        # The build's lines, as the run's log shows them (stored before submit).
         seen: list[str] = []
 
         async def pushed() -> bool:
