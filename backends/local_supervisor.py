@@ -403,9 +403,10 @@ def lock_holder(run_dir: Path) -> tuple[int, int | None] | None:
 
     For a submit whose own supervisor left because the lock was taken: a supervisor
     the fork server forked after the submit stopped waiting for its answer holds
-    the run, and may still be writing supervisor.json (an fsync, seconds under a
-    flood of output). Probing takes the lock for an instant: a supervisor starting
-    in that instant leaves, as if the probe had been a supervisor before it.
+    the run, and may not have written supervisor.json yet (under a flood it
+    competes for the CPU with every job, and the file is fsynced). Probing takes
+    the lock for an instant: a supervisor starting in that instant leaves, as if
+    the probe had been a supervisor before it.
     """
     try:
         fd = os.open(run_dir / SUPERVISOR_LOCK, os.O_RDONLY | os.O_CLOEXEC)

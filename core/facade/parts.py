@@ -7,6 +7,7 @@ tui/demo.py replaces them here to seed a reproducible world.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import socket
@@ -18,7 +19,6 @@ from launch_tui.core import redact
 from launch_tui.core.feed import Feed
 from launch_tui.core.ids import new_run_id
 from launch_tui.core.listings import Listings
-from launch_tui.core.model import QueueItem
 from launch_tui.core.settings import Settings, load_settings
 from launch_tui.core.store.session import Store
 
@@ -117,13 +117,7 @@ class Parts:
         return Agents(self._store, self.settings, hostname=lambda: socket.gethostname(),
                       pid=lambda: os.getpid())
 
-    async def _explained(self, item: QueueItem) -> QueueItem:
-        """A (redacted) item as `get_item` gives it: with its outcome and why."""
-        return (await self._listings.explained([item]))[0]
-
 
 def shown(result: JobVersionResult) -> JobVersionResult:
     """A new job version as people see it: secrets masked."""
-    import dataclasses
-
     return dataclasses.replace(result, version=redact.version(result.version))

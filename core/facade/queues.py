@@ -142,3 +142,7 @@ class QueueCommands(Parts):
         """Move a waiting item to another queue of its project, checked against that
         queue's config as an enqueue is."""
         return await self._explained(await self._surgery.move_item_to_queue(item_id, queue))
+
+    async def _explained(self, item: QueueItem) -> QueueItem:
+        """A (redacted) item as `get_item` gives it: with its outcome and why."""
+        return (await self._listings.explained([item]))[0]
