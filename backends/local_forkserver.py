@@ -14,8 +14,10 @@ with SIGKILL), or the server itself, leaves jobs running. The supervisors stay
 in the server's session on purpose: Linux's autogroup scheduling gives each
 session an equal share of the CPU, so one session for all of a home's runs
 means a hundred busy runs compete with the agent as one, not as a hundred
-(a session per run starved the agent of CPU, and dispatch with it). The supervisors' files stay the
-record; the server holds no state a restarted agent would need.
+(a session per run starved the agent of CPU, and dispatch with it), and the
+server lowers that session's priority as a whole (`RUNS_SESSION_NICE`), as
+even one session of busy runs takes more than its share. The supervisors'
+files stay the record; the server holds no state a restarted agent would need.
 
 One per home and code version: it listens on a Linux abstract-namespace unix
 socket whose name is a hash of the home path and of the supervisor's and this
@@ -239,6 +241,9 @@ def main(argv: list[str]) -> int:
     # process end, connecting works. The child is nobody's child but init's.
     if os.fork() != 0:
         os._exit(0)
+    # The session every supervisor and job forked here shares (see the docstring)
+    # yields the CPU to the user's other sessions, the agent's among them.
+    sv.lower_session_priority(tries=5)
     record = home / STATE_DIR / f"{address.strip(chr(0))}.json"
     with contextlib.suppress(OSError):
         sv.write_json_atomic(record, {"pid": os.getpid(),

@@ -203,6 +203,12 @@ def autogroup(pid: int | str) -> str:
     return text[0] if text else "default"
 
 
+def autogroup_nice(pid: int | str) -> int:
+    """The CPU priority of a process's session as a whole ("/autogroup-7 nice 5")."""
+    text = Path(f"/proc/{pid}/autogroup").read_text().split()
+    return int(text[-1]) if text else 0
+
+
 async def test_runs_share_one_session_apart_from_the_agent_each_in_its_own_group(
     lp: Harness,
 ) -> None:
@@ -210,7 +216,9 @@ async def test_runs_share_one_session_apart_from_the_agent_each_in_its_own_group
     session per run, a hundred busy runs left the agent a hundredth of the machine
     and dispatch stalled. All of a home's runs live in the fork server's session,
     which is not the agent's (so they outlive it), and each supervisor and each
-    job is a process group of its own (so signals reach one run and nothing else)."""
+    job is a process group of its own (so signals reach one run and nothing else).
+    That session yields to the agent's: even as one, busy runs took the agent's
+    CPU (see `RUNS_SESSION_NICE`)."""
     handles = [await lp.start(script(TICKS), "python main.py") for _ in range(2)]
     for handle in handles:
         await lp.wait_for_output(handle, "tick 1")
@@ -225,6 +233,8 @@ async def test_runs_share_one_session_apart_from_the_agent_each_in_its_own_group
         groups = {autogroup(pid) for pid in (*supervisors, *jobs)}
         assert len(groups) == 1
         assert groups != {autogroup("self")}
+        assert {autogroup_nice(pid) for pid in (*supervisors, *jobs)} == {sv.RUNS_SESSION_NICE}
+        assert autogroup_nice("self") == 0
     for handle in handles:
         await lp.backend.cancel(handle, grace_s=1)
 
@@ -419,6 +429,28 @@ async def test_without_the_fork_server_supervisors_start_directly_and_are_reaped
     # No thread of its own: at most workers of the loop's shared executor (file copies).
     started = {t.name for t in threading.enumerate()} - threads_before
     assert all(name.startswith("asyncio_") for name in started), started
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(),
+                    reason="the kernel has no autogroup scheduling to lower")
+async def test_a_supervisor_started_directly_lowers_its_own_sessions_priority(
+    lp: Harness,
+) -> None:
+    """The fallback start puts a supervisor in a session of its own, which it
+    lowers as the fork server lowers the shared one; the agent's is untouched."""
+    ctx = dataclasses.replace(lp.ctx, settings={**lp.ctx.settings, "forkserver": False})
+    backend = LocalProcessBackend(ctx)
+    handle = await backend.submit(*await lp.build(lp.spec(
+        "python main.py", source={"snapshot": lp.snapshot(script(TICKS))})))
+    await lp.wait_for_output(handle, "tick 1")
+    supervisor = lp.record(handle.run_id, sv.SUPERVISOR)["pid"]
+    job = lp.record(handle.run_id, sv.JOB)["pid"]
+    assert os.getsid(supervisor) == supervisor != os.getsid(0)
+    assert autogroup(job) == autogroup(supervisor) != autogroup("self")
+    assert autogroup_nice(job) == sv.RUNS_SESSION_NICE
+    assert autogroup_nice("self") == 0
+    await backend.cancel(handle, grace_s=1)
+    assert [s.state async for s in backend.watch(handle)][-1] == RunState.STOPPED
 
 
 def _start_a_slow_supervisor(lp: Harness, run_id: str
