@@ -48,7 +48,7 @@ class QueueCommands(Parts):
         resource_args: Config = None, template_values: Config = None,
         priority: Priority | str = Priority.MEDIUM,
     ) -> QueueItem:
-        """Add an item to the queue. Its `position` is None when NEAR (1,000) or more
+        """Add an item to the queue. Its `position` is None when NEAR (100) or more
         items are ahead of it: counting them all for every item of a sweep would cost
         it the square of its size. `get_item` counts them."""
         return redact.item(await self._queues.enqueue(
