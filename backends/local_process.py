@@ -72,6 +72,12 @@ PYTHON_NAMES = ("python", "python3")
 START_TIMEOUT_S = 30.0  # how long submit waits for the supervisor to take the run
 # How long cancel waits, after its SIGKILL, for the supervisor to record the exit.
 CANCEL_SETTLE_S = 15.0
+# A job's niceness unless its resource args say otherwise (`nice`, 0 for none).
+# Inside the session of a home's runs it puts the fork server and the
+# supervisors, which start runs and copy their output, ahead of busy jobs; where
+# the kernel does not share the CPU by session (no autogroup, or sessions in
+# cgroups of their own), it also keeps busy jobs from crowding out the agent.
+DEFAULT_JOB_NICE = 5
 # The files of the run directory each kind of waiter is woken for.
 _STATE_FILES = frozenset({sv.JOB, sv.EXIT})
 _OUTPUT_FILES = frozenset({sv.OUTPUT, sv.EXIT})
@@ -198,7 +204,7 @@ class LocalProcessBackend(BackendBase):
             "cwd": str(cwd),
             "env": env,
             "timeout_s": int(timeout_s) if timeout_s else None,
-            "nice": int(spec.resource_args.get("nice") or 0),
+            "nice": int(spec.resource_args.get("nice", DEFAULT_JOB_NICE)),
             "timeout_grace_s": self.timeout_grace_s,
             "submitted_at": time.time(),
         }

@@ -29,8 +29,9 @@ LOCAL_PROCESS: dict[str, Any] = {
             "type": "integer",
             "minimum": 0,
             "maximum": 19,
-            "description": "Lower the job's CPU priority by this much (as `nice -n`), so the "
-                           "agent and interactive work stay responsive while jobs are busy",
+            "description": "Lower the job's CPU priority by this much (as `nice -n`; "
+                           "default 5, 0 for none), so the agent, the runs' supervisors "
+                           "and interactive work stay responsive while jobs are busy",
         },
     },
 }

@@ -173,10 +173,14 @@ NICENESS = """
 
 
 async def test_nice_lowers_the_priority_of_the_job_and_of_its_threads(lp: Harness) -> None:
+    """Jobs run at niceness 5 unless told otherwise; `nice: 0` runs one at the
+    agent's own priority."""
     base = os.getpriority(os.PRIO_PROCESS, 0)
     niced = await lp.start(script(NICENESS), "python main.py", resource_args={"nice": 7})
-    plain = await lp.start(script(NICENESS), "python main.py")
-    for handle, expected in ((niced, min(19, base + 7)), (plain, base)):
+    default = await lp.start(script(NICENESS), "python main.py")
+    plain = await lp.start(script(NICENESS), "python main.py", resource_args={"nice": 0})
+    for handle, expected in ((niced, min(19, base + 7)), (default, min(19, base + 5)),
+                             (plain, base)):
         assert (await lp.wait(handle)).state == RunState.FINISHED
         assert [c.text for c in await lp.logs(handle)] == [f"main {expected}",
                                                            f"thread {expected}"]
