@@ -19,7 +19,6 @@ from typing import Any
 
 from launch_tui.core import resolve
 from launch_tui.core.agents import check_fence
-from launch_tui.core.catalog import pinned_version, require_job, version_by_id
 from launch_tui.core.errors import ConflictError, NotFound, ValidationError
 from launch_tui.core.events import AgentLog, ItemEnqueued, RunStateChanged
 from launch_tui.core.lookups import project_or_default, require_queue
@@ -47,6 +46,7 @@ from launch_tui.core.transitions import (
     require_run,
     require_run_head,
 )
+from launch_tui.core.versions import pinned_version, require_job, version_by_id
 
 # Items a single claim_run fails for no longer resolving before it gives up and
 # returns (bounding the transaction); the agent claims again at once when some were.

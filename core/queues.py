@@ -14,7 +14,7 @@ from typing import Any
 
 from launch_tui.core import jobs as jobrules
 from launch_tui.core import redact, registry, resolve
-from launch_tui.core.catalog import Catalog, pinned_ref
+from launch_tui.core.catalog import Catalog
 from launch_tui.core.errors import ConflictError, ValidationError
 from launch_tui.core.events import ItemEnqueued, QueueChanged
 from launch_tui.core.lookups import project_or_default, require_project, require_queue
@@ -25,6 +25,7 @@ from launch_tui.core.store import queues as queues_db
 from launch_tui.core.store import rows
 from launch_tui.core.store.session import Conn, Row, Store
 from launch_tui.core.transitions import change_item, change_run, require_item, require_run
+from launch_tui.core.versions import pinned_ref
 
 
 class Queues:

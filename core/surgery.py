@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from launch_tui.core import redact
-from launch_tui.core.catalog import Catalog, version_by_id
+from launch_tui.core.catalog import Catalog
 from launch_tui.core.errors import ConflictError, ValidationError
 from launch_tui.core.events import ItemMoved, QueueChanged
 from launch_tui.core.lookups import project_or_default, require_queue
@@ -28,6 +28,7 @@ from launch_tui.core.store import items as items_db
 from launch_tui.core.store import queues as queues_db
 from launch_tui.core.store.session import Conn, Store
 from launch_tui.core.transitions import require_item
+from launch_tui.core.versions import version_by_id
 
 MOVES = ("top", "bottom")
 HOLD_REASON_MAX = 500
