@@ -44,8 +44,12 @@ RESUME_AT = MAX_BUFFERED_PER_RUN // 2  # ...until its buffer has drained to this
 MAX_BUFFERED_TOTAL = 100_000
 MIN_BUFFERED_PER_RUN = 500
 # While dropping, the newest lines are kept aside and stored after the gap's marker,
-# so the end of a run's output (where its errors are) is always in the store.
+# so the end of a run's output (where its errors are) is always in the store. Like
+# the buffers, what is kept aside shrinks with many runs open: together about
+# MAX_KEPT_TOTAL lines, never fewer than MIN_KEPT_PER_RUN each (a traceback's worth).
 KEEP_NEWEST = 1_000
+MAX_KEPT_TOTAL = 100_000
+MIN_KEPT_PER_RUN = 100
 RETRY_MAX_S = 5.0
 
 Line = tuple[float, LogStream | str, str, str | None]  # (ts, stream, text, source)
@@ -65,9 +69,8 @@ class RunOutput:
         self.dropped: dict[str | None, int] = {}
         self.dropped_total = 0
         self._dropping = False
-        self._newest: collections.deque[tuple[str, Line | Metric]] = collections.deque(
-            maxlen=KEEP_NEWEST
-        )
+        # At most the collector's `keep_newest` (which changes as runs open and close).
+        self._newest: collections.deque[tuple[str, Line | Metric]] = collections.deque()
         self.drained = asyncio.Event()
         self.drained.set()
         # Set while the buffer has room (drained to where lines are stored): a reader that can
@@ -119,9 +122,9 @@ class RunOutput:
             if not self._dropping:
                 self._dropping = True
                 self._room.clear()
-            if len(self._newest) == KEEP_NEWEST:
+            while len(self._newest) >= self._collector.keep_newest:
                 # The oldest kept line falls out: it is not stored.
-                lost = self._newest[0][1][3]
+                lost = self._newest.popleft()[1][3]
                 self.dropped[lost] = self.dropped.get(lost, 0) + 1
                 self.dropped_total += 1
             self._newest.append((kind, entry))
@@ -160,6 +163,7 @@ class OutputCollector:
         self._runs: dict[str, RunOutput] = {}
         self.bound = MAX_BUFFERED_PER_RUN  # per run, for the runs open now
         self.resume_at = RESUME_AT
+        self.keep_newest = KEEP_NEWEST  # per run, likewise
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -178,6 +182,8 @@ class OutputCollector:
         share = MAX_BUFFERED_TOTAL // max(1, len(self._runs))
         self.bound = max(MIN_BUFFERED_PER_RUN, min(MAX_BUFFERED_PER_RUN, share))
         self.resume_at = self.bound // 2
+        kept = MAX_KEPT_TOTAL // max(1, len(self._runs))
+        self.keep_newest = max(MIN_KEPT_PER_RUN, min(KEEP_NEWEST, kept))
 
     def kick(self) -> None:
         self._kick.set()

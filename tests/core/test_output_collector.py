@@ -17,9 +17,12 @@ import pytest
 
 from launch_tui.core.agent import output as collector_module
 from launch_tui.core.agent.output import (
+    KEEP_NEWEST,
     MAX_BUFFERED_PER_RUN,
     MAX_BUFFERED_TOTAL,
+    MAX_KEPT_TOTAL,
     MIN_BUFFERED_PER_RUN,
+    MIN_KEPT_PER_RUN,
     RESUME_AT,
     WRITE_LINES,
     OutputCollector,
@@ -133,3 +136,35 @@ async def test_with_many_runs_open_each_buffers_less_and_marks_the_rest(
     assert gaps > 0 and len(texts) + gaps == 3_000
     assert texts[:bound] == [f"line {i}" for i in range(bound)]  # the bound, stored
     assert texts[-1] == "line 2999"  # the newest, after the marker
+
+
+async def test_with_many_runs_open_each_keeps_fewer_newest_lines_aside(
+    service: LaunchService, code_dir: Path
+) -> None:
+    """The newest lines a dropping run keeps aside, to store after its marker so the
+    end of its output is there, shrink with the runs open too: with 1,000 runs open
+    a run keeps its newest 100 lines aside, not 1,000 (a thousand runs would
+    otherwise hold a million lines in the agent)."""
+    ids = await runs(service, code_dir, 1)
+    collector = OutputCollector(service.append_output)
+    quiet = [collector.open(f"other{i}", None) for i in range(999)]
+    chatty = collector.open(ids[0], None)
+    keep, bound = collector.keep_newest, collector.bound
+    assert keep == max(MIN_KEPT_PER_RUN, MAX_KEPT_TOTAL // 1_000) < KEEP_NEWEST
+    now = time.time()
+    for i in range(5_000):  # at once: far more than the run's bound (500) before a write
+        chatty.line(now, LogStream.STDOUT, f"line {i}")
+    await chatty.drain()
+    for out in quiet:
+        collector.close(out.run_id)
+    collector.close(ids[0])
+    assert collector.keep_newest == KEEP_NEWEST
+    await collector.stop()
+
+    lines = await service.run_logs(ids[0], limit=10_000)
+    marker = max(i for i, x in enumerate(lines) if x.stream == LogStream.AGENT)
+    assert gap_count(lines[marker].text) == 5_000 - bound - keep
+    assert [x.text for x in lines[:bound]] == [f"line {i}" for i in range(bound)]
+    after = [x.text for x in lines[marker + 1:]]
+    assert after == [f"line {i}" for i in range(5_000 - keep, 5_000)]
+
