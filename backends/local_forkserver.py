@@ -15,7 +15,7 @@ in the server's session on purpose: Linux's autogroup scheduling gives each
 session an equal share of the CPU, so one session for all of a home's runs
 means a hundred busy runs compete with the agent as one, not as a hundred
 (a session per run starved the agent of CPU, and dispatch with it), and the
-server lowers that session's priority as a whole (`RUNS_SESSION_NICE`), as
+server lowers that session's priority as a whole (`local_priority`), as
 even one session of busy runs takes more than its share. The supervisors'
 files stay the record; the server holds no state a restarted agent would need.
 
@@ -49,9 +49,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-# Only the standard library and the supervisor: this process starts on a
+# Only the standard library and the supervisor's modules: this process starts on a
 # dispatch path, and everything it imports is in every supervisor it forks.
+from launch_tui.backends import local_priority
 from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.local_priority import lower_session_priority
 
 STATE_DIR = "forkserver"  # under the home: start lock, records and logs of the servers
 SUPERVISOR_LOG = "supervisor.log"
@@ -65,7 +67,7 @@ def code_version() -> str:
     """Hash of what a forked supervisor runs: a server of other code is not reused."""
     h = hashlib.sha256()
     h.update(f"{sys.executable}\0{sys.version}\0".encode())
-    for module in (sv.__file__, __file__):
+    for module in (sv.__file__, local_priority.__file__, __file__):
         h.update(Path(module).read_bytes())
     return h.hexdigest()
 
@@ -243,7 +245,7 @@ def main(argv: list[str]) -> int:
         os._exit(0)
     # The session every supervisor and job forked here shares (see the docstring)
     # yields the CPU to the user's other sessions, the agent's among them.
-    sv.lower_session_priority(tries=5)
+    lower_session_priority(tries=5)
     record = home / STATE_DIR / f"{address.strip(chr(0))}.json"
     with contextlib.suppress(OSError):
         sv.write_json_atomic(record, {"pid": os.getpid(),

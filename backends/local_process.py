@@ -36,6 +36,7 @@ from typing import Any
 from launch_tui.backends import local_supervisor as sv
 from launch_tui.backends.local_build import NAME, LocalEnvBuilder, read_json, run_dir_for
 from launch_tui.backends.local_forkserver import IDLE_S, SUPERVISOR_LOG
+from launch_tui.backends.local_priority import DEFAULT_JOB_NICE
 from launch_tui.backends.local_runstate import (
     KEEP_AT_END,
     KEEP_LIVE,
@@ -72,12 +73,6 @@ PYTHON_NAMES = ("python", "python3")
 START_TIMEOUT_S = 30.0  # how long submit waits for the supervisor to take the run
 # How long cancel waits, after its SIGKILL, for the supervisor to record the exit.
 CANCEL_SETTLE_S = 15.0
-# A job's niceness unless its resource args say otherwise (`nice`, 0 for none).
-# Inside the session of a home's runs it puts the fork server and the
-# supervisors, which start runs and copy their output, ahead of busy jobs; where
-# the kernel does not share the CPU by session (no autogroup, or sessions in
-# cgroups of their own), it also keeps busy jobs from crowding out the agent.
-DEFAULT_JOB_NICE = 5
 # The files of the run directory each kind of waiter is woken for.
 _STATE_FILES = frozenset({sv.JOB, sv.EXIT})
 _OUTPUT_FILES = frozenset({sv.OUTPUT, sv.EXIT})

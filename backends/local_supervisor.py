@@ -15,7 +15,8 @@ a file in RUN_DIR, written here.
     cancel.json      written by the backend when the run is cancelled
     exit.json        how the job ended, written atomically as the very last step
 
-Only the standard library is used, so the supervisor starts fast and works in
+Only the standard library is used (and `local_priority`, itself standard library
+only), so the supervisor starts fast and works in
 any interpreter that can run the agent. Memory stays bounded whatever the job
 prints: output is read in chunks and very long lines are split.
 """
@@ -31,9 +32,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from launch_tui.backends.local_priority import lower_session_priority, niced
 
 LAUNCH = "launch.json"
 SUPERVISOR = "supervisor.json"
@@ -53,15 +55,6 @@ POLL_S = 0.1  # where pidfds are missing, how often the pump looks for the job's
 # the output pipes open before the whole process group is killed.
 LEFTOVER_GRACE_S = 2.0
 DRAIN_AFTER_KILL_S = 3.0
-# The CPU priority of the session that holds a home's runs, all of them as one,
-# against the user's other sessions: the agent's, a shell, the TUI. Linux's
-# autogroup scheduler shares the CPU between sessions, but not evenly when one
-# of them wakes constantly: 100 runs printing through their supervisors' pipes
-# on 2 cores kept the agent, in its own session at the same priority, waiting
-# for a core 60-90 % of the time, with 15 % of the CPU against the runs' 174 %.
-# At 5 the other sessions weigh three times as much as the runs when both want
-# the CPU; an otherwise idle machine still gives the runs all of it.
-RUNS_SESSION_NICE = 5
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
@@ -81,34 +74,6 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True)
             f.flush()
             os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def _niced(increment: int) -> Callable[[], None] | None:
-    """What the job's child process runs before exec to lower its CPU priority."""
-    if not increment:
-        return None  # no preexec_fn: Popen keeps its faster vfork path
-    return lambda: os.nice(increment)
-
-
-def lower_session_priority(nice: int = RUNS_SESSION_NICE, tries: int = 1) -> bool:
-    """Set the CPU priority of this process's session as a whole (its autogroup).
-
-    Best effort, False when it could not be set: kernels without autogroup
-    have no file to write, and the kernel refuses a user's change within 0.1 s
-    of anyone else's (EAGAIN), which `tries` (0.1 s apart) waits out.
-    """
-    for attempt in range(tries):
-        if attempt:
-            time.sleep(0.11)
-        try:
-            with open("/proc/self/autogroup", "w") as group:
-                group.write(str(nice))
-            return True
-        except BlockingIOError:
-            continue
-        except OSError:
-            return False
-    return False
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -274,7 +239,7 @@ class Supervisor:
                     close_fds=True,
                     # Before exec, so every thread the job starts has it too (Linux
                     # keeps a niceness per thread, copied when a thread is created).
-                    preexec_fn=_niced(int(self.launch.get("nice") or 0)),
+                    preexec_fn=niced(int(self.launch.get("nice") or 0)),
                 )
             except OSError as exc:
                 shown = " ".join(self.launch.get("entrypoint") or argv)
@@ -464,7 +429,7 @@ def main(argv: list[str]) -> int:
         return 2
     run_dir = Path(argv[0])
     if os.getsid(0) == os.getpid():
-        # Started directly, in a session of its own (see `RUNS_SESSION_NICE`).
+        # Started directly, in a session of its own (see `local_priority`).
         # Forked by the fork server, it shares the server's, already lowered.
         lower_session_priority()
     # The lock is held for the supervisor's lifetime: a second supervisor for
