@@ -186,7 +186,8 @@ class RunRunner:
                 return
             spec = built.spec
             if active.cancel_requested.is_set():
-                await self._record_build(run.id, built)
+                await self.port.append_logs(run.id, built.lines)
+                await self._log(built.note, run_id=run.id)
                 await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
                 return
             # The resolved spec goes in with the state change: a restarted agent that
@@ -235,10 +236,6 @@ class RunRunner:
         await self.finish(run.id, RunState.CRASHED,
                           reason=f"its agent stopped while starting it, and {spec.resource} "
                                  "has no trace of it here")
-
-    async def _record_build(self, run_id: str, built: Built) -> None:
-        await self.port.append_logs(run_id, built.lines)
-        await self._log(built.note, run_id=run_id)
 
     async def _build(self, run: Run, active: ActiveRun, spec: RunSpec) -> Built | None:
         if not await self._advance(run.id, RunState.BUILDING, reason="preparing"):
