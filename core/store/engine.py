@@ -100,6 +100,10 @@ def create_engines(url: str, *, statement_timeout_s: float | None = None
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Savepoint journals (the writer's group commit puts each job in a
+            # savepoint) and RETURNING's rows stay in memory: with temp files, SQLite
+            # created and deleted a file in /var/tmp for every grouped transaction.
+            cur.execute("PRAGMA temp_store=MEMORY")
             cur.close()
 
         @event.listens_for(engine, "engine_connect")

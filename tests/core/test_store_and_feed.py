@@ -27,6 +27,16 @@ async def test_database_file_is_private_and_in_wal_mode(service: LaunchService,
     conn.close()
 
 
+@pytest.mark.sqlite_only
+async def test_grouped_writes_keep_their_savepoint_journals_in_memory(
+        service: LaunchService) -> None:
+    # Concurrent writes share one transaction, each in a savepoint; with SQLite's
+    # default temp store every such transaction created and deleted a temporary file.
+    modes = await asyncio.gather(*(service._store.write(
+        lambda c: c.exec_driver_sql("PRAGMA temp_store").scalar()) for _ in range(4)))
+    assert modes == [2, 2, 2, 2]  # 2: MEMORY
+
+
 @pytest.mark.sqlite_only  # the file itself; tests/core/test_migrations.py covers both stores
 async def test_newer_schema_is_refused(service: LaunchService, home: Path) -> None:
     await service.close()
