@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from launch_tui.backends.local_priority import lower_session_priority, niced
+from launch_tui.backends.local_priority import lower_job_priority, lower_session_priority
 
 LAUNCH = "launch.json"
 SUPERVISOR = "supervisor.json"
@@ -237,9 +237,6 @@ class Supervisor:
                     # job would give each its own share of the CPU (autogroup).
                     process_group=0,
                     close_fds=True,
-                    # Before exec, so every thread the job starts has it too (Linux
-                    # keeps a niceness per thread, copied when a thread is created).
-                    preexec_fn=niced(int(self.launch.get("nice") or 0)),
                 )
             except OSError as exc:
                 shown = " ".join(self.launch.get("entrypoint") or argv)
@@ -251,6 +248,7 @@ class Supervisor:
                 out.flush()
                 self.write_exit(exit_code=127, error=message)
                 return
+            lower_job_priority(self.proc.pid, int(self.launch.get("nice") or 0))
             write_json_atomic(
                 self.run_dir / JOB,
                 {

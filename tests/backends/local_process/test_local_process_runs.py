@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -16,6 +17,7 @@ import pytest
 from lp_harness import Harness
 
 from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends.local_priority import lower_job_priority
 from launch_tui.backends.local_process import LocalProcessBackend
 from launch_tui.core.backend import Backend
 from launch_tui.core.errors import BackendError
@@ -184,6 +186,29 @@ async def test_nice_lowers_the_priority_of_the_job_and_of_its_threads(lp: Harnes
         assert (await lp.wait(handle)).state == RunState.FINISHED
         assert [c.text for c in await lp.logs(handle)] == [f"main {expected}",
                                                            f"thread {expected}"]
+
+
+def test_lowering_a_started_job_reaches_the_threads_it_already_has() -> None:
+    """The supervisor lowers a job right after its exec (a preexec_fn would cost
+    every dispatch a fork): threads the job started before that are lowered too."""
+    job = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys, threading
+            threading.Thread(target=sys.stdin.read, daemon=True).start()
+            print("ready", flush=True)
+            sys.stdin.read()
+            """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout is not None and job.stdout.readline() == "ready\n"
+        tids = os.listdir(f"/proc/{job.pid}/task")
+        assert len(tids) == 2
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        lower_job_priority(job.pid, 5)
+        assert {os.getpriority(os.PRIO_PROCESS, int(t)) for t in tids} == {min(19, base + 5)}
+    finally:
+        job.kill()
+        job.wait()
 
 
 async def test_submit_is_idempotent_on_the_run_id(lp: Harness, tmp_path: Path) -> None:
