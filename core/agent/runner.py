@@ -238,14 +238,12 @@ class RunRunner:
                                  "has no trace of it here")
 
     async def _build(self, run: Run, active: ActiveRun, spec: RunSpec) -> Built | None:
-        if not await self._advance(run.id, RunState.BUILDING, reason="preparing"):
-            await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
-            return None
-        try:
-            builder = self._builder(spec.resource)
-        except BackendError as exc:
-            await self._fail(run.id, ErrorStage.AGENT, str(exc))
-            return None
+        # The move to `building` commits while the build begins: waiting for it
+        # first put a store round trip (2 ms, more under load) on every dispatch.
+        # Its outcome is known before anything about the build is recorded, so a run
+        # cancelled meanwhile still never starts: its build is abandoned.
+        advancing = asyncio.ensure_future(
+            self._advance(run.id, RunState.BUILDING, reason="preparing"))
         build_lines: list[tuple[float, LogStream, str]] = []
 
         async def build_log(line: str) -> None:
@@ -255,10 +253,27 @@ class RunRunner:
                 await self.port.append_logs(run.id, build_lines[:])
                 build_lines.clear()
 
-        started = time.monotonic()
-        try:
+        async def build() -> tuple[BuildResult, float]:
+            builder = self._builder(spec.resource)
+            started = time.monotonic()
             await self._ensure_snapshot(spec, build_log)
-            result = await builder.build(spec, build_log)
+            return await builder.build(spec, build_log), time.monotonic() - started
+
+        building = asyncio.ensure_future(build())
+        try:
+            advanced = await advancing
+        except BaseException:
+            building.cancel()
+            raise
+        if not advanced:
+            await _abandon(building)
+            await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
+            return None
+        try:
+            result, took = await building
+        except BackendError as exc:  # no builder for the resource
+            await self._fail(run.id, ErrorStage.AGENT, str(exc))
+            return None
         except BuildError as exc:
             await self.port.append_logs(run.id, build_lines)
             await self._log(f"build of run {run.id} failed: {exc}", level="error",
@@ -267,7 +282,6 @@ class RunRunner:
             return None
         # The tail quoted when the run fails is the run's own output, not the build's.
         active.tail.clear()
-        took = time.monotonic() - started
         what = "cache hit" if result.cached else f"built in {took:.1f}s"
         note = (f"run {run.id}: build stage {what}"
                 + (f" (commit {result.commit[:12]})" if result.commit else ""))
@@ -491,3 +505,11 @@ class RunRunner:
         task = asyncio.ensure_future(coro)
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
+
+
+async def _abandon(task: asyncio.Future[object]) -> None:
+    """Cancel `task` and wait for it to unwind; what it returned or raised is not wanted."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved: it ended before the cancel reached it

@@ -202,6 +202,42 @@ async def test_cancel_of_a_running_job_stops_it_and_its_process(lab: Lab, how: s
     assert (await lab.service.get_item(item.id)).state == ItemState.CLAIMED
 
 
+class CancelsOnClaim:
+    """The service, with each run cancelled by a user the moment its claim commits:
+    before the agent has moved it to `building`, which it does as the build begins."""
+
+    def __init__(self, service: Any) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service, name)
+
+    async def claim_run(self, agent: str, queues: Any, **kw: Any) -> Any:
+        claimed = await self._service.claim_run(agent, queues, **kw)
+        if claimed.run is not None:
+            await self._service.cancel(claimed.run.id)
+        return claimed
+
+
+async def test_a_run_cancelled_as_it_is_claimed_never_starts(lab: Lab) -> None:
+    from launch_tui.core.agent import LaunchAgent
+
+    queue = await lab.queue()
+    job = await lab.job({"main.py": "print('started')\n"}, "python main.py")
+    agent = LaunchAgent(CancelsOnClaim(lab.service), [queue],  # type: ignore[arg-type]
+                        poll_interval_s=0.2)
+    lab.agents.append(agent)
+    item = await lab.service.enqueue(job, queue)
+    await agent.start()
+    run = await lab.wait_run((await lab.run_of(item.id)).id)
+    assert run.state == RunState.STOPPED
+    assert run.reason == "cancelled before it started"
+    assert "started" not in await lab.output(run.id)
+    assert not (lab.run_dir(run.id) / "launch.json").exists()  # never submitted
+    logs = [e.message for e in await lab.service.agent_logs(agent.name)]
+    assert not any("submitted" in line for line in logs), logs
+
+
 # ---------------------------------------------------------------- failures
 
 
