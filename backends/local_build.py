@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends.venv_cache import ensure_venv, venv_python
 from launch_tui.core.backend import BackendContext, BuildLog, BuildResult
 from launch_tui.core.errors import BackendError, BuildError
@@ -88,7 +88,7 @@ class LocalEnvBuilder:
                 "job: image jobs cannot run on the local-process target; use a docker queue."
             )
         run_dir = run_dir_for(self.ctx, spec.run_id)
-        if (run_dir / sv.SUPERVISOR).exists():
+        if (run_dir / rd.SUPERVISOR).exists():
             # Already started (an agent restarted mid-run): its working copy is
             # in use and must not be replaced.
             previous = read_json(run_dir / BUILD_RECORD)
@@ -117,7 +117,7 @@ class LocalEnvBuilder:
         }
         # Not durable (no fsync, see write_json_atomic): a restarted agent reads it, a
         # rebooted machine has no run left to reuse it for.
-        await asyncio.to_thread(sv.write_json_atomic, run_dir / BUILD_RECORD,
+        await asyncio.to_thread(rd.write_json_atomic, run_dir / BUILD_RECORD,
                                 {"commit": commit, "details": details}, durable=False)
         return BuildResult(cached=cached, commit=commit, details=details)
 

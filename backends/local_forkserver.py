@@ -52,6 +52,7 @@ from typing import Any
 # Only the standard library and the supervisor's modules: this process starts on a
 # dispatch path, and everything it imports is in every supervisor it forks.
 from launch_tui.backends import local_priority
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends import local_supervisor as sv
 from launch_tui.backends.local_priority import lower_session_priority
 
@@ -67,7 +68,7 @@ def code_version() -> str:
     """Hash of what a forked supervisor runs: a server of other code is not reused."""
     h = hashlib.sha256()
     h.update(f"{sys.executable}\0{sys.version}\0".encode())
-    for module in (sv.__file__, local_priority.__file__, __file__):
+    for module in (sv.__file__, local_priority.__file__, rd.__file__, __file__):
         h.update(Path(module).read_bytes())
     return h.hexdigest()
 
@@ -86,7 +87,7 @@ def running_servers(home: Path) -> list[tuple[int, int | None]]:
         except (OSError, ValueError):
             continue
         process = (int(record["pid"]), record.get("start_time"))
-        if sv.is_alive(*process):
+        if rd.is_alive(*process):
             found.append(process)
     return found
 
@@ -248,8 +249,8 @@ def main(argv: list[str]) -> int:
     lower_session_priority(tries=5)
     record = home / STATE_DIR / f"{address.strip(chr(0))}.json"
     with contextlib.suppress(OSError):
-        sv.write_json_atomic(record, {"pid": os.getpid(),
-                                      "start_time": sv.proc_start_time(os.getpid()),
+        rd.write_json_atomic(record, {"pid": os.getpid(),
+                                      "start_time": rd.proc_start_time(os.getpid()),
                                       "started_at": time.time()})
     try:
         _Server(home, listener, idle_s).serve()

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends.local_build import NAME, LocalEnvBuilder, read_json, run_dir_for
 from launch_tui.backends.local_forkserver import IDLE_S, SUPERVISOR_LOG
 from launch_tui.backends.local_priority import DEFAULT_JOB_NICE
@@ -74,9 +74,9 @@ START_TIMEOUT_S = 30.0  # how long submit waits for the supervisor to take the r
 # How long cancel waits, after its SIGKILL, for the supervisor to record the exit.
 CANCEL_SETTLE_S = 15.0
 # The files of the run directory each kind of waiter is woken for.
-_STATE_FILES = frozenset({sv.JOB, sv.EXIT})
-_OUTPUT_FILES = frozenset({sv.OUTPUT, sv.EXIT})
-_START_FILES = frozenset({sv.SUPERVISOR})
+_STATE_FILES = frozenset({rd.JOB, rd.EXIT})
+_OUTPUT_FILES = frozenset({rd.OUTPUT, rd.EXIT})
+_START_FILES = frozenset({rd.SUPERVISOR})
 
 
 def _script_of(args: list[str]) -> str | None:
@@ -148,7 +148,7 @@ class LocalProcessBackend(BackendBase):
         lock = FileLock(run_dir / SUBMIT_LOCK)
         await lock.acquire()
         try:
-            if (run_dir / sv.SUPERVISOR).exists():
+            if (run_dir / rd.SUPERVISOR).exists():
                 return self._handle(spec.run_id)
             # In the loop's thread: submits of different runs in worker threads
             # would race on the file _sdk_dir() renames into place.
@@ -157,7 +157,7 @@ class LocalProcessBackend(BackendBase):
             # Degraded (no inotify), a submit looks often: it is on the dispatch path.
             with Waiter(run_dir, _START_FILES, Backoff(0.02, 0.5)) as waiter:
                 pid = await self._starter.start(run_dir)
-                await self._wait_supervised(waiter, (pid, sv.proc_start_time(pid)))
+                await self._wait_supervised(waiter, (pid, rd.proc_start_time(pid)))
             return self._handle(spec.run_id)
         finally:
             lock.release()
@@ -166,7 +166,7 @@ class LocalProcessBackend(BackendBase):
                              sdk_dir: Path) -> None:
         """launch.json, in one thread call: it is on the dispatch path."""
         # Not durable: only the supervisor reads it, at once (see write_json_atomic).
-        sv.write_json_atomic(run_dir / sv.LAUNCH, self._launch_record(spec, result, sdk_dir),
+        rd.write_json_atomic(run_dir / rd.LAUNCH, self._launch_record(spec, result, sdk_dir),
                              durable=False)
 
     def _launch_record(
@@ -241,14 +241,14 @@ class LocalProcessBackend(BackendBase):
         run_dir = waiter.run_dir
         waiter.follow(supervisor)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not (run_dir / sv.SUPERVISOR).exists():
+        while not (run_dir / rd.SUPERVISOR).exists():
             left = deadline - time.monotonic()
-            if not sv.is_alive(*supervisor):
-                if (run_dir / sv.SUPERVISOR).exists():
+            if not rd.is_alive(*supervisor):
+                if (run_dir / rd.SUPERVISOR).exists():
                     return
                 # Ours left, finding the run taken: by a supervisor the fork server
                 # forked after we stopped waiting for its answer. Wait for that one.
-                holder = await asyncio.to_thread(sv.lock_holder, run_dir)
+                holder = await asyncio.to_thread(rd.lock_holder, run_dir)
                 if holder is None:
                     tail = _tail_text(run_dir / SUPERVISOR_LOG)
                     raise BackendError(
@@ -262,7 +262,7 @@ class LocalProcessBackend(BackendBase):
                     continue
             if left <= 0:
                 # Not left to start the job later behind the back of a failed submit.
-                if sv.is_alive(*supervisor):
+                if rd.is_alive(*supervisor):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(supervisor[0], signal.SIGKILL)
                 raise BackendError(
@@ -291,18 +291,18 @@ class LocalProcessBackend(BackendBase):
 
     async def find(self, run_id: str, spec: RunSpec | None = None) -> RunHandle | None:
         run_dir = run_dir_for(self.ctx, run_id)
-        return self._handle(run_id) if (run_dir / sv.SUPERVISOR).exists() else None
+        return self._handle(run_id) if (run_dir / rd.SUPERVISOR).exists() else None
 
     # -- logs
 
     def output_location(self, handle: RunHandle) -> str | None:
-        return str(run_dir_for(self.ctx, handle.run_id) / sv.OUTPUT)
+        return str(run_dir_for(self.ctx, handle.run_id) / rd.OUTPUT)
 
     async def logs(self, handle: RunHandle, follow: bool = True, *,
                    lagging: Lagging | None = None, stored: int = 0
                    ) -> AsyncIterator[LogChunk | SkippedLines]:
         run_dir = run_dir_for(self.ctx, handle.run_id)
-        reader = OutputReader(run_dir / sv.OUTPUT)
+        reader = OutputReader(run_dir / rd.OUTPUT)
         # Re-attaching: pass over what the store has by the records' numbers.
         if stored and (passed := await asyncio.to_thread(reader.seek_record, stored)):
             yield SkippedLines(passed)
@@ -329,7 +329,7 @@ class LocalProcessBackend(BackendBase):
                 ended = False
                 changed = {EVERYTHING}
                 while True:
-                    if changed - {sv.OUTPUT}:
+                    if changed - {rd.OUTPUT}:
                         # Decide before draining: output written before the run
                         # ended is then certainly read before we stop.
                         ended = ended or waiter.inspect().state.terminal
@@ -359,11 +359,11 @@ class LocalProcessBackend(BackendBase):
         with Waiter(run_dir, _STATE_FILES) as waiter:
             if waiter.inspect().state.terminal:
                 return  # ended already (or never started): nothing to stop
-            if not (run_dir / sv.CANCEL).exists():
+            if not (run_dir / rd.CANCEL).exists():
                 # Written before any signal, so the supervisor records the exit as cancelled.
                 await asyncio.to_thread(
-                    sv.write_json_atomic,
-                    run_dir / sv.CANCEL,
+                    rd.write_json_atomic,
+                    run_dir / rd.CANCEL,
                     {"requested_at": time.time(), "grace_s": grace_s},
                 )
             kill_at = time.monotonic() + max(0.0, grace_s)
@@ -374,7 +374,7 @@ class LocalProcessBackend(BackendBase):
                 if now >= give_up_at:
                     raise BackendError(f"cancel: run {handle.run_id} did not stop within "
                                        f"{grace_s + CANCEL_SETTLE_S:g} s.")
-                job = read_json(run_dir / sv.JOB)
+                job = read_json(run_dir / rd.JOB)
                 if alive(job) is not None:
                     assert job is not None
                     sig = signal.SIGKILL if now >= kill_at else signal.SIGTERM

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends import local_supervisor as sv
 from launch_tui.backends.local_build import read_json
 from launch_tui.backends.local_watch import EVERYTHING, Backoff, RunEvents, Subscription
@@ -79,7 +80,7 @@ def alive(record: dict[str, Any] | None) -> Process | None:
     if record is None:
         return None
     process = (int(record["pid"]), record.get("start_time"))
-    return process if sv.is_alive(*process) else None
+    return process if rd.is_alive(*process) else None
 
 
 def read_state(run_dir: Path) -> tuple[RunStatus, Process | None]:
@@ -88,13 +89,13 @@ def read_state(run_dir: Path) -> tuple[RunStatus, Process | None]:
     That process is the supervisor while it lives (its files report the rest),
     else an orphaned job; None once the run has ended.
     """
-    record = read_json(run_dir / sv.EXIT)
+    record = read_json(run_dir / rd.EXIT)
     if record is not None:
         return exit_status(record), None
-    sup = read_json(run_dir / sv.SUPERVISOR)
+    sup = read_json(run_dir / rd.SUPERVISOR)
     if sup is None:
         return RunStatus(RunState.CRASHED, "no supervisor was started for this run"), None
-    job = read_json(run_dir / sv.JOB)
+    job = read_json(run_dir / rd.JOB)
     supervisor = alive(sup)
     job_process = alive(job)
     if job_process is not None:
@@ -102,10 +103,10 @@ def read_state(run_dir: Path) -> tuple[RunStatus, Process | None]:
     if supervisor is not None:
         # Before the job starts, or while the supervisor records its exit.
         return RunStatus(RunState.STARTING if job is None else RunState.RUNNING), supervisor
-    record = read_json(run_dir / sv.EXIT)  # it may have been written meanwhile
+    record = read_json(run_dir / rd.EXIT)  # it may have been written meanwhile
     if record is not None:
         return exit_status(record), None
-    if (run_dir / sv.CANCEL).exists():
+    if (run_dir / rd.CANCEL).exists():
         return RunStatus(RunState.STOPPED, f"cancelled; {_VANISHED}"), None
     return RunStatus(RunState.CRASHED, _VANISHED), None
 

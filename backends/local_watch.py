@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
-from launch_tui.backends.local_supervisor import proc_start_time
+from launch_tui.backends.local_rundir import proc_start_time
 
 try:
     from inotify_simple import INotify, flags

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.model import RunState
@@ -59,9 +59,9 @@ async def measure(window_s: float) -> tuple[float, float]:
 def helpers(home: Path) -> tuple[list[int], list[int]]:
     """Pids of the live supervisors, and of the fork servers, of this home."""
     supervisors = []
-    for record in (home / "work").glob(f"*/{sv.SUPERVISOR}"):
+    for record in (home / "work").glob(f"*/{rd.SUPERVISOR}"):
         data = json.loads(record.read_text())
-        if sv.is_alive(int(data["pid"]), data.get("start_time")):
+        if rd.is_alive(int(data["pid"]), data.get("start_time")):
             supervisors.append(int(data["pid"]))
     return supervisors, [pid for pid, _ in running_servers(home)]
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Run, RunState
@@ -274,12 +274,12 @@ class Lab:
 
     def kill_run_processes(self, run_id: str, home: Path | None = None) -> None:
         """SIGKILL a run's supervisor and its job's process group (pids from the run dir)."""
-        sup = self.record(run_id, sv.SUPERVISOR, home)
-        if sup is not None and sv.is_alive(int(sup["pid"]), sup.get("start_time")):
+        sup = self.record(run_id, rd.SUPERVISOR, home)
+        if sup is not None and rd.is_alive(int(sup["pid"]), sup.get("start_time")):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(sup["pid"]), signal.SIGKILL)
-        job = self.record(run_id, sv.JOB, home)
-        if job is not None and sv.is_alive(int(job["pid"]), job.get("start_time")):
+        job = self.record(run_id, rd.JOB, home)
+        if job is not None and rd.is_alive(int(job["pid"]), job.get("start_time")):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(job["pgid"]), signal.SIGKILL)
 

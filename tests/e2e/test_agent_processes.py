@@ -11,7 +11,7 @@ import asyncio
 import subprocess
 from collections import Counter
 
-from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends import local_rundir as rd
 from launch_tui.core.events import ItemStateChanged
 from launch_tui.core.model import ErrorStage, ItemState, RunState
 from tests.agent_harness import Lab, cli_argv, script, wait_for
@@ -110,7 +110,7 @@ async def test_agent_killed_and_restarted_reattaches_requeues_cancels_and_report
     doomed = await lab.run_of(doomed_item.id)
     for run in (survivor, victim, doomed):
         await lab.wait_output(run.id, "before")
-    doomed_job = lab.record(doomed.id, sv.JOB)
+    doomed_job = lab.record(doomed.id, rd.JOB)
     assert doomed_job is not None
 
     await first_life.kill()
@@ -122,14 +122,14 @@ async def test_agent_killed_and_restarted_reattaches_requeues_cancels_and_report
 
     def victim_gone() -> bool:
         return not any(
-            (rec := lab.record(victim.id, name)) and sv.is_alive(rec["pid"], rec["start_time"])
-            for name in (sv.SUPERVISOR, sv.JOB)
+            (rec := lab.record(victim.id, name)) and rd.is_alive(rec["pid"], rec["start_time"])
+            for name in (rd.SUPERVISOR, rd.JOB)
         )
 
     await wait_for(victim_gone, "the victim's processes to die", within=10)
     # ...the survivor writes a line nobody stores yet...
     (gates / f"{survivor.id}-during").touch()
-    output_file = lab.run_dir(survivor.id) / sv.OUTPUT
+    output_file = lab.run_dir(survivor.id) / rd.OUTPUT
     await wait_for(lambda: "during" in output_file.read_text(), "the job to print 'during'")
     assert await lab.output(survivor.id) == ["before"]
     # ...and an item is leased to the dead agent but never acknowledged.
@@ -161,7 +161,7 @@ async def test_agent_killed_and_restarted_reattaches_requeues_cancels_and_report
     # The restarted agent carried out the cancel that was waiting for it.
     doomed = await lab.wait_run(doomed.id)
     assert doomed.state == RunState.STOPPED
-    assert not sv.is_alive(doomed_job["pid"], doomed_job["start_time"])
+    assert not rd.is_alive(doomed_job["pid"], doomed_job["start_time"])
     assert await lab.output(doomed.id) == ["before"]
 
     orphan_run = await lab.wait_run((await lab.run_of(orphan_item.id)).id)

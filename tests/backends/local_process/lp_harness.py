@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.backends.local_process import LocalEnvBuilder, LocalProcessBackend
 from launch_tui.core.backend import BackendContext, BuildResult, LogChunk, RunHandle, RunStatus
@@ -118,7 +118,7 @@ class Harness:
 
     async def wait_for_output(self, handle: RunHandle, text: str, within: float = 15.0) -> None:
         """Until the job has printed `text` (a readiness line)."""
-        path = self.run_dir(handle.run_id) / sv.OUTPUT
+        path = self.run_dir(handle.run_id) / rd.OUTPUT
         deadline = time.monotonic() + within
         while not (path.exists() and text in path.read_text(errors="replace")):
             assert time.monotonic() < deadline, f"job never printed {text!r}"
@@ -159,7 +159,7 @@ class Harness:
 
     def output_texts(self, run_id: str) -> list[str]:
         """The lines the job printed so far, as the supervisor recorded them."""
-        path = self.run_dir(run_id) / sv.OUTPUT
+        path = self.run_dir(run_id) / rd.OUTPUT
         return [json.loads(line)["text"] for line in path.read_text().splitlines() if line]
 
     def record(self, run_id: str, name: str) -> dict[str, Any]:
@@ -174,14 +174,14 @@ class Harness:
         if not self.ctx.work_dir.exists():
             return
         for run_dir in self.ctx.work_dir.iterdir():
-            for name in (sv.JOB, sv.SUPERVISOR):
+            for name in (rd.JOB, rd.SUPERVISOR):
                 path = run_dir / name
                 if not path.exists():
                     continue
                 rec = json.loads(path.read_text())
-                if sv.is_alive(rec["pid"], rec.get("start_time")):
+                if rd.is_alive(rec["pid"], rec.get("start_time")):
                     try:
-                        if name == sv.JOB:
+                        if name == rd.JOB:
                             os.killpg(rec["pgid"], signal.SIGKILL)
                         else:
                             os.kill(rec["pid"], signal.SIGKILL)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from lp_harness import Harness
 
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends import local_supervisor as sv
 from launch_tui.backends.local_priority import lower_job_priority
 from launch_tui.backends.local_process import LocalProcessBackend
@@ -108,8 +109,8 @@ async def test_cancel_stops_a_running_job(lp: Harness) -> None:
     status = await lp.backend.status(handle)
     assert status.state == RunState.STOPPED
     assert status.reason == "cancelled"
-    job = lp.record(handle.run_id, sv.JOB)
-    assert not sv.is_alive(job["pid"], job["start_time"])
+    job = lp.record(handle.run_id, rd.JOB)
+    assert not rd.is_alive(job["pid"], job["start_time"])
 
 
 async def test_cancel_kills_a_job_that_ignores_sigterm_after_the_grace(lp: Harness) -> None:
@@ -135,11 +136,11 @@ async def test_cancel_kills_a_job_that_ignores_sigterm_after_the_grace(lp: Harne
     assert 0.9 <= elapsed < 6
     status = await lp.backend.status(handle)
     assert status.state == RunState.STOPPED
-    job = lp.record(handle.run_id, sv.JOB)
-    assert not sv.is_alive(job["pid"], job["start_time"])
+    job = lp.record(handle.run_id, rd.JOB)
+    assert not rd.is_alive(job["pid"], job["start_time"])
     chunks = await lp.logs(handle)
     child_pid = int(next(c.text for c in chunks if c.text.startswith("child")).split()[1])
-    assert sv.proc_start_time(child_pid) is None
+    assert rd.proc_start_time(child_pid) is None
 
 
 async def test_timeout_stops_the_job_and_says_so(lp: Harness) -> None:
@@ -348,8 +349,8 @@ async def test_a_run_survives_its_agent_killed_with_sigkill(lp: Harness) -> None
 async def test_a_run_whose_supervisor_and_job_were_killed_is_crashed(lp: Harness) -> None:
     handle = await lp.start(script("import time\nprint('ready')\ntime.sleep(60)"), "python main.py")
     await lp.wait_for_output(handle, "ready")
-    sup = lp.record(handle.run_id, sv.SUPERVISOR)
-    job = lp.record(handle.run_id, sv.JOB)
+    sup = lp.record(handle.run_id, rd.SUPERVISOR)
+    job = lp.record(handle.run_id, rd.JOB)
     os.kill(sup["pid"], signal.SIGKILL)
     os.killpg(job["pgid"], signal.SIGKILL)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from lp_harness import Harness
 
-from launch_tui.backends import local_supervisor as sv
+from launch_tui.backends import local_rundir as rd
 from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.backends.local_priority import RUNS_SESSION_NICE
 from launch_tui.backends.local_process import LocalProcessBackend
@@ -101,8 +101,8 @@ async def test_watch_tells_a_crash_when_the_supervisor_and_then_the_job_die(
             seen.append(status)
 
     watcher = asyncio.create_task(follow())
-    sup = lp.record(handle.run_id, sv.SUPERVISOR)
-    job = lp.record(handle.run_id, sv.JOB)
+    sup = lp.record(handle.run_id, rd.SUPERVISOR)
+    job = lp.record(handle.run_id, rd.JOB)
     os.kill(sup["pid"], signal.SIGKILL)
     await asyncio.sleep(0.5)
     # The job outlives its supervisor for now: the run is still running.
@@ -172,7 +172,7 @@ async def test_the_fork_server_is_shared_and_its_runs_outlive_the_agent(lp: Harn
         agent.stdin.close()
         assert (await asyncio.wait_for(agent.stdout.readline(), 30)).strip() == b"submitted"
         [(server, _)] = running_servers(lp.ctx.home)
-        first = lp.record(spec.run_id, sv.SUPERVISOR)
+        first = lp.record(spec.run_id, rd.SUPERVISOR)
         assert parent_of(first["pid"]) == server  # forked by the server, not the agent
         await lp.wait_for_output(lp.backend._handle(spec.run_id), "tick 2")
     finally:
@@ -187,8 +187,8 @@ async def test_the_fork_server_is_shared_and_its_runs_outlive_the_agent(lp: Harn
     second = lp.spec("python main.py", source={"snapshot": lp.snapshot(script(TICKS))})
     built2, result2 = await lp.build(second)
     handle2 = await fresh.submit(built2, result2)
-    assert running_servers(lp.ctx.home) == [(server, sv.proc_start_time(server))]
-    assert parent_of(lp.record(second.run_id, sv.SUPERVISOR)["pid"]) == server
+    assert running_servers(lp.ctx.home) == [(server, rd.proc_start_time(server))]
+    assert parent_of(lp.record(second.run_id, rd.SUPERVISOR)["pid"]) == server
 
     for h in (handle, handle2):
         chunks = await lp.logs(h)
@@ -228,8 +228,8 @@ async def test_runs_share_one_session_apart_from_the_agent_each_in_its_own_group
     for handle in handles:
         await lp.wait_for_output(handle, "tick 1")
     [(server, _)] = running_servers(lp.ctx.home)
-    supervisors = [lp.record(h.run_id, sv.SUPERVISOR)["pid"] for h in handles]
-    jobs = [lp.record(h.run_id, sv.JOB)["pid"] for h in handles]
+    supervisors = [lp.record(h.run_id, rd.SUPERVISOR)["pid"] for h in handles]
+    jobs = [lp.record(h.run_id, rd.JOB)["pid"] for h in handles]
     assert {os.getsid(pid) for pid in (server, *supervisors, *jobs)} == {os.getsid(server)}
     assert os.getsid(server) != os.getsid(0)
     for pid in (*supervisors, *jobs):
@@ -266,17 +266,17 @@ async def test_a_dead_fork_server_is_replaced_and_racing_backends_start_one(
     )
     [(server, start)] = running_servers(lp.ctx.home)
     for spec in specs[:2]:
-        assert parent_of(lp.record(spec.run_id, sv.SUPERVISOR)["pid"]) == server
+        assert parent_of(lp.record(spec.run_id, rd.SUPERVISOR)["pid"]) == server
 
     os.kill(server, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while sv.is_alive(server, start) and time.monotonic() < deadline:  # noqa: ASYNC110
+    while rd.is_alive(server, start) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)  # until init has reaped it
     handles += [await lp.backend.submit(*built[2]), await other.submit(*built[3])]
     [(replacement, _)] = running_servers(lp.ctx.home)
     assert replacement != server
     for spec in specs[2:]:
-        assert parent_of(lp.record(spec.run_id, sv.SUPERVISOR)["pid"]) == replacement
+        assert parent_of(lp.record(spec.run_id, rd.SUPERVISOR)["pid"]) == replacement
     gate.touch()
     for handle in handles:
         assert (await lp.wait(handle)).state == RunState.FINISHED
@@ -306,7 +306,7 @@ async def test_the_job_gets_an_explicit_environment_without_the_agents_secrets(
     assert plain["PATH"] == os.environ["PATH"]
     assert plain["HOME"] == str(lp.ctx.home.parent)
     assert plain["PYTHONUNBUFFERED"] == "1"
-    launch = (lp.run_dir(handle.run_id) / sv.LAUNCH).read_text()
+    launch = (lp.run_dir(handle.run_id) / rd.LAUNCH).read_text()
     assert "secret" not in launch and "MY_TOKEN" not in launch
 
     # The queue lets one more name through; the store's own never passes.
@@ -316,7 +316,7 @@ async def test_the_job_gets_an_explicit_environment_without_the_agents_secrets(
     )
     assert allowed["MY_TOKEN"] == "x" and allowed["FROM_QUEUE"] == "q"
     assert {"LAUNCH_TUI_STORE", "PGPASSWORD"}.isdisjoint(allowed)
-    assert "secret" not in (lp.run_dir(handle.run_id) / sv.LAUNCH).read_text()
+    assert "secret" not in (lp.run_dir(handle.run_id) / rd.LAUNCH).read_text()
 
     # Nor do the fork server and the supervisors it forks carry them.
     [(server, _)] = running_servers(lp.ctx.home)
@@ -382,13 +382,13 @@ async def test_a_child_left_holding_the_output_is_killed_and_the_run_ends(lp: Ha
     assert time.monotonic() - started < 10
     assert seen[-1][0] == RunStatus(RunState.FINISHED, None, 0)
     child = int(lp.output_texts(handle.run_id)[0].split()[1])
-    assert sv.proc_start_time(child) is None
+    assert rd.proc_start_time(child) is None
 
 
 async def test_sigterm_to_the_supervisor_reaches_the_job(lp: Harness) -> None:
     handle = await lp.start(script("import time\nprint('ready')\ntime.sleep(60)"), "python main.py")
     await lp.wait_for_output(handle, "ready")
-    os.kill(lp.record(handle.run_id, sv.SUPERVISOR)["pid"], signal.SIGTERM)
+    os.kill(lp.record(handle.run_id, rd.SUPERVISOR)["pid"], signal.SIGTERM)
     seen = await asyncio.wait_for(timed(lp.backend.watch(handle)), 10)
     assert seen[-1][0] == RunStatus(RunState.FAILED, "killed by signal SIGTERM", 143)
 
@@ -404,7 +404,7 @@ async def test_an_idle_fork_server_exits_and_the_next_submit_starts_another(
     [(server, start)] = running_servers(lp.ctx.home)
     assert (await lp.wait(first)).state == RunState.FINISHED
     deadline = time.monotonic() + 10
-    while sv.is_alive(server, start):
+    while rd.is_alive(server, start):
         assert time.monotonic() < deadline, "the idle fork server did not exit"
         await asyncio.sleep(0.1)
     second = await backend.submit(*await lp.build(lp.spec("python main.py",
@@ -423,7 +423,7 @@ async def test_without_the_fork_server_supervisors_start_directly_and_are_reaped
     quick = lp.snapshot(script("print('done')"))
     handle = await backend.submit(*await lp.build(lp.spec("python main.py",
                                                           source={"snapshot": quick})))
-    supervisor = lp.record(handle.run_id, sv.SUPERVISOR)["pid"]
+    supervisor = lp.record(handle.run_id, rd.SUPERVISOR)["pid"]
     assert parent_of(supervisor) == os.getpid() and running_servers(lp.ctx.home) == []
     assert [s.state async for s in backend.watch(handle)][-1] == RunState.FINISHED
     # Reaped through its pidfd, by no thread: no zombie is left behind.
@@ -449,8 +449,8 @@ async def test_a_supervisor_started_directly_lowers_its_own_sessions_priority(
     handle = await backend.submit(*await lp.build(lp.spec(
         "python main.py", source={"snapshot": lp.snapshot(script(TICKS))})))
     await lp.wait_for_output(handle, "tick 1")
-    supervisor = lp.record(handle.run_id, sv.SUPERVISOR)["pid"]
-    job = lp.record(handle.run_id, sv.JOB)["pid"]
+    supervisor = lp.record(handle.run_id, rd.SUPERVISOR)["pid"]
+    job = lp.record(handle.run_id, rd.JOB)["pid"]
     assert os.getsid(supervisor) == supervisor != os.getsid(0)
     if with_autogroup:
         assert autogroup(job) == autogroup(supervisor) != autogroup("self")
@@ -471,15 +471,15 @@ def _start_a_slow_supervisor(lp: Harness, run_id: str
 
     run_dir = lp.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
-    os.mkfifo(run_dir / sv.LAUNCH)
+    os.mkfifo(run_dir / rd.LAUNCH)
     feed = run_dir / "feed.fifo"
-    os.link(run_dir / sv.LAUNCH, feed)
+    os.link(run_dir / rd.LAUNCH, feed)
     early = spawn_direct(run_dir)
     deadline = time.monotonic() + 10
     while Path(f"/proc/{early.pid}/wchan").read_text() != "wait_for_partner":
         assert early.poll() is None and time.monotonic() < deadline, "it never got to launch.json"
         time.sleep(0.01)
-    assert (run_dir / sv.SUPERVISOR_LOCK).read_text().split()[0] == str(early.pid)
+    assert (run_dir / rd.SUPERVISOR_LOCK).read_text().split()[0] == str(early.pid)
     return early, feed
 
 
@@ -506,17 +506,17 @@ async def test_a_supervisor_that_took_the_run_first_is_waited_for_not_called_a_f
     monkeypatch.setattr(local_spawn, "spawn_direct", spawn_and_note)
     submit = asyncio.create_task(backend.submit(spec, result))
     deadline = time.monotonic() + 15
-    while not ours or sv.proc_start_time(ours[0]) is not None:
+    while not ours or rd.proc_start_time(ours[0]) is not None:
         assert time.monotonic() < deadline, "the submit's own supervisor did not leave"
         assert not submit.done(), submit
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # the submit has seen it go
     assert not submit.done(), "the submit gave up on a run another supervisor holds"
-    record = (lp.run_dir(spec.run_id) / sv.LAUNCH).read_bytes()  # what the submit wrote
+    record = (lp.run_dir(spec.run_id) / rd.LAUNCH).read_bytes()  # what the submit wrote
     # The FIFO's reader is waiting: this write does not block.
     await asyncio.to_thread(feed.write_bytes, record)
     handle = await asyncio.wait_for(submit, 15)
-    assert lp.record(handle.run_id, sv.SUPERVISOR)["pid"] == early.pid
+    assert lp.record(handle.run_id, rd.SUPERVISOR)["pid"] == early.pid
     assert [s.state async for s in backend.watch(handle)][-1] == RunState.FINISHED
     assert lp.output_texts(handle.run_id) == ["ran once"]
     assert await asyncio.to_thread(early.wait, 10) == 0
@@ -537,4 +537,4 @@ async def test_a_supervisor_holding_the_run_too_long_is_killed_with_the_failed_s
         await backend.submit(spec, result)
     # It can never start the job behind the back of the failed submit.
     assert await asyncio.to_thread(early.wait, 5) == -signal.SIGKILL
-    assert not (lp.run_dir(spec.run_id) / sv.SUPERVISOR).exists()
+    assert not (lp.run_dir(spec.run_id) / rd.SUPERVISOR).exists()
