@@ -6,8 +6,10 @@ for that). The fast path asks the home's fork server (`local_forkserver`),
 starting it first if there is none, so no Python start is on the dispatch path
 but the first. If the server cannot be reached the supervisor is spawned as
 `python -m launch_tui.backends.local_supervisor RUN_DIR`, as before, and reaped
-through its pidfd (no thread per run); the server is then tried again a
-minute later.
+through its pidfd (no thread per run); the server is tried again 5 s later,
+then after 10, 20, 40 and at most 60 s while it keeps failing. A server that
+was only slow (a stall under load) is back in use within seconds: direct starts
+cost a Python start each and put each run in a session of its own.
 
 Neither the server nor a supervisor gets the agent's environment: only what
 starting this interpreter needs (`process_env`). The job's environment is the
@@ -40,7 +42,10 @@ from launch_tui.backends.venv_cache import FileLock
 from launch_tui.core import jobenv
 
 START_TIMEOUT_S = 10.0  # how long an agent waits for a fork server it started
-RETRY_AFTER_S = 60.0  # after the fork server failed, how long to spawn directly
+# After the fork server failed, how long to spawn directly before trying it again:
+# RETRY_FIRST_S, doubling with each failure in a row, at most RETRY_MAX_S.
+RETRY_FIRST_S = 5.0
+RETRY_MAX_S = 60.0
 # What the server and the supervisors inherit of the agent's environment:
 # enough to start this interpreter, none of the agent's secrets.
 _OWN_ENV = ("PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH")
@@ -201,23 +206,38 @@ class SupervisorStarter:
     def __init__(self, home: Path, *, use_forkserver: bool = True, idle_s: float = IDLE_S) -> None:
         self.client = ForkServerClient(home, idle_s) if use_forkserver else None
         self._retry_at = 0.0
+        self._failures = 0  # in a row: how far the wait before the next try has grown
+        self._failed_at = float("-inf")
         self._children: set[subprocess.Popen[bytes]] = set()  # spawned directly, not reaped
 
     async def start(self, run_dir: Path) -> int:
         """The pid of a new supervisor for `run_dir`."""
         self._reap()
-        if self.client is not None and time.monotonic() >= self._retry_at:
+        asked = time.monotonic()
+        if self.client is not None and asked >= self._retry_at:
             try:
-                return await self.client.spawn(run_dir)
+                pid = await self.client.spawn(run_dir)
             except OSError as exc:
-                self._retry_at = time.monotonic() + RETRY_AFTER_S
+                self._failed(asked)
                 _note(run_dir, f"fork server unavailable ({exc}); starting the supervisor directly")
+            else:
+                self._failures = 0
+                return pid
         proc = spawn_direct(run_dir)
         self._children.add(proc)
         events = RunEvents.current()
         if events is not None:
             events.watch_process(proc.pid, None, self._reap)
         return proc.pid
+
+    def _failed(self, asked: float) -> None:
+        """Spawn directly for a while. Requests that were already waiting when an
+        earlier one failed are the same failure, not another one in a row."""
+        if asked >= self._failed_at:
+            self._failures += 1
+        self._failed_at = time.monotonic()
+        wait = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self._failures - 1))
+        self._retry_at = self._failed_at + wait
 
     def _reap(self) -> None:
         # Without a reaper thread: called when a child's pidfd says it ended,

@@ -26,6 +26,7 @@ import pytest
 from lp_harness import Harness
 
 from launch_tui.backends import local_rundir as rd
+from launch_tui.backends import local_spawn
 from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.backends.local_priority import RUNS_SESSION_NICE
 from launch_tui.backends.local_process import LocalProcessBackend
@@ -281,6 +282,50 @@ async def test_a_dead_fork_server_is_replaced_and_racing_backends_start_one(
     for handle in handles:
         assert (await lp.wait(handle)).state == RunState.FINISHED
         assert [c.text for c in await lp.logs(handle)] == ["done"]
+
+
+async def test_a_stalled_fork_server_is_bypassed_then_used_again_within_seconds(
+    lp: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fork server that does not answer (stopped here; starved of CPU under a
+    flood, in the field) makes starts fall back to a supervisor of their own for a
+    few seconds, not for a minute: the server is asked again once it answers."""
+    monkeypatch.setattr(local_spawn, "RETRY_FIRST_S", 1.0)
+    handles = [await lp.start({"main.py": "print('first')\n"}, "python main.py")]
+    [(server, _)] = running_servers(lp.ctx.home)
+    os.kill(server, signal.SIGSTOP)
+    try:
+        stalled = lp.spec("python main.py", source={"snapshot": lp.snapshot(
+            {"main.py": "print('second')\n"})})
+        handles.append(await lp.backend.submit(*await lp.build(stalled)))
+    finally:
+        os.kill(server, signal.SIGCONT)
+    direct = lp.record(stalled.run_id, rd.SUPERVISOR)["pid"]
+    assert os.getsid(direct) != os.getsid(server)  # a session of its own
+    note = (lp.ctx.home / "work" / stalled.run_id / "supervisor.log").read_text()
+    assert "fork server unavailable (the fork server did not answer)" in note
+    await asyncio.sleep(1.1)
+    again = lp.spec("python main.py", source={"snapshot": lp.snapshot(
+        {"main.py": "print('third')\n"})})
+    handles.append(await lp.backend.submit(*await lp.build(again)))
+    assert parent_of(lp.record(again.run_id, rd.SUPERVISOR)["pid"]) == server
+    for handle, text in zip(handles, ("first", "second", "third"), strict=True):
+        assert (await lp.wait(handle)).state == RunState.FINISHED
+        assert [c.text for c in await lp.logs(handle)] == [text]
+
+
+def test_the_wait_before_asking_a_failing_fork_server_again_doubles_up_to_a_minute(
+    tmp_path: Path,
+) -> None:
+    starter = local_spawn.SupervisorStarter(tmp_path)
+    waits = []
+    for _ in range(6):
+        asked = time.monotonic()
+        starter._failed(asked)
+        # Requests that were already waiting fail too: the same failure, not more.
+        starter._failed(asked - 1.0)
+        waits.append(round(starter._retry_at - starter._failed_at))
+    assert waits == [5, 10, 20, 40, 60, 60]
 
 
 PRINT_ENV = "import json, os\nprint(json.dumps(dict(os.environ)))\n"
