@@ -28,7 +28,10 @@ from launch_tui.core.model import LogStream, OutputBatch
 
 log = logging.getLogger("launch_tui.agent.output")
 
-FLUSH_S = 0.25  # how long a line may wait to be stored while output keeps coming
+# How long a line may wait to be stored while output keeps coming. A run that
+# ended (`drain`) does not wait for it: its end is stored, and the run recorded
+# finished, at the next write the store can take.
+FLUSH_S = 0.25
 # Lines of all runs taken in one round: large enough that a flood costs a few
 # rounds a second (each waits on the event loop, which a flood keeps busy)...
 MAX_BATCH_LINES = 16_000
@@ -151,7 +154,7 @@ class RunOutput:
     async def drain(self) -> None:
         """Wait until everything this run produced is stored (or marked as not stored)."""
         self._mark_gap(time.time())
-        self._collector.kick()
+        self._collector.kick(now=True)
         await self.drained.wait()
 
 
@@ -165,6 +168,7 @@ class OutputCollector:
         self.resume_at = RESUME_AT
         self.keep_newest = KEEP_NEWEST  # per run, likewise
         self._kick = asyncio.Event()
+        self._now = asyncio.Event()  # a run ended: write without gathering a burst
         self._task: asyncio.Task[None] | None = None
 
     def open(self, run_id: str, full_log: str | None) -> RunOutput:
@@ -185,8 +189,10 @@ class OutputCollector:
         kept = MAX_KEPT_TOTAL // max(1, len(self._runs))
         self.keep_newest = max(MIN_KEPT_PER_RUN, min(KEEP_NEWEST, kept))
 
-    def kick(self) -> None:
+    def kick(self, *, now: bool = False) -> None:
         self._kick.set()
+        if now:
+            self._now.set()
 
     def _ensure_writer(self) -> None:
         if self._task is None or self._task.done():
@@ -223,8 +229,11 @@ class OutputCollector:
             self._kick.clear()
             # Let a burst gather into one write; under a flood the buffers refill
             # while a round is written, and waiting would only leave the store idle.
-            if not flooded:
-                await asyncio.sleep(FLUSH_S)
+            if not flooded and not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FLUSH_S):
+                        await self._now.wait()
+            self._now.clear()
             written = 0
             while batch := self._take_batch():
                 writes = _split(batch, WRITE_LINES)

@@ -9,6 +9,7 @@ error looks.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +80,26 @@ async def test_many_runs_are_stored_in_bounded_writes_each_run_whole_in_one(
     assert len(writes) > 1
     assert all(sum(w.values()) <= WRITE_LINES for w in writes)
     assert sum(sum(w.values()) for w in writes) == 12 * 1_500
+
+
+async def test_a_run_that_ended_is_stored_without_waiting_for_a_burst_to_gather(
+    service: LaunchService, code_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines wait up to FLUSH_S for others to share their write, but not the last
+    lines of a run that ended: the run is recorded finished once they are stored."""
+    monkeypatch.setattr(collector_module, "FLUSH_S", 60.0)
+    [running, ended] = await runs(service, code_dir, 2)
+    collector = OutputCollector(service.append_output)
+    still = collector.open(running, None)
+    still.line(time.time(), LogStream.STDOUT, "still going")
+    out = collector.open(ended, None)
+    out.line(time.time(), LogStream.STDOUT, "last words")
+    async with asyncio.timeout(20):  # a third of the gathering window
+        await out.drain()
+    assert await stored(service, ended) == ["last words"]
+    # The write took what the other run had too: one write for both, no extra one.
+    assert await stored(service, running) == ["still going"]
+    await collector.stop()
 
 
 async def test_a_failed_write_keeps_its_runs_lines_in_order_for_the_retry(
