@@ -253,27 +253,32 @@ class RunRunner:
                 await self.port.append_logs(run.id, build_lines[:])
                 build_lines.clear()
 
-        async def build() -> tuple[BuildResult, float]:
-            builder = self._builder(spec.resource)
+        async def build(builder: Builder) -> tuple[BuildResult, float]:
             started = time.monotonic()
             await self._ensure_snapshot(spec, build_log)
             return await builder.build(spec, build_log), time.monotonic() - started
 
-        building = asyncio.ensure_future(build())
+        try:
+            building = asyncio.ensure_future(build(self._builder(spec.resource)))
+            unavailable = None
+        except BackendError as exc:  # no builder for the resource
+            building, unavailable = None, exc
         try:
             advanced = await advancing
         except BaseException:
-            building.cancel()
+            if building is not None:
+                building.cancel()
             raise
         if not advanced:
-            await _abandon(building)
+            if building is not None:
+                await _abandon(building)
             await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
+            return None
+        if building is None:
+            await self._fail(run.id, ErrorStage.AGENT, str(unavailable))
             return None
         try:
             result, took = await building
-        except BackendError as exc:  # no builder for the resource
-            await self._fail(run.id, ErrorStage.AGENT, str(exc))
-            return None
         except BuildError as exc:
             await self.port.append_logs(run.id, build_lines)
             await self._log(f"build of run {run.id} failed: {exc}", level="error",
