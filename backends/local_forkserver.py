@@ -54,7 +54,6 @@ from typing import Any
 from launch_tui.backends import local_priority
 from launch_tui.backends import local_rundir as rd
 from launch_tui.backends import local_supervisor as sv
-from launch_tui.backends.local_priority import lower_session_priority
 
 STATE_DIR = "forkserver"  # under the home: start lock, records and logs of the servers
 SUPERVISOR_LOG = "supervisor.log"
@@ -246,7 +245,7 @@ def main(argv: list[str]) -> int:
         os._exit(0)
     # The session every supervisor and job forked here shares (see the docstring)
     # yields the CPU to the user's other sessions, the agent's among them.
-    lower_session_priority(tries=5)
+    local_priority.lower_session_priority(tries=5)
     record = home / STATE_DIR / f"{address.strip(chr(0))}.json"
     with contextlib.suppress(OSError):
         rd.write_json_atomic(record, {"pid": os.getpid(),
