@@ -30,13 +30,12 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchstores import load
+from dispatch_latency import spawn_directly
 
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.model import RunState
@@ -98,21 +97,6 @@ async def dispatch(home: Path, src: Path, items: int, interval: float
         return stages
     finally:
         await service.close()
-
-
-def spawn_directly(src: Path, items: int) -> list[float]:
-    """The baseline: Popen the same job, from just before the call to its first line."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    latencies = []
-    for _ in range(items):
-        before = time.time()
-        proc = subprocess.Popen([sys.executable, "job.py"], cwd=src, env=env,
-                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        proc.wait()
-        latencies.append(float(first) - before)
-    return latencies
 
 
 def main() -> None:
