@@ -14,6 +14,8 @@ import functools
 import json
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from launch_tui.core.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -99,7 +101,18 @@ def _schema_problem(schema: Any) -> str | None:
 # an item's config is checked when it is enqueued and again when it is claimed,
 # against the same schema object. The value keeps the validator alive, so its id
 # is not reused while the entry stands.
-_VALID: dict[tuple[int, str], jsonschema.Draft202012Validator] = {}
+_VALID: dict[tuple[int, bytes], jsonschema.Draft202012Validator] = {}
+
+
+def _canonical(instance: Any) -> bytes | None:
+    """`instance` as sorted, compact JSON (orjson: a twentieth of `json`'s time, and
+    this runs on every enqueue and claim); None for what JSON cannot say (mixed key
+    types, integers beyond 64 bits): that instance is validated but not remembered.
+    NaN and infinities read as null here, as the store writes them."""
+    try:
+        return orjson.dumps(instance, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return None
 
 
 def validate(instance: Any, schema: dict[str, Any], prefix: str, *, frozen: bool = False
@@ -109,10 +122,8 @@ def validate(instance: Any, schema: dict[str, Any], prefix: str, *, frozen: bool
     validator = validator_for(schema, frozen=frozen)
     key = None
     if frozen:
-        try:
-            key = (id(validator), json.dumps(instance, sort_keys=True))
-        except (TypeError, ValueError):
-            key = None
+        canonical = _canonical(instance)
+        key = None if canonical is None else (id(validator), canonical)
         if key is not None and _VALID.get(key) is validator:
             return
     errors = sorted(
