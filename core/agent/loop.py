@@ -24,7 +24,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from launch_tui.core.agent.port import AgentPort
-from launch_tui.core.agent.runner import ActiveRun, RunRunner
+from launch_tui.core.agent.pump import ActiveRun
+from launch_tui.core.agent.runner import RunRunner
 from launch_tui.core.backend import RunHandle
 from launch_tui.core.dispatch import ClaimResult
 from launch_tui.core.errors import FencedOut, LaunchError, ValidationError
