@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import stat
 import subprocess
@@ -90,3 +91,26 @@ async def test_subscribe_in_process_is_immediate_and_ordered(service: LaunchServ
     await asyncio.wait_for(watcher, timeout=5)
     assert [e.item_id for e in got] == ids
     assert [e.seq for e in got] == sorted(e.seq for e in got)
+
+
+@pytest.mark.sqlite_only
+async def test_a_new_store_has_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    def page_size(home: Path) -> int:
+        with contextlib.closing(sqlite3.connect(home / "launch.db")) as conn:
+            return int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+    new = await LaunchService.open(home=tmp_path / "new")
+    await new.create_queue("q", "local-process")
+    await new.close()
+    assert page_size(tmp_path / "new") == 1024
+    # A file with SQLite's default pages, as earlier versions made their stores.
+    old_home = tmp_path / "old"
+    old_home.mkdir()
+    with contextlib.closing(sqlite3.connect(old_home / "launch.db")) as conn:
+        conn.execute("PRAGMA page_size=4096")
+        conn.execute("PRAGMA journal_mode=WAL")
+    old = await LaunchService.open(home=old_home)
+    await old.create_queue("q", "local-process")
+    assert [q.name for q in await old.list_queues()] == ["q"]
+    await old.close()
+    assert page_size(old_home) == 4096
