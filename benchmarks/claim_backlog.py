@@ -42,7 +42,7 @@ async def _claim_times(kind: benchstores.StoreKind, backlog: int, samples: int) 
                     for _ in range(backlog + samples)]
             for i in range(0, len(rows), 20_000):
                 await store.write(bulk.add_items, rows[i:i + 20_000])
-            benchstores.vacuum_analyze(where, "items")
+            benchstores.settle_after_load(where, "items")
             times = []
             for _ in range(samples):
                 started = time.perf_counter()

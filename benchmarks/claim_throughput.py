@@ -59,7 +59,7 @@ from benchstores import (  # noqa: E402
     fresh,
     load,
     server_version,
-    vacuum_analyze,
+    settle_after_load,
 )
 
 from launch_tui.core.model import ItemState, RunState  # noqa: E402
@@ -227,7 +227,7 @@ async def claim_latency(where: Fresh, seed: int, samples: int
         # PostgreSQL's autovacuum would otherwise vacuum and analyze the 2 x `seed` new
         # rows while the samples run (it did, in trials): do now what it does soon
         # after a bulk load anyway, and measure the steady state.
-        vacuum_analyze(where, "items", "runs")
+        settle_after_load(where, "items", "runs")
     seeding = time.perf_counter() - seeding
     times = []
     for _ in range(samples):
