@@ -225,8 +225,9 @@ async def claim_latency(where: Fresh, seed: int, samples: int
     if seed:
         await _seed_finished(svc, seed)
         # PostgreSQL's autovacuum would otherwise vacuum and analyze the 2 x `seed` new
-        # rows while the samples run (it did, in trials): do now what it does soon
-        # after a bulk load anyway, and measure the steady state.
+        # rows while the samples run, and SQLite's first checkpoint copy them from
+        # the log (both did, in trials): do now what each does soon after a bulk
+        # load anyway, and measure the steady state.
         settle_after_load(where, "items", "runs")
     seeding = time.perf_counter() - seeding
     times = []
