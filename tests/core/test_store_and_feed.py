@@ -95,14 +95,14 @@ async def test_subscribe_in_process_is_immediate_and_ordered(service: LaunchServ
 
 @pytest.mark.sqlite_only
 async def test_a_new_store_has_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
-    def page_size(home: Path) -> int:
-        with contextlib.closing(sqlite3.connect(home / "launch.db")) as conn:
-            return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    async def page_size(service: LaunchService) -> int:
+        return int(await service._store.read(
+            lambda c: c.exec_driver_sql("PRAGMA page_size").scalar()))
 
     new = await LaunchService.open(home=tmp_path / "new")
     await new.create_queue("q", "local-process")
+    assert await page_size(new) == 1024
     await new.close()
-    assert page_size(tmp_path / "new") == 1024
     # A file with SQLite's default pages, as earlier versions made their stores.
     old_home = tmp_path / "old"
     old_home.mkdir()
@@ -112,5 +112,5 @@ async def test_a_new_store_has_small_pages_and_an_old_one_keeps_its_own(tmp_path
     old = await LaunchService.open(home=old_home)
     await old.create_queue("q", "local-process")
     assert [q.name for q in await old.list_queues()] == ["q"]
+    assert await page_size(old) == 4096
     await old.close()
-    assert page_size(old_home) == 4096
