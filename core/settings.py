@@ -12,6 +12,9 @@
                           # and, on PostgreSQL, one LISTEN connection per process)
     statement_timeout_s = 30  # PostgreSQL: cancel a statement after this long (0: no
                           # limit; unset: the server's, role's or URL's own setting)
+    idle_in_transaction_timeout_s = 10  # PostgreSQL: end a session that has sat inside a
+                          # transaction this long (a process stopped mid-write holds its
+                          # row locks until then; 0: no limit)
     [agent]
     poll_interval_s = 3.0
     lease_s = 30.0
@@ -134,6 +137,11 @@ class StoreSettings:
 
     pool_size: int = 4
     statement_timeout_s: float | None = None
+    # The store's transactions are one call each on a thread and never wait inside: a
+    # session idle in one for long belongs to a process that was stopped or hung
+    # mid-write, and its row locks would hold up every other agent (a successor
+    # taking its name, above all) for as long.
+    idle_in_transaction_timeout_s: float = 10.0
 
 
 POOL_SIZE_MAX = 64  # each reader is a thread and a server connection
@@ -141,7 +149,8 @@ POOL_SIZE_MAX = 64  # each reader is a thread and a server connection
 
 def store_from(data: object) -> tuple[str | None, StoreSettings]:
     """Check the `store` key: a URL (or SQLite path), or a `[store]` table of `url`,
-    `pool_size` and `statement_timeout_s`. Returns (url or None, the settings)."""
+    `pool_size`, `statement_timeout_s` and `idle_in_transaction_timeout_s`. Returns
+    (url or None, the settings)."""
     if isinstance(data, str):
         return data, StoreSettings()
     if not isinstance(data, dict):
@@ -163,14 +172,23 @@ def store_from(data: object) -> tuple[str | None, StoreSettings]:
             or not 1 <= pool_size <= POOL_SIZE_MAX):
         raise ValidationError(f"settings: store.pool_size must be a whole number from 1 to "
                               f"{POOL_SIZE_MAX} (got {pool_size!r}).", field="store.pool_size")
-    timeout = data.get("statement_timeout_s")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or not 0 <= timeout < float("inf")):
-        raise ValidationError(f"settings: store.statement_timeout_s must be a number of "
-                              f"seconds, 0 (no limit) or more (got {timeout!r}).",
-                              field="store.statement_timeout_s")
-    return url, StoreSettings(pool_size=pool_size,
-                              statement_timeout_s=None if timeout is None else float(timeout))
+    timeout = _seconds(data, "statement_timeout_s")
+    idle = _seconds(data, "idle_in_transaction_timeout_s")
+    return url, StoreSettings(
+        pool_size=pool_size, statement_timeout_s=timeout,
+        idle_in_transaction_timeout_s=(StoreSettings.idle_in_transaction_timeout_s
+                                       if idle is None else idle))
+
+
+def _seconds(data: dict[str, Any], key: str) -> float | None:
+    """A `[store]` timeout in seconds, 0 (no limit) or more; None when not given."""
+    value = data.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                              or not 0 <= value < float("inf")):
+        raise ValidationError(f"settings: store.{key} must be a number of "
+                              f"seconds, 0 (no limit) or more (got {value!r}).",
+                              field=f"store.{key}")
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,9 @@ class Parts:
         self.settings = settings
         self._store = Store(settings.store_url, clock=lambda: time.time(),
                             readers=settings.store.pool_size,
-                            statement_timeout_s=settings.store.statement_timeout_s)
+                            statement_timeout_s=settings.store.statement_timeout_s,
+                            idle_in_transaction_timeout_s=(
+                                settings.store.idle_in_transaction_timeout_s))
         self._feed = Feed(self._store)
         self._store.on_commit = self._feed.wake
         self._listings = Listings(self._store, settings)

@@ -7,8 +7,9 @@ gave; never a password, never a traceback.
   first or after a reconnect; the error becomes "cannot connect to …".
 - Working (`translate`, called by the store's threads on what a transaction
   raised): a lost connection (a server restart, a network cut, a terminated
-  backend) or a cancelled statement (a statement timeout) becomes a StoreError;
-  every other error (a constraint, a conflict) is left to its caller.
+  backend, a session ended for idling inside a transaction) or a cancelled
+  statement (a statement timeout) becomes a StoreError; every other error (a
+  constraint, a conflict) is left to its caller.
 
 The causes are libpq's own words, trimmed to their first line (libpq adds hints
 on further lines, and psycopg a list of every address it tried).
@@ -38,6 +39,9 @@ _FRAMES = (
 )
 _RESOLVE = re.compile(r"^failed to resolve host '[^']*': (?:\[Errno [^\]]*\] )?(?P<why>.*)$")
 _CANCELLED = "57014"  # query_canceled: a statement timeout, or pg_cancel_backend
+# The server ended a session that sat inside a transaction too long: this process was
+# stopped or hung mid-write (`[store] idle_in_transaction_timeout_s`).
+_IDLE_IN_TRANSACTION = "25P03"
 # Errors that end the session rather than a statement: connection_exception (08…)
 # and operator intervention (57P01 admin shutdown … 57P05 idle session timeout).
 _LOST = ("08", "57P")
@@ -159,6 +163,10 @@ def translate(exc: BaseException, conn: Connection | None) -> BaseException:
                        "statement timeout ([store] statement_timeout_s).")
         else:
             message = f"store: {place(url)} cancelled a statement ({why})."
+    elif state == _IDLE_IN_TRANSACTION:
+        message = (f"store: {place(url)} ended this process's session, which had sat inside "
+                   "a transaction longer than [store] idle_in_transaction_timeout_s (the "
+                   "process was stopped or hung mid-write); nothing of that write was kept.")
     elif isinstance(orig, psycopg.OperationalError) and (not state or state.startswith(_LOST)):
         message = f"store: lost the connection to {place(url)}: {cause(orig, url)}."
     else:

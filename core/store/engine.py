@@ -82,7 +82,8 @@ def writer_lock_path(url: str) -> str | None:
     return None if path is None else f"{path}-writer.lock"
 
 
-def create_engines(url: str, *, statement_timeout_s: float | None = None
+def create_engines(url: str, *, statement_timeout_s: float | None = None,
+                   idle_in_transaction_timeout_s: float | None = None
                    ) -> tuple[Engine, Engine]:
     """Return (read_engine, write_engine); they differ only in how transactions begin.
     A URL or path that cannot be a store is refused (StoreError) before anything is
@@ -142,7 +143,9 @@ def create_engines(url: str, *, statement_timeout_s: float | None = None
                                json_serializer=jsoncodec.dumps,
                                json_deserializer=jsoncodec.loads)
         connect_errors.install(engine, url)
-        pgparams.set_statement_timeout(engine, statement_timeout_s)
+        pgparams.set_session_timeouts(
+            engine, statement_timeout_s=statement_timeout_s,
+            idle_in_transaction_timeout_s=idle_in_transaction_timeout_s)
     return engine, engine.execution_options(**{_WRITE: True})
 
 

@@ -15,10 +15,11 @@ only defaults, each yielding to the URL and to libpq's environment:
   unreachable host fails in seconds, not after psycopg's 130 s default.
 
 A query parameter libpq does not know is refused in one sentence before anything
-connects. `[store] statement_timeout_s` is set on each connection as it opens
-(`SET`, not the `options` startup parameter, which connection poolers such as
-PgBouncer refuse). The store's connections (`connect_args`) and the change feed's
-LISTEN connection (`conninfo`) get the same parameters.
+connects. `[store] statement_timeout_s` and `idle_in_transaction_timeout_s` are set
+on each connection as it opens (`SET`, not the `options` startup parameter, which
+connection poolers such as PgBouncer refuse). The store's connections
+(`connect_args`) and the change feed's LISTEN connection (`conninfo`) get the same
+parameters.
 """
 
 from __future__ import annotations
@@ -99,22 +100,31 @@ def connect_timeout(url: str | URL) -> str:
                or CONNECT_TIMEOUT_S)
 
 
-def set_statement_timeout(engine: Engine, seconds: float | None) -> None:
-    """Give every new connection of `engine` this statement timeout (None: leave the
-    server's, the role's or the URL's `options` as they are; 0: no limit)."""
-    if seconds is None:
+def set_session_timeouts(engine: Engine, *, statement_timeout_s: float | None,
+                         idle_in_transaction_timeout_s: float | None) -> None:
+    """Give every new connection of `engine` these timeouts, in seconds (None: leave
+    the server's, the role's or the URL's `options` as they are; 0: no limit)."""
+    settings = {name: _ms(seconds) for name, seconds in (
+        ("statement_timeout", statement_timeout_s),
+        ("idle_in_transaction_session_timeout", idle_in_transaction_timeout_s),
+    ) if seconds is not None}
+    if not settings:
         return
-    # PostgreSQL counts milliseconds, and 0 means no limit: a positive setting below
-    # one millisecond must not turn into none.
-    ms = 0 if seconds == 0 else max(1, math.ceil(seconds * 1000))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # In autocommit, so the setting is not rolled back with the first transaction
-        # of this connection that fails.
+        # In autocommit, so the settings are not rolled back with the first
+        # transaction of this connection that fails.
         autocommit = dbapi_conn.autocommit
         dbapi_conn.autocommit = True
         try:
-            dbapi_conn.execute(f"SET statement_timeout = {int(ms)}")
+            for name, ms in settings.items():
+                dbapi_conn.execute(f"SET {name} = {ms}")
         finally:
             dbapi_conn.autocommit = autocommit
+
+
+def _ms(seconds: float) -> int:
+    # PostgreSQL counts milliseconds, and 0 means no limit: a positive setting below
+    # one millisecond must not turn into none.
+    return 0 if seconds == 0 else max(1, math.ceil(seconds * 1000))

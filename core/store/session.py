@@ -47,11 +47,13 @@ class Store:
     never change."""
 
     def __init__(self, url: str, *, clock: Callable[[], float], readers: int = READERS,
-                 statement_timeout_s: float | None = None) -> None:
+                 statement_timeout_s: float | None = None,
+                 idle_in_transaction_timeout_s: float | None = None) -> None:
         self.url = url
         self._clock = clock
         read_engine, write_engine = engine.create_engines(
-            url, statement_timeout_s=statement_timeout_s)
+            url, statement_timeout_s=statement_timeout_s,
+            idle_in_transaction_timeout_s=idle_in_transaction_timeout_s)
         # Time comes from the database where other machines share it (PostgreSQL):
         # writes read the database's `now()` as they begin (every CLOCK_READING_S),
         # and every time the store stamps or compares is this machine's clock

@@ -293,6 +293,51 @@ async def test_without_a_statement_timeout_the_servers_stands(home: Path) -> Non
         await svc.close()
 
 
+@pg
+async def test_a_session_stuck_inside_a_write_frees_its_row_locks(home: Path) -> None:
+    """A process stopped in the middle of a write (here: its writer thread held inside
+    the transaction, which is what the server sees of a SIGSTOPped process) holds its
+    row locks only until the idle-in-transaction timeout; then others write on, and
+    the stuck write fails in one sentence when it resumes."""
+    (home / "settings.toml").write_text("[store]\nidle_in_transaction_timeout_s = 1\n")
+    stuck, other = (await LaunchService.open(home=home), await LaunchService.open(home=home))
+    try:
+        await stuck.create_queue("q", "local-process")
+        await stuck.create_queue("q2", "local-process")
+        resume = threading.Event()
+
+        def hold_the_queue_rows(conn: object) -> None:
+            conn.exec_driver_sql(  # type: ignore[attr-defined]
+                """UPDATE queues SET config = '{"env": {"WHO": "stuck"}}' """
+                "WHERE name IN ('q', 'q2')")
+            resume.wait(10)
+            conn.exec_driver_sql("SELECT 1")  # type: ignore[attr-defined]
+
+        holding = asyncio.ensure_future(stuck._store.write(hold_the_queue_rows))
+        await asyncio.sleep(0.3)  # it holds the rows now
+        # Waits for the row; it gets it while the stuck write is still held (`resume`
+        # is set only after), so the server must have ended the stuck session.
+        await other.update_queue("q", config={"env": {"WHO": "other"}})
+        resume.set()
+        with pytest.raises(StoreError) as caught:
+            await holding
+        assert str(caught.value).startswith("store: PostgreSQL database ")
+        assert str(caught.value).endswith(
+            " ended this process's session, which had sat inside a transaction longer than "
+            "[store] idle_in_transaction_timeout_s (the process was stopped or hung "
+            "mid-write); nothing of that write was kept.")
+        # Nothing of the stuck write stayed, and its process writes on over a new
+        # connection.
+        assert (await other.get_queue("q")).config.env == {"WHO": "other"}
+        assert (await other.get_queue("q2")).config.env == {}
+        await stuck.create_queue("q3", "local-process")
+        show = "SHOW idle_in_transaction_session_timeout"
+        assert await stuck._store.write(lambda c: c.exec_driver_sql(show).scalar()) == "1s"
+    finally:
+        await stuck.close()
+        await other.close()
+
+
 async def _busy_readers(svc: LaunchService, how_many: int, seconds: float) -> None:
     """`how_many` reads that each hold a reader for `seconds`, asked for one after
     another: the store starts another reader when none is idle, up to pool_size."""
@@ -433,9 +478,11 @@ def _settings(home: Path, text: str) -> StoreSettings:
 
 def test_store_settings_default_and_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LAUNCH_TUI_STORE", raising=False)
-    assert load_settings(tmp_path).store == StoreSettings(pool_size=4, statement_timeout_s=None)
-    assert _settings(tmp_path, "[store]\npool_size = 8\nstatement_timeout_s = 30\n") == (
-        StoreSettings(pool_size=8, statement_timeout_s=30.0))
+    assert load_settings(tmp_path).store == StoreSettings(
+        pool_size=4, statement_timeout_s=None, idle_in_transaction_timeout_s=10.0)
+    assert _settings(tmp_path, "[store]\npool_size = 8\nstatement_timeout_s = 30\n"
+                               "idle_in_transaction_timeout_s = 0\n") == (
+        StoreSettings(pool_size=8, statement_timeout_s=30.0, idle_in_transaction_timeout_s=0))
     (tmp_path / "settings.toml").write_text(
         '[store]\nurl = "postgresql://me@db.example/launch"\npool_size = 2\n')
     assert load_settings(tmp_path).store_url == "postgresql+psycopg://me@db.example/launch"
@@ -468,9 +515,12 @@ def test_store_settings_default_and_read(tmp_path: Path, monkeypatch: pytest.Mon
     ("[store]\nstatement_timeout_s = nan\n",
      "settings: store.statement_timeout_s must be a number of seconds, 0 (no limit) or more "
      "(got nan)."),
+    ("[store]\nidle_in_transaction_timeout_s = -5\n",
+     "settings: store.idle_in_transaction_timeout_s must be a number of seconds, 0 (no "
+     "limit) or more (got -5)."),
     ("[store]\npoolsize = 4\n",
      "settings: store.poolsize is not a store setting (known: url, pool_size, "
-     "statement_timeout_s)."),
+     "statement_timeout_s, idle_in_transaction_timeout_s)."),
     ("[store]\nurl = 5\n", "settings: store.url must be a URL or path (got 5)."),
     ("store = 5\n", "settings: store must be a URL or path, or a [store] table (got 5)."),
 ])
