@@ -29,6 +29,8 @@ from launch_tui.backends.local_forkserver import running_servers
 from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Run, RunState
 from launch_tui.core.service import LaunchService
+from launch_tui.core.store.engine import writer_lock_path
+from launch_tui.core.store.writelock import lock_holder
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTIVE_STATES = frozenset(
@@ -105,12 +107,37 @@ class AgentProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         await asyncio.to_thread(self.proc.wait, 10)
 
+    async def freeze(self, lab: Lab) -> None:
+        """SIGSTOP it at a moment it is not inside a write transaction.
+
+        On SQLite a process stopped inside one holds the store's write lock, and no
+        other process can write until it continues (core/store/writelock.py): nothing
+        another agent could do about it, so tests of what agents do about a frozen
+        one freeze it between writes. On PostgreSQL any moment will do: the server
+        ends a session stopped inside a transaction
+        (`[store] idle_in_transaction_timeout_s`), tested in test_pg_connect.py.
+        """
+        for _ in range(1000):
+            os.kill(self.pid, signal.SIGSTOP)
+            await wait_for(lambda: process_state(self.pid) in ("T", "t"),
+                           "the agent to stop", within=10, interval=0.001)
+            if lab.write_lock_holder() != self.pid:
+                return
+            os.kill(self.pid, signal.SIGCONT)
+            await asyncio.sleep(0.002)
+        raise AssertionError("the agent was inside a write transaction 1,000 times in a row")
+
     async def stop(self, within: float = 30.0) -> int:
         """SIGTERM (a clean stop) and wait for the exit status."""
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signal.SIGTERM)
         return await asyncio.to_thread(self.proc.wait, within)
+
+
+def process_state(pid: int) -> str:
+    """The state letter of a process (R, S, T stopped, Z zombie, …) from /proc."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
 
 
 class Lab:
@@ -143,6 +170,18 @@ class Lab:
         else:
             env["LAUNCH_TUI_STORE"] = self.store_url
         return env
+
+    def write_lock_holder(self) -> int | None:
+        """The PID holding the writers' lock of the lab's SQLite store right now (None:
+        no one, or a PostgreSQL store, which has no such lock)."""
+        path = writer_lock_path(self.service._store.url)
+        if path is None or not os.path.exists(path):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return lock_holder(fd)
+        finally:
+            os.close(fd)
 
     # -------------------------------------------------------------- world
 

@@ -712,6 +712,7 @@ async def agent(service: LaunchService, queues: tuple[str, ...], max_jobs: int, 
     import logging
 
     from launch_tui.core.agent import LaunchAgent
+    from launch_tui.core.store.writelock import stop_between_transactions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     runner = LaunchAgent(service, list(queues), name=name, project=project, max_jobs=max_jobs,
@@ -723,6 +724,9 @@ async def agent(service: LaunchService, queues: tuple[str, ...], max_jobs: int, 
         # under nohup SIGHUP stays ignored, as the user asked.
         if sig != signal.SIGHUP or signal.getsignal(sig) != signal.SIG_IGN:
             loop.add_signal_handler(sig, stop.set)
+    # Ctrl-Z: stopped inside a write transaction, the agent would stop every writer
+    # of the store with it (SQLite's lock is a file lock); it stops between them.
+    loop.add_signal_handler(signal.SIGTSTP, stop_between_transactions)
     await runner.start()
     signalled = asyncio.create_task(stop.wait())
     ended = asyncio.create_task(runner.wait())  # raises AgentFailed if it stopped itself

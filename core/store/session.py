@@ -71,7 +71,7 @@ class Store:
         self.on_commit: Callable[[], None] = lambda: None
         self._checkpointer = (
             Checkpointer(read_engine.raw_connection) if engine.is_sqlite(read_engine) else None)
-        self._writer = DbWorkers("launch-store-writer", 1, write_engine.connect,
+        self._writer = DbWorkers("launch-store-writer", 1, write_engine.connect, gated=True,
                                  group=WRITE_GROUP, begin_sql=engine.begin_sql(write_engine),
                                  lock_path=engine.writer_lock_path(url),
                                  on_begin=self._begin_events,

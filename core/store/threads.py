@@ -17,7 +17,9 @@ after the commit, so no caller ever sees work that could still be lost.
 Across processes (SQLite), the writer also takes an exclusive flock on a lock file
 beside the database for each transaction: writers of other processes then wait
 in the kernel and wake the moment it is free, where SQLite's busy handler would
-sleep for milliseconds between retries.
+sleep for milliseconds between retries. `writelock` has that lock, what is said
+when a write waits long for it, and how a process stops itself between
+transactions.
 
 Why threads and not an asyncio driver: a transaction becomes one hop to a thread
 and one back, instead of a hop per statement, and the event loop never waits on
@@ -30,7 +32,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import random
 import threading
 import time
@@ -40,6 +41,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from launch_tui.core.store import connect_errors
+from launch_tui.core.store.writelock import WriteLock
 
 log = logging.getLogger("launch_tui.store")
 
@@ -70,7 +72,7 @@ class DbWorkers:
 
     def __init__(self, name: str, size: int, connect: Callable[[], Connection], *,
                  group: int = 1, begin_sql: str | None = None,
-                 lock_path: str | None = None,
+                 lock_path: str | None = None, gated: bool = False,
                  on_begin: Callable[[Connection], None] | None = None,
                  before_commit: Callable[[Connection], None] | None = None,
                  after_commit: Callable[[], None] | None = None) -> None:
@@ -81,7 +83,10 @@ class DbWorkers:
         # driver starts one by itself (psycopg).
         self._begin_sql = begin_sql
         # A file locked (flock) around each transaction, shared with other processes.
-        self._lock_path = lock_path if _flock is not None else None
+        self._lock_path = lock_path
+        # The writer's transactions can be held off while the process stops itself
+        # (`writelock.quiesced`).
+        self._gated = gated
         # Run first and last in every transaction (the store collects the events its
         # jobs emit, and writes them in one statement just before the commit).
         self._on_begin = on_begin
@@ -151,7 +156,7 @@ class DbWorkers:
     def _serve(self) -> None:
         me = threading.current_thread()
         conn: Connection | None = None
-        lock = _WriteLock(self._lock_path)
+        lock = WriteLock(self._lock_path, gated=self._gated)
         waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         try:
             while True:
@@ -276,38 +281,6 @@ def _end(conn: Connection, dbapi: Any, *, commit: bool) -> None:
         dbapi.commit()
     else:
         dbapi.rollback()
-
-
-try:
-    from fcntl import LOCK_EX, LOCK_UN
-    from fcntl import flock as _flock
-except ImportError:  # not on this platform: SQLite's own busy handling alone
-    _flock = None  # type: ignore[assignment]
-
-
-class _WriteLock:
-    """An exclusive flock on `path` while held (no-op without a path). The file is
-    opened on first use and stays open until `close`."""
-
-    def __init__(self, path: str | None) -> None:
-        self._path = path
-        self._fd: int | None = None
-
-    def __enter__(self) -> None:
-        if self._path is None:
-            return
-        if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        _flock(self._fd, LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            _flock(self._fd, LOCK_UN)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def _transient(exc: BaseException | None) -> bool:

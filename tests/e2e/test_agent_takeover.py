@@ -1,8 +1,9 @@
 """Agents that die or freeze: their runs are taken over, and a frozen agent that wakes
 up after losing its name writes nothing more.
 
-Real `launch-tui agent` processes, real local-process runs, real SQLite store; the
-liveness window is shortened to 2 s through the home's settings.toml.
+Real `launch-tui agent` processes, real local-process runs, the real store; the
+liveness window is shortened to 2 s through the home's settings.toml. A frozen
+agent is stopped between its writes (`AgentProcess.freeze` says why).
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ async def test_a_frozen_agent_that_lost_its_name_stops_and_writes_nothing(lab: L
     run = await lab.run_of(item.id, within=60)
     await lab.wait_output(run.id, "tick 3", within=60)
 
-    os.kill(frozen.pid, signal.SIGSTOP)
+    await frozen.freeze(lab)
     try:
         await asyncio.sleep(STALE_S + 1.5)  # its heartbeat goes stale
         successor = lab.spawn_agent([queue], "w")

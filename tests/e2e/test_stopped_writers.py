@@ -1,0 +1,136 @@
+"""A process stopped while it writes to the embedded store.
+
+SQLite's writers of all processes take turns on one file lock (core/store/
+writelock.py): a process stopped inside a write transaction holds it, and every
+other writer waits until it continues. Ctrl-Z on an agent therefore stops it
+between transactions, never inside one; and a write that waits long for a holder
+says which process holds it and that it is stopped. Real processes, a real
+SQLite store; the holder of the lock is read from /proc/locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from launch_tui.core.model import RunState
+from launch_tui.core.store.engine import writer_lock_path
+from tests.agent_harness import ROOT, Lab, cli_argv, process_state, script, wait_for
+
+pytestmark = pytest.mark.sqlite_only  # the file lock is SQLite's (PostgreSQL: test_pg_connect)
+
+FLOOD = script(
+    """
+    import time
+    end = time.monotonic() + 5
+    pad = "x" * 4000
+    i = 0
+    while time.monotonic() < end:
+        print(f"line {i} {pad}", flush=True)
+        i += 1
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
+    (tmp_path / "home").mkdir()
+    lab = await Lab.open(tmp_path)
+    try:
+        yield lab
+    finally:
+        await lab.close()
+
+
+async def _stopped(pid: int) -> None:
+    await wait_for(lambda: process_state(pid) in ("T", "t"), f"process {pid} to stop",
+                   within=10, interval=0.001)
+
+
+async def test_ctrl_z_stops_an_agent_between_its_writes(lab: Lab) -> None:
+    queue = await lab.queue()
+    job = await lab.job({"main.py": FLOOD}, "python main.py")
+    agent = lab.spawn_agent([queue], "z")
+    item = await lab.service.enqueue(job, queue)
+    run = await lab.run_of(item.id, within=60)
+    await lab.wait_output(run.id, "line 1", within=60)
+
+    # While the run floods the agent with output, its writer commits much of the
+    # time: stopped at once (SIGTSTP's default action), the agent held the lock at
+    # its first stop in each of two tries when this test was written.
+    stops = inside = 0
+    while (await lab.service.get_run(run.id)).state == RunState.RUNNING and stops < 60:
+        os.kill(agent.pid, signal.SIGTSTP)
+        await _stopped(agent.pid)
+        stops += 1
+        if lab.write_lock_holder() == agent.pid:
+            inside += 1
+        if stops == 1:
+            # Other processes write on while it is stopped (here: this one).
+            try:
+                await asyncio.wait_for(lab.service.create_queue("other", "local-process"), 10)
+            except TimeoutError:
+                raise AssertionError("no other process could write while the agent was "
+                                     "stopped") from None
+        os.kill(agent.pid, signal.SIGCONT)
+        await wait_for(lambda: process_state(agent.pid) not in ("T", "t"),
+                       "the agent to continue", within=10, interval=0.001)
+        await asyncio.sleep(0.05)
+    assert stops >= 20, stops
+    assert inside == 0, f"stopped inside a write {inside} times of {stops}"
+
+    done = await lab.wait_run(run.id, within=60)
+    assert done.state == RunState.FINISHED, done.error_message
+    assert (await lab.output(run.id))[-1] == "done"
+    assert await agent.stop() == 0
+
+
+async def test_a_write_waiting_for_a_stopped_holder_says_who_it_is(lab: Lab,
+                                                                   tmp_path: Path) -> None:
+    await lab.queue()
+    lock = writer_lock_path(lab.service._store.url)
+    assert lock is not None
+    # A process that takes the writers' lock as a launch-tui writer does, and is
+    # stopped holding it (a Ctrl-Z'd older version, a debugger, SIGSTOP).
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        "import fcntl, os, signal\n"
+        f"fd = os.open({lock!r}, os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGSTOP)\n",
+        stdout=asyncio.subprocess.PIPE)
+    writer = None
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"held\n"
+        await _stopped(holder.pid)
+
+        writer = await asyncio.create_subprocess_exec(
+            *cli_argv("queue", "create", "late", "-r", "local-process"), cwd=ROOT,
+            env=lab.env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert writer.stderr is not None
+        line = (await asyncio.wait_for(writer.stderr.readline(), 30)).decode()
+        assert writer.returncode is None  # still waiting
+        assert line.rstrip("\n") == (
+            f"store: a write has waited 5s for the store's write lock ({lock}): process "
+            f"{holder.pid} (python) holds it and is stopped; writes resume when it "
+            f"continues (fg, or kill -CONT {holder.pid}) or ends.")
+
+        os.kill(holder.pid, signal.SIGCONT)  # it exits, and the lock is free
+        _, err = await asyncio.wait_for(writer.communicate(), 30)
+        assert writer.returncode == 0, err
+        assert [q.name for q in await lab.service.list_queues()] == ["late", "local"]
+    finally:
+        for proc in (holder, writer):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                os.kill(proc.pid, signal.SIGCONT)
+                await proc.wait()
