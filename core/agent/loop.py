@@ -97,6 +97,7 @@ class LaunchAgent:
         # a window shorter than the beat would make a live agent look gone.
         self.heartbeat_s = (heartbeat_s if heartbeat_s is not None
                             else min(5.0, settings.agent_stale_s / 3))
+        self._stale_s = settings.agent_stale_s
         self.status = AgentStatus.STOPPED
         self._fence: AgentFence | None = None  # set by start(): who holds the name
         self._lost = False  # the name was taken by another process: write nothing more
@@ -310,6 +311,14 @@ class LaunchAgent:
     # ------------------------------------------------------------------ background
 
     async def _heartbeat_loop(self) -> None:
+        # When this agent's heartbeats began to go through without a break (monotonic;
+        # None: the last one failed). A break longer than a few beats means this agent
+        # could not reach the store, and neither, maybe, could anyone: every agent's
+        # heartbeat then looks stale at once (a database restart, a writer holding
+        # the lock). Others are judged gone only after a whole liveness window of
+        # this agent's own unbroken heartbeats, in which a live one has beaten too.
+        streak: float | None = None
+        last_ok = 0.0
         while not self._stopping:
             try:
                 await self.port.agent_heartbeat(self.name, self.status, len(self._active),
@@ -319,8 +328,15 @@ class LaunchAgent:
                 return
             except Exception as exc:
                 log.warning("heartbeat failed: %r", exc)
+                streak = None
             else:
-                await self._take_over()
+                now = time.monotonic()
+                if streak is None or now - last_ok > max(self._stale_s / 2,
+                                                         2 * self.heartbeat_s):
+                    streak = now
+                last_ok = now
+                if now - streak >= self._stale_s:
+                    await self._take_over()
             await asyncio.sleep(self.heartbeat_s)
 
     async def _take_over(self) -> None:

@@ -9,14 +9,18 @@ agent is stopped between its writes (`AgentProcess.freeze` says why).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from launch_tui.core.model import RunState
+from launch_tui.core.store.engine import writer_lock_path
 from tests.agent_harness import Lab, script, wait_for
 
 STALE_S = 2.0
@@ -156,3 +160,66 @@ async def test_a_frozen_agent_that_lost_its_name_stops_and_writes_nothing(lab: L
     # Exactly what the job printed, each line once.
     assert await lab.output(run.id) == [f"tick {i}" for i in range(40)]
     assert await successor.stop() == 0
+
+
+@contextlib.asynccontextmanager
+async def store_outage(lab: Lab) -> AsyncIterator[None]:
+    """No agent can write an agent row (a heartbeat) while this lasts, as in a database
+    restart: on SQLite this process holds the writers' lock; on PostgreSQL it holds
+    an EXCLUSIVE lock on the agents table (reads go on)."""
+    path = writer_lock_path(lab.service._store.url)
+    if path is not None:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+        return
+    assert lab.store_url is not None
+    url = lab.store_url.replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        await conn.execute("LOCK TABLE agents IN EXCLUSIVE MODE")
+        yield
+        await conn.commit()
+
+
+async def test_after_an_outage_every_agent_survived_no_run_changes_hands(
+        lab: Lab, tmp_path: Path) -> None:
+    """When the store comes back, every agent's last heartbeat is older than the
+    liveness window. The first agent to write again must not take the runs of
+    another that simply comes back a moment later."""
+    stale_s = 4.0  # wide enough that the late agent's heartbeat clearly comes first
+    (lab.home / "settings.toml").write_text(f"[agent]\nstale_s = {stale_s}\n")
+    gate = tmp_path / "gate"
+    queue = await lab.queue(config={"env": {"GATE": str(gate)}})
+    job = await lab.job({"main.py": GATED}, "python main.py")
+    late = lab.spawn_agent([queue], "late")
+    item = await lab.service.enqueue(job, queue)
+    run = await lab.run_of(item.id, within=60)
+    await lab.wait_output(run.id, "before", within=60)
+    early = lab.spawn_agent([queue], "early")
+
+    async def early_started() -> bool:
+        return any(e.message.startswith("started")
+                   for e in await lab.service.agent_logs("early"))
+
+    await wait_for(early_started, "the second agent to start", within=60)
+
+    async with store_outage(lab):
+        await late.freeze(lab)  # it will be back a second after the store
+        await asyncio.sleep(stale_s + 1.5)
+    await asyncio.sleep(1.0)
+    os.kill(late.pid, signal.SIGCONT)
+    # Longer than a liveness window of the early agent's own heartbeats.
+    await asyncio.sleep(2 * stale_s)
+
+    messages = [e.message for e in await lab.service.agent_logs("early")]
+    assert not any("took over" in m for m in messages), messages
+    assert (await lab.service.get_run(run.id)).agent == "late"
+    gate.touch()
+    done = await lab.wait_run(run.id, within=60)
+    assert done.state == RunState.FINISHED, done.error_message
+    assert await lab.output(run.id) == ["before", "after"]
+    assert await late.stop() == 0
+    assert await early.stop() == 0
