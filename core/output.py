@@ -23,6 +23,7 @@ from launch_tui.core.model import (
     OutputLine,
 )
 from launch_tui.core.store import output as output_db
+from launch_tui.core.store import runs as runs_db
 from launch_tui.core.store.session import Conn, Store
 
 SMALL_BATCH = 200  # lines: an append_logs batch up to this size is a control write
@@ -33,16 +34,26 @@ class Output:
         self._store = store
 
     async def append_output(self, batches: Sequence[OutputBatch],
-                            fence: AgentFence | None = None, *, bulk: bool = True) -> None:
+                            fence: AgentFence | None = None, *, bulk: bool = True
+                            ) -> set[str]:
         """Store what many runs produced in one transaction: one RunLogAppended per run
-        that got lines, one RunMetricsLogged per run that got metric records."""
+        that got lines, one RunMetricsLogged per run that got metric records.
+
+        With a `fence` (an agent's write), the lines of runs another agent has taken
+        over meanwhile are not stored (that agent stores them now); their ids are
+        returned."""
         batches = [b for b in batches if b.lines or b.metrics]
         if not batches:
-            return
+            return set()
         store = self._store
 
-        def tx(conn: Conn) -> None:
+        def tx(conn: Conn) -> set[str]:
+            nonlocal batches
             check_fence(conn, fence)  # a process that lost its agent name writes nothing
+            taken: set[str] = set()
+            if fence is not None:
+                taken = runs_db.owned_by_others(conn, (b.run_id for b in batches), fence.name)
+                batches = [b for b in batches if b.run_id not in taken]
             evs: list[Event] = [
                 RunLogAppended(run_id=run_id, first_id=first, last_id=last, lines=n)
                 for run_id, first, last, n in output_db.add_lines(
@@ -54,8 +65,9 @@ class Output:
                     step, _, values = b.metrics[-1][:3]
                     evs.append(RunMetricsLogged(run_id=b.run_id, step=step, values=values))
             store.emit(conn, *evs)
+            return taken
 
-        await store.write(tx, bulk=bulk)
+        return await store.write(tx, bulk=bulk)
 
     async def append_logs(self, run_id: str,
                           lines: Sequence[OutputLine]) -> None:

@@ -103,7 +103,7 @@ class LaunchAgent:
         self._lost = False  # the name was taken by another process: write nothing more
         self._runner = RunRunner(port, self._log, cancel_grace_s=cancel_grace_s,
                                  fence=lambda: self._fence, on_fenced=self._lose_name,
-                                 agent=self.name)
+                                 on_taken=self._run_taken, agent=self.name)
         self._active: dict[str, ActiveRun] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -333,6 +333,10 @@ class LaunchAgent:
                 now = time.monotonic()
                 if streak is None or now - last_ok > max(self._stale_s / 2,
                                                          2 * self.heartbeat_s):
+                    if last_ok and self._active:
+                        # Cut off for a while (stopped, or the store was out of reach):
+                        # another agent may have taken over runs of ours meanwhile.
+                        await self._let_go_of_taken_runs()
                     streak = now
                 last_ok = now
                 if now - streak >= self._stale_s:
@@ -357,6 +361,38 @@ class LaunchAgent:
                 await self._log(f"taking over run {run.id} ({run.state}) from an agent that "
                                 "stopped heartbeating", level="warning", run_id=run.id)
                 self._start_run(run, resume=True)
+
+    async def _let_go_of_taken_runs(self) -> None:
+        try:
+            ours = {run.id for run in await self.port.agent_runs(self.name)}
+        except Exception as exc:
+            log.warning("checking which runs are still ours failed: %r", exc)
+            return
+        for run_id in [r for r in self._active if r not in ours]:
+            # Not among our unfinished runs: taken, or one of ours that has just ended
+            # and is being cleaned up (that one is left to finish).
+            with contextlib.suppress(Exception):
+                if (await self.port.get_run(run_id)).agent != self.name:
+                    await self._run_taken(run_id)
+
+    async def _run_taken(self, run_id: str) -> None:
+        """Another agent took this run over while this one was cut off from the store
+        or stopped (it judged this agent gone): stop supervising it at once, without
+        a word to the store about it, and say so in this agent's log."""
+        active = self._active.get(run_id)
+        if active is None or active.taken:
+            return
+        active.taken = True
+        self._runner.output.discard(run_id)
+        if active.task is not None:
+            active.task.cancel()
+        try:
+            owner = (await self.port.get_run(run_id)).agent
+        except Exception:
+            owner = None
+        await self._log(f"run {run_id} was taken over by {owner or 'another agent'} while this "
+                        "agent was cut off from the store or stopped; it no longer "
+                        "supervises it", level="warning")
 
     async def _lose_name(self, exc: FencedOut) -> None:
         """Another process holds this agent's name now (this one was stopped or cut off

@@ -76,10 +76,22 @@ class RunOutput:
         self._newest: collections.deque[tuple[str, Line | Metric]] = collections.deque()
         self.drained = asyncio.Event()
         self.drained.set()
+        self.discarded = False  # another agent has the run: nothing more is stored
         # Set while the buffer has room (drained to where lines are stored): a reader that can
         # pass over output cheaply waits for it instead of reading what is dropped.
         self._room = asyncio.Event()
         self._room.set()
+
+    def discard(self) -> None:
+        """Let go of everything buffered and store nothing more (the run has another
+        agent now)."""
+        self.discarded = True
+        self.pending.clear()
+        self._newest.clear()
+        self.dropped.clear()
+        self._dropping = False
+        self._room.set()
+        self.drained.set()
 
     def line(self, ts: float, stream: LogStream | str, text: str,
              source: str | None = None) -> None:
@@ -108,6 +120,8 @@ class RunOutput:
         The newest lines kept aside so far are older than the skipped ones, so they
         join the gap too: what follows its marker stays the run's newest output.
         """
+        if self.discarded:
+            return
         self._dropping = True
         if len(self.pending) > self._collector.resume_at:
             self._room.clear()
@@ -118,6 +132,8 @@ class RunOutput:
         self.dropped[source] = self.dropped.get(source, 0) + count
 
     def _add(self, kind: str, entry: Line | Metric, ts: float) -> None:
+        if self.discarded:
+            return
         size = len(self.pending)
         if self._dropping and size <= self._collector.resume_at:
             self._dropping = False
@@ -153,16 +169,22 @@ class RunOutput:
 
     async def drain(self) -> None:
         """Wait until everything this run produced is stored (or marked as not stored)."""
+        if self.discarded:
+            return
         self._mark_gap(time.time())
         self._collector.kick(now=True)
         await self.drained.wait()
 
 
 class OutputCollector:
-    def __init__(self, append: Callable[[list[OutputBatch]], Awaitable[None]], *,
-                 on_fenced: Callable[[FencedOut], Awaitable[None]] | None = None) -> None:
+    def __init__(self, append: Callable[[list[OutputBatch]], Awaitable[set[str] | None]], *,
+                 on_fenced: Callable[[FencedOut], Awaitable[None]] | None = None,
+                 on_taken: Callable[[str], Awaitable[None]] | None = None) -> None:
+        # `append` stores a write and returns the runs it left out because another
+        # agent has taken them over (`on_taken` is told of each, once).
         self._append = append
         self._on_fenced = on_fenced
+        self._on_taken = on_taken
         self._runs: dict[str, RunOutput] = {}
         self.bound = MAX_BUFFERED_PER_RUN  # per run, for the runs open now
         self.resume_at = RESUME_AT
@@ -181,6 +203,13 @@ class OutputCollector:
     def close(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
         self._resize()
+
+    def discard(self, run_id: str) -> None:
+        """Store nothing more of this run (another agent has it now): what it has
+        buffered, and what it produces from now on, is let go."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.discard()
 
     def _resize(self) -> None:
         share = MAX_BUFFERED_TOTAL // max(1, len(self._runs))
@@ -241,6 +270,7 @@ class OutputCollector:
                     *(self._append([b for _, _, b in write]) for write in writes),
                     return_exceptions=True)
                 failed: BaseException | None = None
+                taken: list[str] = []
                 for write, outcome in zip(writes, outcomes, strict=True):
                     if isinstance(outcome, BaseException):
                         # Its runs keep their lines (buffers stay bounded) for the retry;
@@ -248,12 +278,19 @@ class OutputCollector:
                         failed = failed if isinstance(failed, FencedOut) else outcome
                         continue
                     for run, n, _ in write:
+                        if outcome and run.run_id in outcome:
+                            run.discard()
+                            taken.append(run.run_id)
+                            continue
                         written += n
                         for _ in range(n):
                             run.pending.popleft()
                         run.room()
                         if not run.pending:
                             run.drained.set()
+                if self._on_taken is not None:
+                    for run_id in taken:
+                        await self._on_taken(run_id)
                 if isinstance(failed, asyncio.CancelledError):
                     raise failed
                 if isinstance(failed, FencedOut):

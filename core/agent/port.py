@@ -57,6 +57,8 @@ class AgentPort(Protocol):
 
     async def agent_runs(self, agent: str) -> list[Run]: ...
 
+    async def get_run(self, run_id: str) -> Run: ...
+
     async def set_run_state(
         self, run_id: str, state: RunState, *, reason: str | None = None,
         exit_code: int | None = None, error_stage: ErrorStage | None = None,
@@ -79,7 +81,10 @@ class AgentPort(Protocol):
 
     async def append_output(
         self, batches: Sequence[OutputBatch], fence: AgentFence | None = None
-    ) -> None: ...
+    ) -> set[str]:
+        """Store many runs' output; the runs another agent has taken over are left
+        out and returned."""
+        ...
 
     async def output_line_counts(self, run_id: str) -> dict[str | None, int]:
         """Lines of the run's output the store accounts for, per source (None: a run's

@@ -41,6 +41,7 @@ class ActiveRun:
     tail: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=FAIL_TAIL_LINES)
     )
+    taken: bool = False  # another agent took the run over: this one lets go of it
     consumed: int = 0  # output chunks read from the backend: the drain's sign of progress
     read_all: bool = False  # the backend's output ended; what is left is storing it
 

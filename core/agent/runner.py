@@ -69,6 +69,7 @@ class RunRunner:
         cancel_grace_s: float,
         fence: Callable[[], AgentFence | None] = lambda: None,
         on_fenced: Callable[[FencedOut], Awaitable[None]] | None = None,
+        on_taken: Callable[[str], Awaitable[None]] | None = None,
         agent: str | None = None,
     ) -> None:
         self.port = port
@@ -81,7 +82,8 @@ class RunRunner:
         self._builders: dict[str, Builder] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self.output = OutputCollector(
-            lambda batches: port.append_output(batches, self._fence()), on_fenced=self._fenced
+            lambda batches: port.append_output(batches, self._fence()), on_fenced=self._fenced,
+            on_taken=on_taken,
         )
 
     # ------------------------------------------------------------------ targets

@@ -124,10 +124,12 @@ class RunCommands(Parts):
     # Output.
 
     async def append_output(self, batches: Sequence[OutputBatch],
-                            fence: AgentFence | None = None) -> None:
+                            fence: AgentFence | None = None) -> set[str]:
         """Store the lines and metric records of many runs in one (bulk) transaction,
-        announced by one RunLogAppended / RunMetricsLogged per run."""
-        await self._output.append_output(batches, fence)
+        announced by one RunLogAppended / RunMetricsLogged per run. Returns the runs
+        whose lines were not stored because another agent has taken them over (only
+        with a `fence`)."""
+        return await self._output.append_output(batches, fence)
 
     async def append_logs(self, run_id: str,
                           lines: Sequence[OutputLine]) -> None:

@@ -69,6 +69,15 @@ def orphaned(conn: Connection, project: str, queue_names: Sequence[str],
     return [rows.to_run(r) for r in conn.execute(query).all()]
 
 
+def owned_by_others(conn: Connection, run_ids: Iterable[str], agent: str) -> set[str]:
+    """Those of `run_ids` that another agent has now (one was taken over)."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return set()
+    query = select(runs.c.id).where(runs.c.id.in_(ids), runs.c.agent != agent)
+    return set(conn.execute(query).scalars())
+
+
 def reassign(conn: Connection, run_id: str, old: str, new: str, now: float) -> bool:
     """Give a run to another agent, unless a third one took it first."""
     result = conn.execute(update(runs).where(runs.c.id == run_id, runs.c.agent == old)

@@ -19,9 +19,17 @@ from launch_tui.core.events import (
     RunStateChanged,
 )
 from launch_tui.core.gaps import gap_line
-from launch_tui.core.model import ErrorStage, ItemState, LogStream, OutputBatch, RunState
+from launch_tui.core.model import (
+    AgentFence,
+    ErrorStage,
+    ItemState,
+    LogStream,
+    OutputBatch,
+    RunState,
+)
 from launch_tui.core.service import LaunchService
 from launch_tui.core.settings import normalise_store_url
+from launch_tui.core.store import runs as runs_db
 
 
 @pytest.fixture
@@ -147,6 +155,34 @@ async def test_append_output_stores_many_runs_in_one_write(
     assert (logs[one.id].first_id, logs[one.id].last_id) == (stored[0].id, stored[-1].id)
     metrics = [e for e in events if isinstance(e, RunMetricsLogged)]
     assert [(e.run_id, e.step, e.values) for e in metrics] == [(one.id, 2, {"loss": 0.25})]
+
+
+async def test_append_output_of_an_agent_leaves_out_runs_another_agent_took(
+    service: LaunchService, queues: tuple[str, str]
+) -> None:
+    """An agent's output write (fenced) stores nothing of a run that another agent has
+    taken over, says which, and stores the rest; an unfenced write stores all."""
+    a, _ = queues
+    fence = AgentFence.of(await service.register_agent("x", [a], project=None, max_jobs=2))
+    for _ in range(2):
+        await service.enqueue("train", a)
+    kept = (await service.claim_run("x", [a], fence=fence)).run
+    taken = (await service.claim_run("x", [a], fence=fence)).run
+    assert kept is not None and taken is not None
+    # What a take-over by agent "y" writes (runs_db.reassign), without waiting for
+    # "x" to look gone.
+    await service._store.write(lambda c: runs_db.reassign(c, taken.id, "x", "y", time.time()))
+    now = time.time()
+    left_out = await service.append_output([
+        OutputBatch(kept.id, ((now, LogStream.STDOUT, "mine"),)),
+        OutputBatch(taken.id, ((now, LogStream.STDOUT, "not mine"),)),
+    ], fence)
+    assert left_out == {taken.id}
+    assert [line.text for line in await service.run_logs(kept.id)] == ["mine"]
+    assert await service.run_logs(taken.id) == []
+    assert await service.append_output(
+        [OutputBatch(taken.id, ((now, LogStream.STDOUT, "by y"),))]) == set()
+    assert [line.text for line in await service.run_logs(taken.id)] == ["by y"]
 
 
 async def test_stored_output_is_what_the_run_printed_character_for_character(

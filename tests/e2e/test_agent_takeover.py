@@ -223,3 +223,34 @@ async def test_after_an_outage_every_agent_survived_no_run_changes_hands(
     assert await lab.output(run.id) == ["before", "after"]
     assert await late.stop() == 0
     assert await early.stop() == 0
+
+
+async def test_an_agent_cut_off_while_its_run_was_taken_leaves_it_to_the_taker(
+        lab: Lab) -> None:
+    queue = await lab.queue()
+    job = await lab.job({"main.py": TICKS}, "python main.py")
+    cut_off = lab.spawn_agent([queue], "cut-off")
+    item = await lab.service.enqueue(job, queue)
+    run = await lab.run_of(item.id, within=60)
+    await lab.wait_output(run.id, "tick 3", within=60)
+    taker = lab.spawn_agent([queue], "taker")
+
+    await cut_off.freeze(lab)
+    try:
+        async def taken() -> bool:
+            return (await lab.service.get_run(run.id)).agent == "taker"
+
+        await wait_for(taken, "the other agent to take the run over", within=30)
+    finally:
+        os.kill(cut_off.pid, signal.SIGCONT)
+
+    done = await lab.wait_run(run.id, within=60)
+    assert done.state == RunState.FINISHED, done.error_message
+    # Exactly what the job printed, each line once: the agent that came back
+    # stored nothing more of a run that is no longer its own.
+    assert await lab.output(run.id) == [f"tick {i}" for i in range(40)]
+    messages = [e.message for e in await lab.service.agent_logs("cut-off")]
+    assert any(m.startswith(f"run {run.id} was taken over by taker") for m in messages), \
+        messages
+    assert await cut_off.stop() == 0
+    assert await taker.stop() == 0
