@@ -245,6 +245,20 @@ class Lab:
         assert proc.returncode is not None
         return CliResult(proc.returncode, out.decode(), err.decode())
 
+    async def gated_run(self, agent: str, main_py: str, first_line: str
+                        ) -> tuple[AgentProcess, Run, Path]:
+        """A spawned agent running `main_py` (which reads the path of a gate file from
+        $GATE) on the queue "local", once the run has printed `first_line`. Returns
+        the agent, the run and the gate (not yet created)."""
+        gate = self.root / "gate"
+        queue = await self.queue(config={"env": {"GATE": str(gate)}})
+        job = await self.job({"main.py": main_py}, "python main.py")
+        process = self.spawn_agent([queue], agent)
+        item = await self.service.enqueue(job, queue)
+        run = await self.run_of(item.id, within=60)
+        await self.wait_output(run.id, first_line, within=60)
+        return process, run, gate
+
     # -------------------------------------------------------------- observing
 
     async def run_of(self, item_id: int, within: float = 20.0) -> Run:

@@ -59,18 +59,11 @@ async def lab(tmp_path: Path, store_url: str | None) -> AsyncIterator[Lab]:
         await lab.close()
 
 
-async def test_runs_of_an_agent_killed_for_good_are_taken_over(lab: Lab, tmp_path: Path
-                                                                ) -> None:
-    gate = tmp_path / "gate"
-    queue = await lab.queue(config={"env": {"GATE": str(gate)}})
-    job = await lab.job({"main.py": GATED}, "python main.py")
-    first = lab.spawn_agent([queue], "first")
-    item = await lab.service.enqueue(job, queue)
-    run = await lab.run_of(item.id, within=60)
-    await lab.wait_output(run.id, "before", within=60)
+async def test_runs_of_an_agent_killed_for_good_are_taken_over(lab: Lab) -> None:
+    first, run, gate = await lab.gated_run("first", GATED, "before")
     await first.kill()  # SIGKILL, never restarted
 
-    second = await lab.agent([queue], name="second", heartbeat_s=0.5)
+    second = await lab.agent(["local"], name="second", heartbeat_s=0.5)
 
     async def taken() -> bool:
         return (await lab.service.get_run(run.id)).agent == second.name
@@ -130,17 +123,12 @@ async def test_a_crash_without_retries_left_is_not_requeued(lab: Lab, tmp_path: 
 
 
 async def test_a_frozen_agent_that_lost_its_name_stops_and_writes_nothing(lab: Lab) -> None:
-    queue = await lab.queue()
-    job = await lab.job({"main.py": TICKS}, "python main.py")
-    frozen = lab.spawn_agent([queue], "w")
-    item = await lab.service.enqueue(job, queue)
-    run = await lab.run_of(item.id, within=60)
-    await lab.wait_output(run.id, "tick 3", within=60)
+    frozen, run, _ = await lab.gated_run("w", TICKS, "tick 3")
 
     await frozen.freeze(lab)
     try:
         await asyncio.sleep(STALE_S + 1.5)  # its heartbeat goes stale
-        successor = lab.spawn_agent([queue], "w")
+        successor = lab.spawn_agent(["local"], "w")
 
         async def reattached() -> bool:
             messages = [e.message for e in await lab.service.agent_logs("w")]
@@ -184,21 +172,14 @@ async def store_outage(lab: Lab) -> AsyncIterator[None]:
         await conn.commit()
 
 
-async def test_after_an_outage_every_agent_survived_no_run_changes_hands(
-        lab: Lab, tmp_path: Path) -> None:
+async def test_after_an_outage_every_agent_survived_no_run_changes_hands(lab: Lab) -> None:
     """When the store comes back, every agent's last heartbeat is older than the
     liveness window. The first agent to write again must not take the runs of
     another that simply comes back a moment later."""
     stale_s = 4.0  # wide enough that the late agent's heartbeat clearly comes first
     (lab.home / "settings.toml").write_text(f"[agent]\nstale_s = {stale_s}\n")
-    gate = tmp_path / "gate"
-    queue = await lab.queue(config={"env": {"GATE": str(gate)}})
-    job = await lab.job({"main.py": GATED}, "python main.py")
-    late = lab.spawn_agent([queue], "late")
-    item = await lab.service.enqueue(job, queue)
-    run = await lab.run_of(item.id, within=60)
-    await lab.wait_output(run.id, "before", within=60)
-    early = lab.spawn_agent([queue], "early")
+    late, run, gate = await lab.gated_run("late", GATED, "before")
+    early = lab.spawn_agent(["local"], "early")
 
     async def early_started() -> bool:
         return any(e.message.startswith("started")
@@ -227,13 +208,8 @@ async def test_after_an_outage_every_agent_survived_no_run_changes_hands(
 
 async def test_an_agent_cut_off_while_its_run_was_taken_leaves_it_to_the_taker(
         lab: Lab) -> None:
-    queue = await lab.queue()
-    job = await lab.job({"main.py": TICKS}, "python main.py")
-    cut_off = lab.spawn_agent([queue], "cut-off")
-    item = await lab.service.enqueue(job, queue)
-    run = await lab.run_of(item.id, within=60)
-    await lab.wait_output(run.id, "tick 3", within=60)
-    taker = lab.spawn_agent([queue], "taker")
+    cut_off, run, _ = await lab.gated_run("cut-off", TICKS, "tick 3")
+    taker = lab.spawn_agent(["local"], "taker")
 
     await cut_off.freeze(lab)
     try:

@@ -65,14 +65,8 @@ async def _stopped(pid: int) -> None:
                    within=10, interval=0.001)
 
 
-async def test_ctrl_z_stops_an_agent_between_its_writes(lab: Lab, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    queue = await lab.queue(config={"env": {"GATE": str(gate)}})
-    job = await lab.job({"main.py": FLOOD}, "python main.py")
-    agent = lab.spawn_agent([queue], "z")
-    item = await lab.service.enqueue(job, queue)
-    run = await lab.run_of(item.id, within=60)
-    await lab.wait_output(run.id, "line 1 ", within=60)
+async def test_ctrl_z_stops_an_agent_between_its_writes(lab: Lab) -> None:
+    agent, run, gate = await lab.gated_run("z", FLOOD, "line 1 ")
 
     # While the run floods the agent with output, its writer commits much of the
     # time: stopped at once (SIGTSTP's default action), the agent held the lock at
