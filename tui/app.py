@@ -30,7 +30,7 @@ from launch_tui.core.events import Event
 from launch_tui.core.model import Agent
 from launch_tui.core.service import LaunchService
 from launch_tui.tui import format as fmt
-from launch_tui.tui import hangup
+from launch_tui.tui import hangup, store_notices
 from launch_tui.tui.agent_host import AgentHost
 from launch_tui.tui.commands import palette_commands
 from launch_tui.tui.live import Change, LiveModel
@@ -87,6 +87,7 @@ class LaunchApp(App[None]):
         self.changes: Signal[Change] = Signal(self, "changes")
         self.event_batches: Signal[list[Event]] = Signal(self, "event-batches")
         self._shutdown_task: asyncio.Future[None] | None = None
+        self._store_notices: store_notices.StoreNotices | None = None
         self._pump: asyncio.Task[None] | None = None
 
     def now(self) -> float:
@@ -109,6 +110,9 @@ class LaunchApp(App[None]):
         fmt.set_plain(self.no_color)
         if not self.is_headless:
             hangup.watch(asyncio.get_running_loop(), self._hung_up)
+        self._store_notices = store_notices.install(
+            asyncio.get_running_loop(),
+            lambda message: self.notify(message, title="Store", severity="warning", timeout=30))
         self._open()
 
     def _hung_up(self) -> None:
@@ -209,6 +213,8 @@ class LaunchApp(App[None]):
             main.update_status()
 
     async def on_unmount(self) -> None:
+        if self._store_notices is not None:
+            store_notices.remove(self._store_notices)
         await self.shutdown()
 
     async def shutdown(self) -> None:

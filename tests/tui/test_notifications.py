@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ from launch_tui.core.errors import ValidationError
 from launch_tui.core.model import ErrorStage, RunState
 from launch_tui.core.service import LaunchService
 from launch_tui.core.settings import load_settings
+from launch_tui.core.store.engine import writer_lock_path
 from launch_tui.tui.demo import Demo
 from tests.tui.conftest import make_app, notices, wait_for_notice, wait_loaded, wait_until
 
@@ -95,3 +100,28 @@ def test_bad_tui_settings_are_one_sentence(tmp_path: Path, text: str, message: s
     with pytest.raises(ValidationError) as err:
         load_settings(tmp_path)
     assert str(err.value) == message
+
+
+@pytest.mark.sqlite_only  # the writers' file lock is SQLite's
+async def test_a_write_waiting_for_another_process_lock_is_a_notice(
+        service: LaunchService, world: Demo) -> None:
+    """The store's warning that a write waits for the lock (and who holds it) would go
+    to a terminal the app owns; it is shown as a notice instead. Here this process
+    holds the lock through a second descriptor, as another process would."""
+    path = writer_lock_path(service._store.url)
+    assert path is not None
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            writing = asyncio.ensure_future(service.create_queue("late", "local-process"))
+            await wait_for_notice(pilot, "store: a write has waited 5s for the store's write "
+                                         f"lock ({path}): process {os.getpid()} (", within=30)
+            assert not writing.done()
+        finally:
+            os.close(fd)
+        await asyncio.wait_for(writing, 10)
+    assert app._store_notices is not None
+    assert app._store_notices not in logging.getLogger("launch_tui.store").handlers
