@@ -372,13 +372,15 @@ class LaunchAgent:
             # Not among our unfinished runs: taken, or one of ours that has just ended
             # and is being cleaned up (that one is left to finish).
             with contextlib.suppress(Exception):
-                if (await self.port.get_run(run_id)).agent != self.name:
-                    await self._run_taken(run_id)
+                owner = (await self.port.get_run(run_id)).agent
+                if owner != self.name:
+                    await self._run_taken(run_id, owner)
 
-    async def _run_taken(self, run_id: str) -> None:
-        """Another agent took this run over while this one was cut off from the store
-        or stopped (it judged this agent gone): stop supervising it at once, without
-        a word to the store about it, and say so in this agent's log."""
+    async def _run_taken(self, run_id: str, owner: str | None = None) -> None:
+        """Another agent (`owner`, looked up when not given) took this run over while
+        this one was cut off from the store or stopped (it judged this agent gone):
+        stop supervising it at once, without changing it or storing more of its
+        output, and say so in this agent's log."""
         active = self._active.get(run_id)
         if active is None or active.taken:
             return
@@ -386,10 +388,9 @@ class LaunchAgent:
         self._runner.output.discard(run_id)
         if active.task is not None:
             active.task.cancel()
-        try:
-            owner = (await self.port.get_run(run_id)).agent
-        except Exception:
-            owner = None
+        if owner is None:
+            with contextlib.suppress(Exception):
+                owner = (await self.port.get_run(run_id)).agent
         await self._log(f"run {run_id} was taken over by {owner or 'another agent'} while this "
                         "agent was cut off from the store or stopped; it no longer "
                         "supervises it", level="warning")
