@@ -30,7 +30,7 @@ from launch_tui.core.agent import LaunchAgent
 from launch_tui.core.model import TERMINAL_RUN_STATES, ItemState, Run, RunState
 from launch_tui.core.service import LaunchService
 from launch_tui.core.store.engine import writer_lock_path
-from launch_tui.core.store.writelock import lock_holder
+from launch_tui.core.store.writelock import describe_process, lock_holder
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTIVE_STATES = frozenset(
@@ -119,12 +119,11 @@ class AgentProcess:
         """
         for _ in range(1000):
             os.kill(self.pid, signal.SIGSTOP)
-            await wait_for(lambda: process_state(self.pid) in ("T", "t"),
-                           "the agent to stop", within=10, interval=0.001)
+            await until_stopped(self.pid)
             if lab.write_lock_holder() != self.pid:
                 return
             os.kill(self.pid, signal.SIGCONT)
-            await asyncio.sleep(0.002)
+            await until_stopped(self.pid, False)  # it runs on before the next try
         raise AssertionError("the agent was inside a write transaction 1,000 times in a row")
 
     async def stop(self, within: float = 30.0) -> int:
@@ -135,9 +134,12 @@ class AgentProcess:
         return await asyncio.to_thread(self.proc.wait, within)
 
 
-def process_state(pid: int) -> str:
-    """The state letter of a process (R, S, T stopped, Z zombie, …) from /proc."""
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+async def until_stopped(pid: int, stopped: bool = True) -> None:
+    """Wait until a process is stopped (SIGSTOP, SIGTSTP), or runs again when
+    `stopped` is False, as /proc tells."""
+    await wait_for(lambda: describe_process(pid)[1] == stopped,
+                   f"process {pid} to {'stop' if stopped else 'continue'}",
+                   within=10, interval=0.001)
 
 
 class Lab:

@@ -304,17 +304,18 @@ async def test_a_session_stuck_inside_a_write_frees_its_row_locks(home: Path) ->
     try:
         await stuck.create_queue("q", "local-process")
         await stuck.create_queue("q2", "local-process")
-        resume = threading.Event()
+        held, resume = threading.Event(), threading.Event()
 
         def hold_the_queue_rows(conn: object) -> None:
             conn.exec_driver_sql(  # type: ignore[attr-defined]
                 """UPDATE queues SET config = '{"env": {"WHO": "stuck"}}' """
                 "WHERE name IN ('q', 'q2')")
+            held.set()
             resume.wait(10)
             conn.exec_driver_sql("SELECT 1")  # type: ignore[attr-defined]
 
         holding = asyncio.ensure_future(stuck._store.write(hold_the_queue_rows))
-        await asyncio.sleep(0.3)  # it holds the rows now
+        assert await asyncio.to_thread(held.wait, 10)  # it holds the rows now
         # Waits for the row; it gets it while the stuck write is still held (`resume`
         # is set only after), so the server must have ended the stuck session.
         await other.update_queue("q", config={"env": {"WHO": "other"}})

@@ -187,13 +187,25 @@ async def test_after_an_outage_every_agent_survived_no_run_changes_hands(lab: La
 
     await wait_for(early_started, "the second agent to start", within=60)
 
+    async def beaten_since(name: str, since: float) -> bool:
+        agents = {a.name: a for a in await lab.service.list_agents()}
+        return agents[name].heartbeat_at > since
+
+    async def all_stale() -> bool:
+        now = lab.service._store.now()
+        return all(now - a.heartbeat_at > stale_s for a in await lab.service.list_agents())
+
     async with store_outage(lab):
-        await late.freeze(lab)  # it will be back a second after the store
-        await asyncio.sleep(stale_s + 1.5)
-    await asyncio.sleep(1.0)
+        await late.freeze(lab)  # it comes back after the store does
+        await wait_for(all_stale, "every agent's heartbeat to go stale", within=30)
+        back = lab.service._store.now()
+    await wait_for(lambda: beaten_since("early", back), "the early agent to beat again",
+                   within=30)
     os.kill(late.pid, signal.SIGCONT)
-    # Longer than a liveness window of the early agent's own heartbeats.
-    await asyncio.sleep(2 * stale_s)
+    # Once the late agent has beaten again it is live to everyone: had the early
+    # agent taken its run (as it did at once without the fix), that is done by now.
+    await wait_for(lambda: beaten_since("late", back), "the late agent to beat again",
+                   within=30)
 
     messages = [e.message for e in await lab.service.agent_logs("early")]
     assert not any("took over" in m for m in messages), messages

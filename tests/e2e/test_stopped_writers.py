@@ -21,7 +21,7 @@ import pytest
 
 from launch_tui.core.model import RunState
 from launch_tui.core.store.engine import writer_lock_path
-from tests.agent_harness import ROOT, Lab, cli_argv, process_state, script, wait_for
+from tests.agent_harness import ROOT, Lab, cli_argv, script, until_stopped, wait_for
 
 pytestmark = pytest.mark.sqlite_only  # the file lock is SQLite's (PostgreSQL: test_pg_connect)
 
@@ -51,6 +51,16 @@ async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
         await lab.close()
 
 
+async def _more_stored(lab: Lab, run_id: str) -> None:
+    """Until the store accounts for more of the run's output than it does now."""
+    before = await lab.service.output_line_count(run_id)
+
+    async def more() -> bool:
+        return await lab.service.output_line_count(run_id) > before
+
+    await wait_for(more, "more of the run's output to be stored", within=30)
+
+
 async def _last_line(lab: Lab, run_id: str) -> str | None:
     """The run's last stored line of output, however many there are."""
     after, last = 0, None
@@ -58,11 +68,6 @@ async def _last_line(lab: Lab, run_id: str) -> str | None:
                                              streams=("stdout", "stderr")):
         after, last = page[-1].id, page[-1].text
     return last
-
-
-async def _stopped(pid: int) -> None:
-    await wait_for(lambda: process_state(pid) in ("T", "t"), f"process {pid} to stop",
-                   within=10, interval=0.001)
 
 
 async def test_ctrl_z_stops_an_agent_between_its_writes(lab: Lab) -> None:
@@ -74,7 +79,7 @@ async def test_ctrl_z_stops_an_agent_between_its_writes(lab: Lab) -> None:
     inside = 0
     for stop in range(STOPS):
         os.kill(agent.pid, signal.SIGTSTP)
-        await _stopped(agent.pid)
+        await until_stopped(agent.pid)
         if lab.write_lock_holder() == agent.pid:
             inside += 1
         if stop == 0:
@@ -85,9 +90,10 @@ async def test_ctrl_z_stops_an_agent_between_its_writes(lab: Lab) -> None:
                 raise AssertionError("no other process could write while the agent was "
                                      "stopped") from None
         os.kill(agent.pid, signal.SIGCONT)
-        await wait_for(lambda: process_state(agent.pid) not in ("T", "t"),
-                       "the agent to continue", within=10, interval=0.001)
-        await asyncio.sleep(0.05)
+        await until_stopped(agent.pid, False)
+        # The next stop comes after the agent has stored more of the run's output,
+        # so each lands while its writer is busy.
+        await _more_stored(lab, run.id)
     assert inside == 0, f"stopped inside a write {inside} times of {STOPS}"
 
     gate.touch()
@@ -116,7 +122,7 @@ async def test_a_write_waiting_for_a_stopped_holder_says_who_it_is(lab: Lab,
     try:
         assert holder.stdout is not None
         assert await asyncio.wait_for(holder.stdout.readline(), 30) == b"held\n"
-        await _stopped(holder.pid)
+        await until_stopped(holder.pid)
 
         writer = await asyncio.create_subprocess_exec(
             *cli_argv("queue", "create", "late", "-r", "local-process"), cwd=ROOT,
