@@ -19,7 +19,7 @@ from typing import Any
 
 from launch_tui.core import resolve
 from launch_tui.core.agents import check_fence
-from launch_tui.core.errors import ConflictError, NotFound, ValidationError
+from launch_tui.core.errors import ConflictError, NotFound, RunTaken, ValidationError
 from launch_tui.core.events import AgentLog, ItemEnqueued, RunStateChanged
 from launch_tui.core.lookups import project_or_default, require_queue
 from launch_tui.core.model import (
@@ -308,7 +308,7 @@ class Dispatch:
             run = change_run(
                 self._store, conn, head, state, reason=reason,
                 exit_code=exit_code, error_stage=error_stage, error_message=error_message,
-                handle=handle, spec=spec,
+                handle=handle, spec=spec, owner=fence.name if fence is not None else None,
             )
             if state in _RETRIED and head.state != state:
                 run = _retry_after_crash(self._store, conn, run)
@@ -317,8 +317,10 @@ class Dispatch:
         return await self._store.write(tx)
 
     async def update_run(self, run_id: str, *, handle: dict[str, Any] | None,
-                         spec: RunSpec | None, reason: str | None) -> None:
-        """Record details (backend handle, resolved spec) without changing state."""
+                         spec: RunSpec | None, reason: str | None,
+                         fence: AgentFence | None = None) -> None:
+        """Record details (backend handle, resolved spec) without changing state; an
+        agent's (fenced) write only while it has the run (RunTaken when another does)."""
         values: dict[str, Any] = {}
         if handle is not None:
             values["handle"] = handle
@@ -327,9 +329,17 @@ class Dispatch:
         if reason is not None:
             values["reason"] = reason
 
+        owner = fence.name if fence is not None else None
+
         def tx(conn: Conn) -> None:
-            if not runs_db.set_details(conn, run_id, {**values, "updated_at": self._store.now()}):
-                raise NotFound(f"run: '{run_id}' does not exist.")
+            check_fence(conn, fence)
+            if runs_db.set_details(conn, run_id, {**values, "updated_at": self._store.now()},
+                                   owner):
+                return
+            exists, agent = runs_db.agent_of(conn, run_id)
+            if exists and owner is not None:
+                raise RunTaken(run_id, agent, owner)
+            raise NotFound(f"run: '{run_id}' does not exist.")
 
         await self._store.write(tx)
 

@@ -29,6 +29,18 @@ class FencedOut(ConflictError):
     """An agent's name is now held by another process: this one must stop supervising."""
 
 
+class RunTaken(ConflictError):
+    """Another agent took the run over (it judged this one gone): this agent must let
+    go of it, writing nothing more about it."""
+
+    def __init__(self, run_id: str, owner: str | None, agent: str) -> None:
+        super().__init__(
+            f"run: {run_id} is now supervised by agent '{owner}', which took it over; "
+            f"agent '{agent}' no longer supervises it.")
+        self.run_id = run_id
+        self.owner = owner
+
+
 class StoreError(LaunchError):
     """The database is unusable: not ours, newer than this program, unreachable."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
-from launch_tui.core.errors import ConflictError, NotFound
+from launch_tui.core.errors import ConflictError, NotFound, RunTaken
 from launch_tui.core.events import ItemStateChanged, RunStateChanged
 from launch_tui.core.model import (
     TERMINAL_RUN_STATES,
@@ -71,6 +71,8 @@ class RunHead(Protocol):
     def job(self) -> str: ...
     @property
     def state(self) -> str: ...
+    @property
+    def agent(self) -> str | None: ...
     @property
     def timestamps(self) -> dict[str, float]: ...
 
@@ -155,10 +157,16 @@ def change_run(
     error_message: str | None = None,
     handle: dict[str, Any] | None = None,
     spec: RunSpec | None = None,
+    owner: str | None = None,
 ) -> Run:
     """Move a run to `state`, stamping the time of the transition; asking for the state
     it is already in changes nothing. ConflictError when the table forbids the move,
-    also when another process changed the run first."""
+    also when another process changed the run first. Given an `owner` (the agent
+    supervising the run), RunTaken when another agent has it now, whatever the state:
+    an agent that was stopped or cut off while the run was taken over must not
+    submit it a second time or end it."""
+    if owner is not None and run.agent != owner:
+        raise RunTaken(run.id, run.agent, owner)
     if state == run.state:
         return run if isinstance(run, Run) else require_run(conn, run.id)
     if state not in RUN_TRANSITIONS.get(run.state, frozenset()):
@@ -184,9 +192,11 @@ def change_run(
     if spec is not None:
         values["spec"] = spec.to_dict()
     row = runs_db.transition_returning(conn, run.id, _predecessors(RUN_TRANSITIONS, state),
-                                       values)
+                                       values, owner)
     if row is None:
         current = require_run(conn, run.id)
+        if owner is not None and current.agent != owner:
+            raise RunTaken(run.id, current.agent, owner)  # in the moment between
         if current.state == state:
             return current  # someone else made the same move first
         raise ConflictError(f"run: {run.id} cannot go from {current.state} to {state}.")

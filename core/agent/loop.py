@@ -28,7 +28,7 @@ from launch_tui.core.agent.pump import ActiveRun
 from launch_tui.core.agent.runner import RunRunner
 from launch_tui.core.backend import RunHandle
 from launch_tui.core.dispatch import ClaimResult
-from launch_tui.core.errors import FencedOut, LaunchError, ValidationError
+from launch_tui.core.errors import FencedOut, LaunchError, RunTaken, ValidationError
 from launch_tui.core.events import (
     ItemEnqueued,
     ItemMoved,
@@ -282,17 +282,21 @@ class LaunchAgent:
     async def _run_task(self, run: Run, active: ActiveRun, resume: bool,
                         note: str | None = None) -> None:
         try:
-            if note is not None:
-                # Not awaited: the store commits it with the run's move to `building`
-                # (one transaction for both) instead of one after the other.
-                self._runner.spawn(self._log(note, run_id=run.id))
-            await self._runner.execute(run, active, resume)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug or an unexpected backend error: fail this run only
-            log.exception("run %s failed in the agent", run.id)
-            await self._runner.finish(run.id, RunState.FAILED, reason=f"agent error: {exc!r}",
-                                      error_stage=ErrorStage.AGENT, error_message=repr(exc))
+            try:
+                if note is not None:
+                    # Not awaited: the store commits it with the run's move to `building`
+                    # (one transaction for both) instead of one after the other.
+                    self._runner.spawn(self._log(note, run_id=run.id))
+                await self._runner.execute(run, active, resume)
+            except (asyncio.CancelledError, RunTaken):
+                raise
+            except Exception as exc:  # a bug or an unexpected backend error: fail this run only
+                log.exception("run %s failed in the agent", run.id)
+                await self._runner.finish(run.id, RunState.FAILED,
+                                          reason=f"agent error: {exc!r}",
+                                          error_stage=ErrorStage.AGENT, error_message=repr(exc))
+        except RunTaken as exc:  # a write about the run found another agent has it
+            await self._run_taken(run.id, exc.owner)
         finally:
             self._active.pop(run.id, None)
             if not self._active and not self._stopping:
@@ -386,8 +390,8 @@ class LaunchAgent:
             return
         active.taken = True
         self._runner.output.discard(run_id)
-        if active.task is not None:
-            active.task.cancel()
+        if active.task is not None and active.task is not asyncio.current_task():
+            active.task.cancel()  # (from the run's own task, it is ending already)
         if owner is None:
             with contextlib.suppress(Exception):
                 owner = (await self.port.get_run(run_id)).agent

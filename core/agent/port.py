@@ -68,7 +68,7 @@ class AgentPort(Protocol):
 
     async def update_run(
         self, run_id: str, *, handle: dict[str, Any] | None = None, spec: RunSpec | None = None,
-        reason: str | None = None,
+        reason: str | None = None, fence: AgentFence | None = None,
     ) -> None: ...
 
     async def append_logs(

@@ -32,6 +32,7 @@ from launch_tui.core.errors import (
     ConflictError,
     FencedOut,
     LaunchError,
+    RunTaken,
     ValidationError,
 )
 from launch_tui.core.model import (
@@ -110,7 +111,8 @@ class RunRunner:
             await self._on_fenced(exc)
 
     async def _advance(self, run_id: str, state: RunState, **kw: object) -> bool:
-        """Move a run forward; False if someone asked it to stop meanwhile."""
+        """Move a run forward; False if someone asked it to stop meanwhile. RunTaken
+        (raised on, to the run's task) when another agent has taken the run over."""
         try:
             await self.port.set_run_state(run_id, state, fence=self._fence(),
                                           **kw)  # type: ignore[arg-type]
@@ -118,17 +120,22 @@ class RunRunner:
         except FencedOut as exc:
             await self._fenced(exc)
             return False
+        except RunTaken:
+            raise
         except ConflictError:
             return False
 
     async def finish(self, run_id: str, state: RunState, **kw: object) -> None:
-        """Record the run's one terminal state; a run that already ended keeps its own."""
+        """Record the run's one terminal state; a run that already ended keeps its own.
+        RunTaken when another agent has the run now (the end is that agent's to write)."""
         try:
             await self.port.set_run_state(run_id, state, fence=self._fence(),
                                           **kw)  # type: ignore[arg-type]
         except FencedOut as exc:
             await self._fenced(exc)
             return
+        except RunTaken:
+            raise
         except ConflictError:
             return  # already terminal
         detail = kw.get("reason") or ""
@@ -156,7 +163,8 @@ class RunRunner:
             if active.handle is not None:
                 # Found by the target (its agent died before recording the handle):
                 # record it now, so the next agent to resume it need not search.
-                await self.port.update_run(run.id, handle=active.handle.to_dict())
+                await self.port.update_run(run.id, handle=active.handle.to_dict(),
+                                           fence=self._fence())
             elif run.state not in (RunState.QUEUED, RunState.BUILDING):
                 # Its agent died while submitting it (or after): whether it started is
                 # unknown, and submitting again could run it twice.
@@ -199,7 +207,7 @@ class RunRunner:
             # turn under a log flood.
             await asyncio.gather(
                 self._log(built.note, run_id=run.id),
-                self.port.update_run(run.id, handle=handle.to_dict()),
+                self.port.update_run(run.id, handle=handle.to_dict(), fence=self._fence()),
                 self._log(f"submitted run {run.id} to {spec.resource}", run_id=run.id),
             )
         else:
@@ -321,7 +329,7 @@ class RunRunner:
                     # Why it has not started yet (a cluster's "Unschedulable: 0/3 nodes
                     # …", an image still pulling): on the run, for people to see.
                     waiting_on = status.reason
-                    await self.port.update_run(run.id, reason=status.reason)
+                    await self.port.update_run(run.id, reason=status.reason, fence=self._fence())
                     await self._log(f"run {run.id} waits: {status.reason}", run_id=run.id)
                 if status.state == RunState.RUNNING and state in (
                     RunState.QUEUED, RunState.BUILDING, RunState.STARTING
@@ -336,7 +344,7 @@ class RunRunner:
                     # The stage of a running run where the target tells it (SageMaker's
                     # Downloading, Training, Uploading): on the run, once per change.
                     stage = status.reason
-                    await self.port.update_run(run.id, reason=status.reason)
+                    await self.port.update_run(run.id, reason=status.reason, fence=self._fence())
                     await self._log(f"run {run.id}: {status.reason}", run_id=run.id)
             if not status.state.terminal:
                 status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")

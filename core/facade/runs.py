@@ -88,10 +88,12 @@ class RunCommands(Parts):
 
     async def update_run(
         self, run_id: str, *, handle: dict[str, Any] | None = None, spec: RunSpec | None = None,
-        reason: str | None = None,
+        reason: str | None = None, fence: AgentFence | None = None,
     ) -> None:
-        """Record details (backend handle, resolved spec) without changing state."""
-        await self._dispatch.update_run(run_id, handle=handle, spec=spec, reason=reason)
+        """Record details (backend handle, resolved spec) without changing state; an
+        agent's write (fenced) only while it has the run (RunTaken when another does)."""
+        await self._dispatch.update_run(run_id, handle=handle, spec=spec, reason=reason,
+                                        fence=fence)
 
     # What people read of runs.
 

@@ -25,7 +25,8 @@ _ADD = Prepared(runs.insert().values(
 ))
 _LOAD = Prepared(rows.run_select().where(runs.c.id == bindparam("run_id")))
 _HEAD = Prepared(
-    select(runs.c.id, runs.c.item_id, runs.c.state, runs.c.timestamps, queues.c.project,
+    select(runs.c.id, runs.c.item_id, runs.c.state, runs.c.agent, runs.c.timestamps,
+           queues.c.project,
            queues.c.name.label("queue"), jobs.c.name.label("job"))
     .select_from(runs.join(queues, runs.c.queue_id == queues.c.id)
                  .join(jobs, runs.c.job_id == jobs.c.id))
@@ -95,27 +96,44 @@ def unfinished_of(conn: Connection, agent: str) -> list[Run]:
 
 
 def transition_returning(conn: Connection, run_id: str, allowed_from: Iterable[RunState],
-                         values: dict[str, Any]) -> Any | None:
-    """Set `values` on a run if its state is one of `allowed_from`, and return its row
-    as the update left it; None when it was not (or there is no such run), and
-    nothing changed. Returning the row spares the caller a second read."""
+                         values: dict[str, Any], owner: str | None = None) -> Any | None:
+    """Set `values` on a run if its state is one of `allowed_from` (and, given an
+    `owner`, if that agent still has it), and return its row as the update left it;
+    None when it was not (or there is no such run), and nothing changed. Returning
+    the row spares the caller a second read."""
     states = tuple(sorted(str(s) for s in allowed_from))
-    shape = (tuple(sorted(values)), states)
+    shape = (tuple(sorted(values)), states, owner is not None)
     query = _TRANSITIONS.get(shape)
     if query is None:
+        where = [runs.c.id == bindparam("w_id"), or_(*(runs.c.state == s for s in states))]
+        if owner is not None:
+            where.append(runs.c.agent == bindparam("w_agent"))
         query = _TRANSITIONS[shape] = Prepared(
             update(runs)
-            .where(runs.c.id == bindparam("w_id"), or_(*(runs.c.state == s for s in states)))
+            .where(*where)
             .values({k: bindparam(f"v_{k}", type_=runs.c[k].type) for k in values})
             .returning(*runs.c)
         )
-    return query.first(conn, w_id=run_id, **{f"v_{k}": v for k, v in values.items()})
+    params = {f"v_{k}": v for k, v in values.items()}
+    if owner is not None:
+        params["w_agent"] = owner
+    return query.first(conn, w_id=run_id, **params)
 
 
-def set_details(conn: Connection, run_id: str, values: dict[str, Any]) -> bool:
-    """Set columns that are not the state; False when there is no such run."""
-    result = conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
-    return result.rowcount > 0
+def set_details(conn: Connection, run_id: str, values: dict[str, Any],
+                owner: str | None = None) -> bool:
+    """Set columns that are not the state (given an `owner`, only while that agent
+    has the run); False when there is no such run or it is another agent's."""
+    query = update(runs).where(runs.c.id == run_id)
+    if owner is not None:
+        query = query.where(runs.c.agent == owner)
+    return conn.execute(query.values(**values)).rowcount > 0
+
+
+def agent_of(conn: Connection, run_id: str) -> tuple[bool, str | None]:
+    """Whether the run exists, and the agent that has it."""
+    row = conn.execute(select(runs.c.agent).where(runs.c.id == run_id)).first()
+    return (row is not None, row.agent if row is not None else None)
 
 
 def load_many(conn: Connection, run_ids: Sequence[str], chunk: int = 500) -> dict[str, Run]:

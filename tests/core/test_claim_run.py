@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from launch_tui.core.errors import ConflictError, NotFound
+from launch_tui.core.errors import ConflictError, NotFound, RunTaken
 from launch_tui.core.events import (
     ItemStateChanged,
     RunLogAppended,
@@ -183,6 +183,50 @@ async def test_append_output_of_an_agent_leaves_out_runs_another_agent_took(
     assert await service.append_output(
         [OutputBatch(taken.id, ((now, LogStream.STDOUT, "by y"),))]) == set()
     assert [line.text for line in await service.run_logs(taken.id)] == ["by y"]
+
+
+async def test_state_and_detail_writes_of_an_agent_are_refused_once_another_took_the_run(
+    service: LaunchService, queues: tuple[str, str]
+) -> None:
+    """An agent's fenced writes about a run (a state change, even to the state the run
+    is already in, and its details) are refused in one sentence once another agent
+    has the run, and change nothing; the taker's and a person's writes go through."""
+    a, _ = queues
+    fence = AgentFence.of(await service.register_agent("x", [a], project=None, max_jobs=1))
+    await service.enqueue("train", a)
+    run = (await service.claim_run("x", [a], fence=fence)).run
+    assert run is not None
+    await service.set_run_state(run.id, RunState.STARTING, fence=fence)
+    await service._store.write(lambda c: runs_db.reassign(c, run.id, "x", "y", time.time()))
+    before = await service.get_run(run.id)
+
+    said = f"run: {run.id} is now supervised by agent 'y', which took it over; agent 'x' no " \
+           "longer supervises it."
+    for write in (
+        lambda: service.set_run_state(run.id, RunState.RUNNING, fence=fence),
+        # The move the taker made already: no silent success that would let "x"
+        # submit the run a second time.
+        lambda: service.set_run_state(run.id, RunState.STARTING, fence=fence),
+        lambda: service.set_run_state(run.id, RunState.FAILED, exit_code=3, fence=fence),
+        lambda: service.update_run(run.id, handle={"pid": 1}, reason="x's", fence=fence),
+    ):
+        with pytest.raises(RunTaken) as caught:
+            await write()
+        assert str(caught.value) == said
+        assert caught.value.owner == "y"
+    after = await service.get_run(run.id)
+    assert (after.state, after.handle, after.reason, after.exit_code, after.updated_at) == (
+        before.state, before.handle, before.reason, before.exit_code, before.updated_at)
+
+    y = AgentFence.of(await service.register_agent("y", [a], project=None, max_jobs=1))
+    await service.update_run(run.id, handle={"pid": 2}, fence=y)
+    assert (await service.set_run_state(run.id, RunState.RUNNING, fence=y)).state == \
+        RunState.RUNNING
+    assert (await service.get_run(run.id)).handle == {"pid": 2}
+    with pytest.raises(NotFound, match="run: 'nope' does not exist"):
+        await service.update_run("nope", reason="r", fence=y)
+    # Unfenced (a person's, or the facade's own) writes are not an agent's.
+    assert (await service.set_run_state(run.id, RunState.STOPPING)).state == RunState.STOPPING
 
 
 async def test_stored_output_is_what_the_run_printed_character_for_character(

@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from launch_tui.core.model import RunState
+from launch_tui.core.model import AgentStatus, RunState
+from launch_tui.core.store import runs as runs_db
 from launch_tui.core.store.engine import writer_lock_path
 from tests.agent_harness import Lab, script, wait_for
 
@@ -34,6 +35,20 @@ GATED = script(
     while not gate.exists():
         time.sleep(0.05)
     print("after", flush=True)
+    """
+)
+
+# Ends, after the gate, without printing: only the end of the run tells its agent
+# anything (no output write to find the run taken by).
+QUIET_END = script(
+    """
+    import os, sys, time
+    from pathlib import Path
+    print("before", flush=True)
+    gate = Path(os.environ["GATE"])
+    while not gate.exists():
+        time.sleep(0.05)
+    sys.exit(3)
     """
 )
 
@@ -242,3 +257,31 @@ async def test_an_agent_cut_off_while_its_run_was_taken_leaves_it_to_the_taker(
         messages
     assert await cut_off.stop() == 0
     assert await taker.stop() == 0
+
+
+async def test_an_agent_whose_run_was_taken_does_not_write_its_end(lab: Lab) -> None:
+    """The run is taken over while its agent goes on (what it finds when it comes back
+    from a freeze or a cut-off before its heartbeat notices): the run's end, which
+    only the taker may write, is refused to it and it lets go of the run."""
+    gate = lab.root / "gate"
+    queue = await lab.queue(config={"env": {"GATE": str(gate)}})
+    job = await lab.job({"main.py": QUIET_END}, "python main.py")
+    agent = await lab.agent([queue], name="x", heartbeat_s=0.5)
+    run = await lab.run_of((await lab.service.enqueue(job, queue)).id)
+    await lab.wait_output(run.id, "before")
+    # What a take-over by "y" writes (runs_db.reassign), without "x" looking gone.
+    await lab.service._store.write(
+        lambda c: runs_db.reassign(c, run.id, "x", "y", lab.service._store.now()))
+    gate.touch()
+
+    async def let_go() -> list[str] | None:
+        messages = [e.message for e in await lab.service.agent_logs("x")]
+        said = any(m.startswith(f"run {run.id} was taken over by y") for m in messages)
+        return messages if said else None
+
+    messages = await wait_for(let_go, "agent x to let go of the run", within=30)
+    assert not any(m.startswith(f"run {run.id} failed") for m in messages), messages
+    now = await lab.service.get_run(run.id)
+    assert (now.state, now.agent, now.exit_code) == (RunState.RUNNING, "y", None)
+    await wait_for(lambda: agent.status == AgentStatus.POLLING, "agent x to be idle",
+                   within=10)
