@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from launch_tui.core.agents import check_fence
+from launch_tui.core.errors import RunTaken
 from launch_tui.core.events import Event, RunLogAppended, RunMetricsLogged
 from launch_tui.core.model import (
     AgentFence,
@@ -69,15 +70,21 @@ class Output:
 
         return await store.write(tx, bulk=bulk)
 
-    async def append_logs(self, run_id: str,
-                          lines: Sequence[OutputLine]) -> None:
+    async def append_logs(self, run_id: str, lines: Sequence[OutputLine],
+                          fence: AgentFence | None = None) -> None:
         """Store a batch of (timestamp, stream, text[, source]) lines and announce it with
         one event. A small batch (a build's lines, which the agent stores every few
         dozen) goes with the control writes: behind every run's output, as bulk, it
-        would hold up the run it belongs to for seconds under a log flood."""
-        if lines:
-            await self.append_output([OutputBatch(run_id, tuple(lines))],
-                                     bulk=len(lines) > SMALL_BATCH)
+        would hold up the run it belongs to for seconds under a log flood. With a
+        `fence` (an agent's write), RunTaken and nothing stored when another agent
+        has the run now."""
+        if not lines:
+            return
+        taken = await self.append_output([OutputBatch(run_id, tuple(lines))], fence,
+                                         bulk=len(lines) > SMALL_BATCH)
+        if taken and fence is not None:
+            _, owner = await self._store.read(runs_db.agent_of, run_id)
+            raise RunTaken(run_id, owner, fence.name)
 
     async def record_metrics(self, run_id: str,
                              records: Sequence[tuple[int, float, dict[str, float]]]) -> None:

@@ -72,7 +72,8 @@ class AgentPort(Protocol):
     ) -> None: ...
 
     async def append_logs(
-        self, run_id: str, lines: Sequence[tuple[float, LogStream | str, str]]
+        self, run_id: str, lines: Sequence[tuple[float, LogStream | str, str]],
+        fence: AgentFence | None = None,
     ) -> None: ...
 
     async def record_metrics(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 from launch_tui.core import registry, resolve
@@ -106,6 +106,12 @@ class RunRunner:
 
     # ------------------------------------------------------------------ states
 
+    async def _append_logs(self, run_id: str,
+                           lines: Sequence[tuple[float, LogStream | str, str]]) -> None:
+        """Store lines of the run outside its output stream (the build's, the agent's
+        notes): RunTaken when another agent has the run now."""
+        await self.port.append_logs(run_id, lines, fence=self._fence())
+
     async def _fenced(self, exc: FencedOut) -> None:
         if self._on_fenced is not None:
             await self._on_fenced(exc)
@@ -176,7 +182,7 @@ class RunRunner:
                 return
             spec = built.spec
             if active.cancel_requested.is_set():
-                await self.port.append_logs(run.id, built.lines)
+                await self._append_logs(run.id, built.lines)
                 await self._log(built.note, run_id=run.id)
                 await self.finish(run.id, RunState.STOPPED, reason="cancelled before it started")
                 return
@@ -188,7 +194,7 @@ class RunRunner:
             # they commit as one transaction when the writer finds them both waiting.
             advanced, _ = await asyncio.gather(
                 self._advance(run.id, RunState.STARTING, reason="submitting", spec=spec),
-                self.port.append_logs(run.id, built.lines),
+                self._append_logs(run.id, built.lines),
             )
             if not advanced:
                 await self._log(built.note, run_id=run.id)
@@ -240,7 +246,7 @@ class RunRunner:
             active.tail.append(line)
             build_lines.append((time.time(), LogStream.BUILD, line))
             if len(build_lines) >= BUILD_FLUSH_LINES:
-                await self.port.append_logs(run.id, build_lines[:])
+                await self._append_logs(run.id, build_lines[:])
                 build_lines.clear()
 
         async def build(builder: Builder) -> tuple[BuildResult, float]:
@@ -270,7 +276,7 @@ class RunRunner:
         try:
             result, took = await building
         except BuildError as exc:
-            await self.port.append_logs(run.id, build_lines)
+            await self._append_logs(run.id, build_lines)
             await self._log(f"build of run {run.id} failed: {exc}", level="error",
                             run_id=run.id)
             await self._fail(run.id, ErrorStage.BUILD, str(exc), reason="build failed")
@@ -348,7 +354,7 @@ class RunRunner:
                     await self._log(f"run {run.id}: {status.reason}", run_id=run.id)
             if not status.state.terminal:
                 status = RunStatus(RunState.CRASHED, "the backend stopped reporting the run")
-            await await_output(pump, active, self.port.append_logs)
+            await await_output(pump, active, self._append_logs)
             if not pump.cancelled() and pump.exception() is not None:
                 await self._log(f"reading the output of run {run.id} failed: "
                                 f"{pump.exception()!r}", level="error", run_id=run.id)

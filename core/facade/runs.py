@@ -133,11 +133,11 @@ class RunCommands(Parts):
         with a `fence`)."""
         return await self._output.append_output(batches, fence)
 
-    async def append_logs(self, run_id: str,
-                          lines: Sequence[OutputLine]) -> None:
+    async def append_logs(self, run_id: str, lines: Sequence[OutputLine],
+                          fence: AgentFence | None = None) -> None:
         """Store a batch of (timestamp, stream, text[, source]) lines and announce it with
-        one event."""
-        await self._output.append_logs(run_id, lines)
+        one event; an agent's (fenced) batch only while it has the run (RunTaken)."""
+        await self._output.append_logs(run_id, lines, fence)
 
     async def full_output(self, run_id: str) -> AsyncIterator[LogChunk]:
         """Every line the run printed, read from where its backend keeps them (the

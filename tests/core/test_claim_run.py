@@ -189,7 +189,7 @@ async def test_state_and_detail_writes_of_an_agent_are_refused_once_another_took
     service: LaunchService, queues: tuple[str, str]
 ) -> None:
     """An agent's fenced writes about a run (a state change, even to the state the run
-    is already in, and its details) are refused in one sentence once another agent
+    is already in, its details, lines of its build) are refused in one sentence once another agent
     has the run, and change nothing; the taker's and a person's writes go through."""
     a, _ = queues
     fence = AgentFence.of(await service.register_agent("x", [a], project=None, max_jobs=1))
@@ -209,6 +209,7 @@ async def test_state_and_detail_writes_of_an_agent_are_refused_once_another_took
         lambda: service.set_run_state(run.id, RunState.STARTING, fence=fence),
         lambda: service.set_run_state(run.id, RunState.FAILED, exit_code=3, fence=fence),
         lambda: service.update_run(run.id, handle={"pid": 1}, reason="x's", fence=fence),
+        lambda: service.append_logs(run.id, [(time.time(), LogStream.BUILD, "x's")], fence),
     ):
         with pytest.raises(RunTaken) as caught:
             await write()
@@ -217,6 +218,7 @@ async def test_state_and_detail_writes_of_an_agent_are_refused_once_another_took
     after = await service.get_run(run.id)
     assert (after.state, after.handle, after.reason, after.exit_code, after.updated_at) == (
         before.state, before.handle, before.reason, before.exit_code, before.updated_at)
+    assert await service.run_logs(run.id) == []
 
     y = AgentFence.of(await service.register_agent("y", [a], project=None, max_jobs=1))
     await service.update_run(run.id, handle={"pid": 2}, fence=y)
