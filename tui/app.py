@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +31,7 @@ from launch_tui.core.errors import LaunchError
 from launch_tui.core.events import Event
 from launch_tui.core.model import Agent
 from launch_tui.core.service import LaunchService
+from launch_tui.core.store import writelock
 from launch_tui.tui import format as fmt
 from launch_tui.tui import hangup, store_notices
 from launch_tui.tui.agent_host import AgentHost
@@ -59,6 +62,10 @@ class LaunchApp(App[None]):
     BINDINGS = [
         Binding("question_mark", "help", "Keys", tooltip="Show every key and what it does",
                 id="help"),
+        # In raw mode Ctrl-Z is a key, not the terminal's suspend: bound here, it does
+        # what a shell user expects (a focused text field keeps it for undo).
+        Binding("ctrl+z", "suspend_process", "Suspend", show=False,
+                tooltip="Back to the shell; fg returns to the app", id="suspend"),
     ]
 
     def __init__(
@@ -109,11 +116,28 @@ class LaunchApp(App[None]):
         self.set_class(self.no_color, "-no-color")
         fmt.set_plain(self.no_color)
         if not self.is_headless:
-            hangup.watch(asyncio.get_running_loop(), self._hung_up)
+            loop = asyncio.get_running_loop()
+            hangup.watch(loop, self._hung_up)
+            # `kill -TSTP` too stops the app the way Ctrl-Z does (Textual's own handler
+            # would stop it at once, maybe inside a write).
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                loop.add_signal_handler(signal.SIGTSTP, self.action_suspend_process)
         self._store_notices = store_notices.install(
             asyncio.get_running_loop(),
             lambda message: self.notify(message, title="Store", severity="warning", timeout=30))
         self._open()
+
+    def action_suspend_process(self) -> None:
+        """Ctrl-Z: give the terminal back to the shell and stop until `fg`, like any
+        terminal program, but between the store's write transactions: stopped inside
+        one, this process would stop every other writer of an SQLite store with it
+        (core/store/writelock.py)."""
+        driver = self._driver
+        if self.is_headless or driver is None or not driver.can_suspend:
+            return
+        with writelock.between_transactions(), self.suspend():
+            os.kill(os.getpid(), signal.SIGSTOP)
+            # Here again after SIGCONT: the app redraws as the blocks end.
 
     def _hung_up(self) -> None:
         """The terminal is gone (or SIGHUP/SIGTERM): stop the in-app agents the way q

@@ -12,9 +12,10 @@ same; no other process can break either. Two things follow:
   warning naming the process that holds it (from /proc/locks) and whether that
   process is stopped, and repeats it every WAIT_REPEAT_S while it waits.
 - `quiesced` lets a process stop itself between transactions: it holds every gated
-  writer of the process outside its transaction until the block ends. The agent's
-  Ctrl-Z (SIGTSTP) stops the process inside it. A process's transactions are short
-  (one call on the writer thread), so this waits for at most one of them.
+  writer of the process outside its transaction until the block ends. Ctrl-Z
+  (SIGTSTP) on the agent, and on the app, stops the process inside it. A process's
+  transactions are short (one call on the writer thread), so this waits for at most
+  one of them.
 
 PostgreSQL needs no file lock, but a process stopped inside a transaction holds its
 row locks there too: its writer is gated the same way, and the server ends a session
@@ -124,13 +125,21 @@ def quiesced(timeout_s: float = QUIESCE_TIMEOUT_S) -> Iterator[bool]:
                 gate.release()
 
 
-def stop_between_transactions() -> None:
-    """Stop this process (SIGSTOP) the way Ctrl-Z would, but between write
-    transactions: for SIGTSTP handlers of processes that write to a store."""
+@contextlib.contextmanager
+def between_transactions() -> Iterator[None]:
+    """`quiesced`, saying so when a write could not be reached (it still waits for
+    another process's lock): for a process about to stop itself."""
     with quiesced() as reached:
         if not reached:
             log.warning("store: stopping while a write is still waiting for the store's "
                         "lock; other processes cannot write until this one continues.")
+        yield
+
+
+def stop_between_transactions() -> None:
+    """Stop this process (SIGSTOP) the way Ctrl-Z would, but between write
+    transactions: for SIGTSTP handlers of processes that write to a store."""
+    with between_transactions():
         os.kill(os.getpid(), signal.SIGSTOP)
         # Here again after SIGCONT: the writers go on as the block ends.
 

@@ -5,12 +5,13 @@ writelock.py): a process stopped inside a write transaction holds it, and every
 other writer waits until it continues. Ctrl-Z on an agent therefore stops it
 between transactions, never inside one; and a write that waits long for a holder
 says which process holds it and that it is stopped. Real processes, a real
-SQLite store; the holder of the lock is read from /proc/locks.
+SQLite store, the app in tmux; the holder of the lock is read from /proc/locks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ import pytest
 from launch_tui.core.model import RunState
 from launch_tui.core.store.engine import writer_lock_path
 from tests.agent_harness import ROOT, Lab, cli_argv, script, until_stopped, wait_for
+from tests.tui.test_tmux import Tmux
 
 pytestmark = pytest.mark.sqlite_only  # the file lock is SQLite's (PostgreSQL: test_pg_connect)
 
@@ -39,6 +41,7 @@ FLOOD = script(
     """
 )
 STOPS = 30
+APP_STOPS = 10
 
 
 @pytest.fixture
@@ -146,3 +149,63 @@ async def test_a_write_waiting_for_a_stopped_holder_says_who_it_is(lab: Lab,
                 proc.kill()
                 os.kill(proc.pid, signal.SIGCONT)
                 await proc.wait()
+
+
+async def test_ctrl_z_in_the_app_stops_it_between_its_writes(lab: Lab, tmp_path: Path
+                                                             ) -> None:
+    """The app with an agent inside it, in a real terminal under an interactive shell,
+    while a run floods that agent: Ctrl-Z gives the shell its prompt back with the
+    app stopped outside any write (others write on), and fg brings the app back."""
+    gate = lab.root / "gate"
+    queue = await lab.queue(config={"env": {"GATE": str(gate)}})
+    job = await lab.job({"main.py": FLOOD}, "python main.py")
+    item = await lab.service.enqueue(job, queue)
+    app = (f"cd {ROOT} && env -u LAUNCH_TUI_STORE LAUNCH_TUI_HOME={lab.home} "
+           f"TERM=xterm-256color {sys.executable} -c "
+           f"'from launch_tui.tui.app import run_app; run_app(agent_queues=[\"{queue}\"])'")
+    tmux = Tmux(f"launch-tui-z-{os.getpid()}-{tmp_path.name}")
+    # Job control is the shell's: the app is started from an interactive one.
+    tmux.run("new-session", "-d", "-s", "app", "-x", "80", "-y", "24",
+             "env PS1='$ ' bash --norc --noprofile -i")
+    pid = None
+    try:
+        shell = int(tmux.run("display", "-p", "-t", "app", "#{pane_pid}"))
+        tmux.run("send-keys", "-t", "app", "-l", app)
+        tmux.run("send-keys", "-t", "app", "Enter")
+        children = Path(f"/proc/{shell}/task/{shell}/children")
+        pid = await wait_for(lambda: int(children.read_text().split()[0])
+                             if children.read_text().split() else None,
+                             "the app to start", within=30)
+        await asyncio.to_thread(tmux.wait_for, "1 Jobs (1)", 30)
+        run = await lab.run_of(item.id, within=60)
+        await lab.wait_output(run.id, "line 1 ", within=60)
+
+        inside = 0
+        for stop in range(APP_STOPS):
+            tmux.keys("C-z")
+            await until_stopped(pid)
+            if lab.write_lock_holder() == pid:
+                inside += 1
+            if stop == 0:
+                await asyncio.to_thread(tmux.wait_for, "Stopped")  # the shell's prompt
+                try:
+                    await asyncio.wait_for(lab.service.create_queue("other", "local-process"),
+                                           10)
+                except TimeoutError:
+                    raise AssertionError("no other process could write while the app was "
+                                         "stopped") from None
+            tmux.keys("fg", "Enter")
+            await until_stopped(pid, False)
+            await _more_stored(lab, run.id)
+        assert inside == 0, f"stopped inside a write {inside} times of {APP_STOPS}"
+        await asyncio.to_thread(tmux.wait_for, "1 Jobs (1)")  # drawn again after fg
+
+        gate.touch()
+        done = await lab.wait_run(run.id, within=60)
+        assert done.state == RunState.FINISHED, done.error_message
+        assert await _last_line(lab, run.id) == "done"
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)  # the hang-up below then ends it
+        tmux.run("kill-server")
