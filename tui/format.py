@@ -194,8 +194,23 @@ _EXIT_CODE = re.compile(r"^\(exit code -?\d+\):?\s*")
 def why_cell(why: str | None, state: str) -> str:
     """The core's sentence on how a run ended, for a column beside the state and exit
     columns: without the state word and exit code they already show ("failed (exit
-    code 1): ValueError: …" -> "ValueError: …"). Status lines keep the sentence whole."""
+    code 1): ValueError: …" -> "ValueError: …"). A failure that quotes the run's last
+    output lines under its first ("exit code 1; last output:\n…\nValueError: …")
+    shows its last line, the error itself. Status lines keep the sentence whole."""
     text = why or ""
     if text.startswith(state):
         text = text[len(state):].lstrip(": ")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        return lines[-1]
     return _EXIT_CODE.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """Text that may span lines, for a place one line tall (the status line): its
+    first line and, when there are more, its last ("failed (exit code 1): exit code
+    1; last output: … ValueError: loss became NaN"), tabs and runs of spaces as one."""
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        return f"{lines[0]} … {lines[-1]}"
+    return lines[0] if lines else ""

@@ -270,6 +270,36 @@ async def test_the_runs_pane_says_how_each_run_ended(
         assert rows[runs[1]].rstrip(" │").endswith("its agent died")
 
 
+async def test_a_failure_quoting_the_runs_output_stays_on_its_row(
+        service: LaunchService, world: Demo) -> None:
+    """The agent's failure message quotes the run's last lines under its first: the
+    row shows the error itself, on one line (a newline drawn into the terminal moved
+    the cursor and wrote the quoted lines over the rows below), and the status line
+    gives its first and last lines."""
+    await service.enqueue("train", "local")
+    item = await service.claim("agent-x", ["local"])
+    assert item is not None
+    run = (await service.acknowledge(item.id, "agent-x")).id
+    await service.set_run_state(run, RunState.RUNNING)
+    await service.set_run_state(
+        run, RunState.FAILED, exit_code=1, error_stage=ErrorStage.RUN,
+        error_message="exit code 1; last output:\ntraining with {'lr': 0.5}\n"
+                      "ValueError:\tNaN")
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_loaded(pilot)
+        await pilot.press("4")
+        text = await wait_for_text(pilot, "0s ValueError: NaN")
+        lines = text.split("\n")
+        assert len(lines) == 24, text
+        assert not any("training with" in line for line in lines), text
+        (row,) = [line for line in lines if line.startswith("│ ") and run in line]
+        assert row.rstrip(" │").endswith("ValueError: NaN"), row
+        await wait_until(pilot, lambda: "… ValueError: NaN" in screen_text(app),
+                         "the status line's first … last line")
+        assert "exit code 1; last output: … ValueError: NaN" in screen_text(app)
+
+
 async def test_item_states_leave_the_waiting_list(service: LaunchService, world: Demo) -> None:
     item = await service.enqueue("train", "local")
     app = make_app(service)

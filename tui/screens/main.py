@@ -358,7 +358,7 @@ class MainScreen(Screen[None]):
         if self.marked_queues:
             text.append(f"  ·  {len(self.marked_queues)} queues marked (a starts an agent)",
                         style="bold")
-        detail = self.cursor_detail()
+        detail = fmt.one_line(self.cursor_detail() or "")
         if detail:
             # The row under the cursor, whole: narrow columns cut names and reasons.
             text.append(f"  ·  {detail}")

@@ -10,6 +10,7 @@ the user's selection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -24,6 +25,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 Key = Hashable
+_BREAKS = re.compile(r"[\r\n\t]")  # characters that move a terminal's cursor
 
 
 @dataclass(frozen=True)
@@ -350,6 +352,11 @@ class LiveTable(ScrollView, can_focus=True):
         for i, cell_width, column in self._layout(width):
             cell = cells[i] if i < len(cells) else ""
             text = cell.copy() if isinstance(cell, Text) else Text(str(cell))
+            if _BREAKS.search(text.plain):
+                # A row is one line of the terminal: a newline in a cell (a failure
+                # quoting the run's output) would move the cursor and draw its rest
+                # over the row below. Same length, so styled spans keep their places.
+                text.plain = _BREAKS.sub(" ", text.plain)
             text.no_wrap = True
             if text.cell_len > cell_width:
                 text.truncate(cell_width, overflow="ellipsis")
