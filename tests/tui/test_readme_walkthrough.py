@@ -58,8 +58,10 @@ def test_the_readme_walkthrough_at_80x24(tmp_path: Path) -> None:
 
         # The history of the local queue shows it, with its outcome and why.
         tmux.keys("2", "G", "3", "H")
-        screen = tmux.wait_for("history")
-        tmux.wait_for("failed")
+        # The row itself: "history" and "failed" are also in the hint and the notice
+        # shown before the history has loaded, and r on no row does nothing.
+        row = tmux.wait_for_line("#4 train:v0", "failed")
+        assert "ValueError: loss became NaN" in row, row  # the error, not "last output:"
         # r on the failed item re-enqueues it with its config (lr 0.5).
         tmux.keys("g", "r")
         tmux.wait_for("again from run")

@@ -46,6 +46,18 @@ class Tmux:
             time.sleep(0.1)
         raise AssertionError(f"{text!r} never appeared; the terminal shows:\n{self.screen()}")
 
+    def wait_for_line(self, *parts: str, within: float = 15.0) -> str:
+        """Until one line of the screen holds every one of `parts` (a table row, not
+        the same words scattered over a notice and a hint); returns that line."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for line in self.screen().splitlines():
+                if all(part in line for part in parts):
+                    return line
+            time.sleep(0.1)
+        raise AssertionError(f"no line with {parts!r} appeared; the terminal shows:\n"
+                             f"{self.screen()}")
+
     def keys(self, *keys: str) -> None:
         for key in keys:
             self.run("send-keys", "-t", "app", key)
@@ -88,5 +100,37 @@ def test_enqueue_and_quit_in_a_real_terminal(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert marker.exists(), "the app did not exit on q"
         assert marker.read_text().strip() == "0"
+    finally:
+        tmux.run("kill-server")
+
+
+def test_keys_typed_ahead_reach_the_pane_they_go_to(tmp_path: Path) -> None:
+    """"2G3H" typed in one go, as a quick hand does: Queues, its last queue, Items,
+    history. Each key reaches the pane the one before it moved to (a pane took focus
+    only at the next refresh, and the keys queued before it went to the old one)."""
+    home = tmp_path / "home"
+    home.mkdir()
+
+    async def seed() -> None:
+        service = await LaunchService.open(home=home)
+        try:
+            await seed_jobs_and_queues(service, tmp_path / "src")
+        finally:
+            await service.close()
+
+    asyncio.run(seed())
+    command = (f"cd {ROOT} && LAUNCH_TUI_HOME={home} TERM=xterm-256color {sys.executable} "
+               "-c 'from launch_tui.tui.app import run_app; run_app()'; sleep 30")
+    tmux = Tmux(f"launch-tui-ahead-{os.getpid()}-{tmp_path.name}")
+    tmux.run("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
+    try:
+        tmux.wait_for("1 Jobs (2)")
+        tmux.run("send-keys", "-t", "app", "-l", "2G3H")
+        tmux.wait_for("3 Items · local · history")
+        tmux.run("send-keys", "-t", "app", "-l", "4H1")
+        screen = tmux.wait_for("1 Jobs (2)")
+        tmux.run("send-keys", "-t", "app", "-l", "4")
+        tmux.wait_for("4 Runs · history")
+        assert "evaluate" in screen
     finally:
         tmux.run("kill-server")

@@ -455,8 +455,11 @@ class MainScreen(Screen[None]):
     def action_show_pane(self, pane_id: str) -> None:
         self.active_pane = pane_id
         table = self.pane(pane_id).table
-        # In narrow mode the pane only becomes displayable once styles refresh.
-        self.call_after_refresh(table.focus)
+        # Focus now, not after the next refresh: a key typed right behind this one
+        # ("3H", quickly) is already queued and goes to the focused pane. In narrow
+        # mode the pane is displayable only once its styles are updated: done here.
+        self.app.stylesheet.update_nodes(self.query(Pane), animate=False)
+        self.set_focus(table)
 
     def _step_pane(self, step: int) -> None:
         focused = self.focused
