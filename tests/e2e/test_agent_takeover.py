@@ -142,7 +142,11 @@ async def test_a_frozen_agent_that_lost_its_name_stops_and_writes_nothing(lab: L
 
     await frozen.freeze(lab)
     try:
-        await asyncio.sleep(STALE_S + 1.5)  # its heartbeat goes stale
+        async def stale() -> bool:
+            (row,) = [a for a in await lab.service.list_agents() if a.name == "w"]
+            return lab.service._store.now() - row.heartbeat_at > STALE_S
+
+        await wait_for(stale, "the frozen agent's heartbeat to go stale", within=30)
         successor = lab.spawn_agent(["local"], "w")
 
         async def reattached() -> bool:
