@@ -64,7 +64,8 @@ class Tmux:
             time.sleep(0.15)
 
 
-def test_enqueue_and_quit_in_a_real_terminal(tmp_path: Path) -> None:
+def seeded_home(tmp_path: Path) -> Path:
+    """A home whose store holds the demo's jobs and queues (no agent, no items)."""
     home = tmp_path / "home"
     home.mkdir()
 
@@ -76,6 +77,11 @@ def test_enqueue_and_quit_in_a_real_terminal(tmp_path: Path) -> None:
             await service.close()
 
     asyncio.run(seed())
+    return home
+
+
+def test_enqueue_and_quit_in_a_real_terminal(tmp_path: Path) -> None:
+    home = seeded_home(tmp_path)
     marker = tmp_path / "exited"
     command = (
         f"cd {ROOT} && LAUNCH_TUI_HOME={home} TERM=xterm-256color {sys.executable} -c "
@@ -108,17 +114,7 @@ def test_keys_typed_ahead_reach_the_pane_they_go_to(tmp_path: Path) -> None:
     """"2G3H" typed in one go, as a quick hand does: Queues, its last queue, Items,
     history. Each key reaches the pane the one before it moved to (a pane took focus
     only at the next refresh, and the keys queued before it went to the old one)."""
-    home = tmp_path / "home"
-    home.mkdir()
-
-    async def seed() -> None:
-        service = await LaunchService.open(home=home)
-        try:
-            await seed_jobs_and_queues(service, tmp_path / "src")
-        finally:
-            await service.close()
-
-    asyncio.run(seed())
+    home = seeded_home(tmp_path)
     command = (f"cd {ROOT} && LAUNCH_TUI_HOME={home} TERM=xterm-256color {sys.executable} "
                "-c 'from launch_tui.tui.app import run_app; run_app()'; sleep 30")
     tmux = Tmux(f"launch-tui-ahead-{os.getpid()}-{tmp_path.name}")
