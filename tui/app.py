@@ -119,9 +119,15 @@ class LaunchApp(App[None]):
             loop = asyncio.get_running_loop()
             hangup.watch(loop, self._hung_up)
             # `kill -TSTP` too stops the app the way Ctrl-Z does (Textual's own handler
-            # would stop it at once, maybe inside a write).
+            # would stop it at once, maybe inside a write). Textual's SIGCONT handler
+            # is replaced too: it runs inside the signal and writes to the output
+            # thread's queue, which is not reentrant, so a SIGCONT landing while the
+            # app was drawing (the kernel sends one with the hang-up when the
+            # terminal goes away) left the app deadlocked, never exiting. Through the
+            # loop both are ordinary callbacks.
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 loop.add_signal_handler(signal.SIGTSTP, self.action_suspend_process)
+                loop.add_signal_handler(signal.SIGCONT, self._continued)
         self._store_notices = store_notices.install(
             asyncio.get_running_loop(),
             lambda message: self.notify(message, title="Store", severity="warning", timeout=30))
@@ -138,6 +144,11 @@ class LaunchApp(App[None]):
         with writelock.between_transactions(), self.suspend():
             os.kill(os.getpid(), signal.SIGSTOP)
             # Here again after SIGCONT: the app redraws as the blocks end.
+
+    def _continued(self) -> None:
+        """SIGCONT. After the app's own Ctrl-Z, `suspend()` has given the terminal back
+        already; after a stop by anyone else (kill -STOP) the screen is only redrawn."""
+        self.refresh(layout=True)
 
     def _hung_up(self) -> None:
         """The terminal is gone (or SIGHUP/SIGTERM): stop the in-app agents the way q

@@ -22,6 +22,7 @@ import pytest
 
 from launch_tui.core.model import RunState
 from launch_tui.core.store.engine import writer_lock_path
+from launch_tui.core.store.writelock import describe_process
 from tests.agent_harness import ROOT, Lab, cli_argv, script, until_stopped, wait_for
 from tests.tui.test_tmux import Tmux
 
@@ -62,6 +63,15 @@ async def _more_stored(lab: Lab, run_id: str) -> None:
         return await lab.service.output_line_count(run_id) > before
 
     await wait_for(more, "more of the run's output to be stored", within=30)
+
+
+def _ended(pid: int | None) -> bool:
+    """Whether a process has exited (gone, or a zombie nobody has reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 async def _last_line(lab: Lab, run_id: str) -> str | None:
@@ -205,7 +215,14 @@ async def test_ctrl_z_in_the_app_stops_it_between_its_writes(lab: Lab, tmp_path:
         assert done.state == RunState.FINISHED, done.error_message
         assert await _last_line(lab, run.id) == "done"
     finally:
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)  # the hang-up below then ends it
+        if pid is not None and describe_process(pid)[1]:
+            os.kill(pid, signal.SIGCONT)  # stopped: the hang-up below then ends it
         tmux.run("kill-server")
+    # The terminal gone, the app ends (its agent with it) rather than linger.
+    try:
+        await wait_for(lambda: _ended(pid), "the app to exit after its terminal went away",
+                       within=30)
+    except AssertionError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # leave no orphan behind, then fail
+        raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from launch_tui.tui.demo import seed_jobs_and_queues
 assert shutil.which("tmux"), "tmux is not installed (apt-get install tmux)"
 
 ROOT = Path(__file__).resolve().parents[2]
+SIGCONTS = 400
 
 
 class Tmux:
@@ -62,6 +64,19 @@ class Tmux:
         for key in keys:
             self.run("send-keys", "-t", "app", key)
             time.sleep(0.15)
+
+
+def app_pid(tmux: Tmux, within: float = 15.0) -> int:
+    """The process the pane's shell started (the app)."""
+    shell = int(tmux.run("display", "-p", "-t", "app", "#{pane_pid}"))
+    children = Path(f"/proc/{shell}/task/{shell}/children")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = children.read_text().split()
+        if found:
+            return int(found[0])
+        time.sleep(0.05)
+    raise AssertionError("the pane's shell started no process")
 
 
 def seeded_home(tmp_path: Path) -> Path:
@@ -130,3 +145,39 @@ def test_keys_typed_ahead_reach_the_pane_they_go_to(tmp_path: Path) -> None:
         assert "evaluate" in screen
     finally:
         tmux.run("kill-server")
+
+
+def test_sigcont_while_the_app_runs_leaves_it_working(tmp_path: Path) -> None:
+    """SIGCONT comes without a stop before it: with the hang-up when a terminal goes
+    away, from bash to its jobs, from a user's `kill -CONT`. Textual's own handler
+    restarted the terminal's application mode inside the signal, writing to a queue
+    that is not reentrant: a signal landing while the app drew deadlocked it (it
+    then never exited). Many in a row, then the app must still answer and quit."""
+    home = seeded_home(tmp_path)
+    marker = tmp_path / "exited"
+    command = (f"cd {ROOT} && LAUNCH_TUI_HOME={home} TERM=xterm-256color {sys.executable} "
+               f"-c 'from launch_tui.tui.app import run_app; run_app()'; echo $? > {marker}; "
+               "sleep 30")
+    tmux = Tmux(f"launch-tui-cont-{os.getpid()}-{tmp_path.name}")
+    tmux.run("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
+    pid = None
+    try:
+        tmux.wait_for("1 Jobs (2)")
+        pid = app_pid(tmux)
+        for i in range(SIGCONTS):
+            os.kill(pid, signal.SIGCONT)
+            if i % 20 == 0:
+                tmux.run("send-keys", "-t", "app", "-l", "4" if i % 40 else "1")
+            time.sleep(0.002)
+        tmux.keys("2")
+        tmux.wait_for("2 Queues (2)")
+        tmux.keys("q")
+        deadline = time.monotonic() + 15
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), f"the app did not exit on q:\n{tmux.screen()}"
+        assert marker.read_text().strip() == "0"
+    finally:
+        tmux.run("kill-server")
+        if pid is not None and Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)  # deadlocked: leave no orphan behind
