@@ -51,11 +51,13 @@ def _url(*, user: str = "launch", password: str | None = PASSWORD, host: str | N
 
 
 def _activity(database: str) -> list[tuple[str, str]]:
-    """(application_name, query) of every session on `database` but the asker's."""
+    """(application_name, query) of every client session on `database` but the
+    asker's (not the server's own workers: autovacuum visits the database too)."""
     with psycopg.connect(stores.server_url(), autocommit=True) as admin:
         return [(r[0], r[1]) for r in admin.execute(
             "SELECT application_name, query FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()", (database,))]
+            "WHERE datname = %s AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'", (database,))]
 
 
 @pytest.fixture
