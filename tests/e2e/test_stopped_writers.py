@@ -24,7 +24,7 @@ from launch_tui.core.model import RunState
 from launch_tui.core.store.engine import writer_lock_path
 from launch_tui.core.store.writelock import describe_process
 from tests.agent_harness import ROOT, Lab, cli_argv, script, until_stopped, wait_for
-from tests.tui.test_tmux import Tmux
+from tests.tui.test_tmux import Tmux, app_pid
 
 pytestmark = pytest.mark.sqlite_only  # the file lock is SQLite's (PostgreSQL: test_pg_connect)
 
@@ -179,13 +179,9 @@ async def test_ctrl_z_in_the_app_stops_it_between_its_writes(lab: Lab, tmp_path:
              "env PS1='$ ' bash --norc --noprofile -i")
     pid = None
     try:
-        shell = int(tmux.run("display", "-p", "-t", "app", "#{pane_pid}"))
         tmux.run("send-keys", "-t", "app", "-l", app)
         tmux.run("send-keys", "-t", "app", "Enter")
-        children = Path(f"/proc/{shell}/task/{shell}/children")
-        pid = await wait_for(lambda: int(children.read_text().split()[0])
-                             if children.read_text().split() else None,
-                             "the app to start", within=30)
+        pid = await asyncio.to_thread(app_pid, tmux, 30)
         await asyncio.to_thread(tmux.wait_for, "1 Jobs (1)", 30)
         run = await lab.run_of(item.id, within=60)
         await lab.wait_output(run.id, "line 1 ", within=60)

@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from launch_tui.core.service import LaunchService
 from launch_tui.tui.demo import seed_jobs_and_queues
@@ -23,6 +25,18 @@ assert shutil.which("tmux"), "tmux is not installed (apt-get install tmux)"
 
 ROOT = Path(__file__).resolve().parents[2]
 SIGCONTS = 400
+T = TypeVar("T")
+
+
+def poll(check: Callable[[], T | None], within: float) -> T | None:
+    """`check()` every 0.1 s until it gives something truthy, or None after `within`
+    seconds (the screen, /proc and the marker file cannot tell us; we look)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = check()
+        if found or time.monotonic() >= deadline:
+            return found or None
+        time.sleep(0.1)
 
 
 class Tmux:
@@ -40,25 +54,25 @@ class Tmux:
         return self.run("capture-pane", "-p", "-t", "app")
 
     def wait_for(self, text: str, within: float = 15.0) -> str:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+        def showing() -> str | None:
             screen = self.screen()
-            if text in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared; the terminal shows:\n{self.screen()}")
+            return screen if text in screen else None
+
+        screen = poll(showing, within)
+        if screen is None:
+            raise AssertionError(f"{text!r} never appeared; the terminal shows:\n"
+                                 f"{self.screen()}")
+        return screen
 
     def wait_for_line(self, *parts: str, within: float = 15.0) -> str:
         """Until one line of the screen holds every one of `parts` (a table row, not
         the same words scattered over a notice and a hint); returns that line."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            for line in self.screen().splitlines():
-                if all(part in line for part in parts):
-                    return line
-            time.sleep(0.1)
-        raise AssertionError(f"no line with {parts!r} appeared; the terminal shows:\n"
-                             f"{self.screen()}")
+        line = poll(lambda: next((line for line in self.screen().splitlines()
+                                  if all(part in line for part in parts)), None), within)
+        if line is None:
+            raise AssertionError(f"no line with {parts!r} appeared; the terminal shows:\n"
+                                 f"{self.screen()}")
+        return line
 
     def keys(self, *keys: str) -> None:
         for key in keys:
@@ -70,13 +84,15 @@ def app_pid(tmux: Tmux, within: float = 15.0) -> int:
     """The process the pane's shell started (the app)."""
     shell = int(tmux.run("display", "-p", "-t", "app", "#{pane_pid}"))
     children = Path(f"/proc/{shell}/task/{shell}/children")
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = children.read_text().split()
-        if found:
-            return int(found[0])
-        time.sleep(0.05)
-    raise AssertionError("the pane's shell started no process")
+    found = poll(lambda: children.read_text().split(), within)
+    if not found:
+        raise AssertionError("the pane's shell started no process")
+    return int(found[0])
+
+
+def exit_status(marker: Path, within: float = 15.0) -> str | None:
+    """What the pane's shell wrote to `marker` once the app exited (None: it did not)."""
+    return poll(lambda: marker.read_text().strip() if marker.exists() else None, within)
 
 
 def seeded_home(tmp_path: Path) -> Path:
@@ -116,11 +132,7 @@ def test_enqueue_and_quit_in_a_real_terminal(tmp_path: Path) -> None:
         screen = tmux.wait_for("Items · gpu (1)")
         assert "train:v0" in screen and "pending" in screen
         tmux.keys("q")
-        deadline = time.monotonic() + 15
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert marker.exists(), "the app did not exit on q"
-        assert marker.read_text().strip() == "0"
+        assert exit_status(marker) == "0", "the app did not exit on q with status 0"
     finally:
         tmux.run("kill-server")
 
@@ -172,11 +184,8 @@ def test_sigcont_while_the_app_runs_leaves_it_working(tmp_path: Path) -> None:
         tmux.keys("2")
         tmux.wait_for("2 Queues (2)")
         tmux.keys("q")
-        deadline = time.monotonic() + 15
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert marker.exists(), f"the app did not exit on q:\n{tmux.screen()}"
-        assert marker.read_text().strip() == "0"
+        assert exit_status(marker) == "0", \
+            f"the app did not exit on q with status 0:\n{tmux.screen()}"
     finally:
         tmux.run("kill-server")
         if pid is not None and Path(f"/proc/{pid}").exists():
